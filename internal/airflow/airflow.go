@@ -1,0 +1,88 @@
+// Package airflow holds what the reaper needs to know about Airflow task
+// instances, independent of the REST API version that delivered it. The v1
+// (Airflow 2.x) and v2 (Airflow 3.x) clients live in sub-packages and both
+// satisfy Client.
+package airflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// TIKey identifies a task instance across tries. Airflow 2 has no TI id and
+// Airflow 3 changes the id on every try, so this tuple is the only stable key.
+type TIKey struct {
+	DagID    string
+	RunID    string
+	TaskID   string
+	MapIndex int // -1 for an unmapped task
+}
+
+func (k TIKey) String() string {
+	if k.MapIndex >= 0 {
+		return fmt.Sprintf("%s/%s/%s[%d]", k.DagID, k.RunID, k.TaskID, k.MapIndex)
+	}
+	return fmt.Sprintf("%s/%s/%s", k.DagID, k.RunID, k.TaskID)
+}
+
+// TaskInstance is the part of a task instance the decisions use.
+type TaskInstance struct {
+	TIKey
+	TryNumber int
+	// State is the API's state string; "" stands for null ("no status"),
+	// which is an unfinished state. Unknown strings are kept verbatim so the
+	// decision can treat them as unfinished.
+	State     string
+	StartDate *time.Time
+	EndDate   *time.Time
+	Operator  string
+}
+
+// Client is what a cycle asks Airflow. Every method either returns a complete
+// answer or an error: a partial listing is an error, never a shorter slice.
+type Client interface {
+	// APIVersion is "v1" or "v2".
+	APIVersion() string
+	// ServerVersion asks the server for its Airflow version.
+	ServerVersion(ctx context.Context) (string, error)
+	// ListUnfinished lists every task instance in an unfinished state
+	// (including null) of every DAG the API user can read.
+	ListUnfinished(ctx context.Context) ([]TaskInstance, error)
+	// ListDagIDs lists the ids of every DAG the API user can read, including
+	// paused DAGs and DAGs no longer in the DAG folder.
+	ListDagIDs(ctx context.Context) ([]string, error)
+	// ListRunIDs lists the run ids of a DAG. ErrNotFound when the DAG does
+	// not exist.
+	ListRunIDs(ctx context.Context, dagID string) ([]string, error)
+	// ListRunTaskInstances lists every task instance of one DAG run, mapped
+	// ones included. ErrNotFound when the run does not exist.
+	ListRunTaskInstances(ctx context.Context, dagID, runID string) ([]TaskInstance, error)
+	// GetTaskInstance fetches one task instance. ErrNotFound when the API
+	// answered a well-formed 404 for it.
+	GetTaskInstance(ctx context.Context, key TIKey) (TaskInstance, error)
+}
+
+// ErrNotFound is returned only for a definitive answer: an authorized call
+// that the API itself (a JSON error body, not a proxy's HTML page) answered
+// with 404. Anything else that fails is some other error, and a cycle that
+// meets one fails closed.
+var ErrNotFound = errors.New("not found in Airflow")
+
+// FinishedStates are the terminal task-instance states of Airflow 2 and 3.
+var FinishedStates = map[string]bool{
+	"success":         true,
+	"failed":          true,
+	"skipped":         true,
+	"upstream_failed": true,
+	"removed":         true,
+}
+
+// IsFinished reports whether a state is terminal. Null, every intermediate
+// state and any state this version does not know are unfinished, so that an
+// unknown state can never make a pod look like a zombie.
+func IsFinished(state string) bool { return FinishedStates[state] }
+
+// UnfinishedStates are the states the active listing asks for; "" is null.
+var UnfinishedStates = []string{"", "scheduled", "queued", "running", "deferred", "restarting", "up_for_retry", "up_for_reschedule"}
