@@ -1,0 +1,183 @@
+package decision
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
+	"github.com/kpo-reaper/kpo-reaper/internal/labels"
+)
+
+var (
+	now    = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	policy = Policy{MinPodAge: 5 * time.Minute, TerminalGracePeriod: 2 * time.Minute, OrphanMinAge: time.Hour}
+)
+
+const (
+	dag = "kpo_zombie_dag"
+	run = "manual__2026-11-27T06:00:00+00:00"
+)
+
+func ago(d time.Duration) *time.Time { t := now.Add(-d); return &t }
+
+// kpoPod builds a pod labelled exactly as KubernetesPodOperator labels it.
+func kpoPod(name, task string, mapIndex, try int, mutate ...func(*Pod)) Pod {
+	l := labels.ForTaskInstance(dag, task, run, mapIndex, &try)
+	p := Pod{Namespace: "airflow", Name: name, UID: "uid-" + name, Labels: l, Phase: "Running", Created: now.Add(-3 * time.Hour)}
+	for _, m := range mutate {
+		m(&p)
+	}
+	return p
+}
+
+func ti(task string, mapIndex, try int, state string, end *time.Time) airflow.TaskInstance {
+	return airflow.TaskInstance{
+		TIKey:     airflow.TIKey{DagID: dag, RunID: run, TaskID: task, MapIndex: mapIndex},
+		TryNumber: try, State: state, EndDate: end, Operator: "KubernetesPodOperator",
+	}
+}
+
+// evaluate runs the whole pure pipeline the way a cycle does.
+func evaluate(pods []Pod, active []airflow.TaskInstance, lookup func(Candidate) (Lookup, bool)) map[string]Verdict {
+	skipped, candidates, evidence := Screen(pods, now, policy)
+	idx := IndexActive(active)
+	lookups := map[string]Lookup{}
+	for _, c := range NeedsLookup(candidates, idx) {
+		if lookup != nil {
+			if l, ok := lookup(c); ok {
+				lookups[c.Pod.UID] = l
+			}
+		}
+	}
+	out := map[string]Verdict{}
+	for _, v := range append(skipped, Decide(Input{Now: now, Policy: policy, Candidates: candidates, Active: idx, Lookups: lookups, Evidence: evidence})...) {
+		out[v.Pod.Name] = v
+	}
+	return out
+}
+
+func found(t airflow.TaskInstance) func(Candidate) (Lookup, bool) {
+	return func(Candidate) (Lookup, bool) { return Lookup{Status: Found, TI: t}, true }
+}
+
+func status(s LookupStatus) func(Candidate) (Lookup, bool) {
+	return func(Candidate) (Lookup, bool) { return Lookup{Status: s, Detail: "test"}, true }
+}
+
+func TestDecisionTable(t *testing.T) {
+	type row struct {
+		name    string
+		pods    []Pod
+		active  []airflow.TaskInstance
+		lookup  func(Candidate) (Lookup, bool)
+		verdict string
+		reason  string
+	}
+	rows := []row{
+		{name: "no KPO label", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { delete(p.Labels, labels.KPO) })}, verdict: Skip, reason: ReasonNotKPO},
+		{name: "KPO label False", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.KPO] = "False" })}, verdict: Skip, reason: ReasonNotKPO},
+		{name: "executor worker by airflow-worker", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AirflowWorker] = "42" })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonExecutorWorker},
+		{name: "executor worker by kubernetes_executor", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.KubernetesExecutor] = "True" })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonExecutorWorker},
+		{name: "Job-owned pod", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.OwnerKind = "Job" })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonOwned},
+		{name: "terminating", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Terminating = true })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonTerminating},
+		{name: "missing try_number", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { delete(p.Labels, labels.TryNumber) })}, verdict: Skip, reason: ReasonUnidentifiable},
+		{name: "execution_date era pod", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { delete(p.Labels, labels.RunID); p.Labels[labels.ExecutionDate] = "x" })}, verdict: Skip, reason: ReasonUnidentifiable},
+		{name: "bad map_index", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.MapIndex] = "zero" })}, verdict: Skip, reason: ReasonUnidentifiable},
+		{name: "too young", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Created = now.Add(-time.Minute) })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonTooYoung},
+		{name: "Succeeded pod", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Succeeded" })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonCompleted},
+		{name: "Failed pod", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Failed" })}, lookup: found(ti("t", -1, 1, "failed", ago(time.Hour))), verdict: Skip, reason: ReasonCompleted},
+
+		{name: "running TI", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 1, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "null state TI", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 1, "", nil)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "deferred TI, Airflow 2.0-2.9 try one lower than pod", pods: []Pod{kpoPod("p", "t", -1, 2)}, active: []airflow.TaskInstance{ti("t", -1, 1, "deferred", nil)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "retry reattached to previous try's pod", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "up_for_retry keeps the reattach candidate", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 1, "up_for_retry", nil)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "restarting", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 1, "restarting", nil)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "unknown state found by lookup is active", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "shutdown", ago(time.Hour))), verdict: Keep, reason: ReasonTIActive},
+		{name: "Succeeded pod of deferred TI is not touched", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Succeeded" })}, active: []airflow.TaskInstance{ti("t", -1, 1, "deferred", nil)}, verdict: Skip, reason: ReasonCompleted},
+
+		{name: "stale try marked already_checked", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Reap, reason: ReasonStaleTry},
+		{name: "stale try with the current try's pod present", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Minute) })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Reap, reason: ReasonStaleTry},
+		{name: "a terminating current-try pod is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Terminating = true })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "already_checked but same try as TI is kept", pods: []Pod{kpoPod("p", "t", -1, 2, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
+
+		{name: "finished TI past grace", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Reap, reason: ReasonTIFinished},
+		{name: "failed TI, pod stuck Pending", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Pending" })}, lookup: found(ti("t", -1, 1, "failed", ago(time.Hour))), verdict: Reap, reason: ReasonTIFinished},
+		{name: "finished TI, pod of an earlier try", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 3, "failed", ago(time.Hour))), verdict: Reap, reason: ReasonTIFinished},
+		{name: "skipped, upstream_failed and removed are finished", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "removed", ago(time.Hour))), verdict: Reap, reason: ReasonTIFinished},
+		{name: "finished TI within grace", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "success", ago(time.Minute))), verdict: Skip, reason: ReasonTerminalGrace},
+		{name: "pod try ahead of finished TI", pods: []Pod{kpoPod("p", "t", -1, 2)}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonTryAhead},
+		{name: "pod newer than TI end", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Created = now.Add(-30 * time.Minute) })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonPodNewerThanTI},
+		{name: "finished without end_date", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "upstream_failed", nil)), verdict: Skip, reason: ReasonNoEndDate},
+
+		{name: "orphan", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Gone), verdict: Reap, reason: ReasonOrphan},
+		{name: "orphan younger than orphan age", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Created = now.Add(-30 * time.Minute) })}, lookup: status(Gone), verdict: Skip, reason: ReasonOrphanTooYoung},
+		{name: "unresolved", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Unresolved), verdict: Skip, reason: ReasonUnresolved},
+		{name: "not looked up", pods: []Pod{kpoPod("p", "t", -1, 1)}, verdict: Skip, reason: ReasonUnresolved},
+		{name: "ambiguous lookup", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Ambiguous), verdict: Skip, reason: ReasonAmbiguous},
+		{name: "two active TIs on one key", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 1, "running", nil), ti("t", -1, 1, "queued", nil)}, verdict: Skip, reason: ReasonAmbiguous},
+
+		{name: "mapped: other map index active does not protect", pods: []Pod{kpoPod("p", "m", 0, 1)}, active: []airflow.TaskInstance{ti("m", 1, 1, "running", nil)}, lookup: found(ti("m", 0, 1, "success", ago(time.Hour))), verdict: Reap, reason: ReasonTIFinished},
+		{name: "mapped: own map index active", pods: []Pod{kpoPod("p", "m", 1, 1)}, active: []airflow.TaskInstance{ti("m", 1, 1, "running", nil), ti("m", 0, 1, "success", ago(time.Hour))}, verdict: Keep, reason: ReasonTIActive},
+		{name: "unmapped pod is not the mapped TI 0", pods: []Pod{kpoPod("p", "m", -1, 1)}, active: []airflow.TaskInstance{ti("m", 0, 1, "running", nil)}, lookup: status(Gone), verdict: Reap, reason: ReasonOrphan},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			got := evaluate(r.pods, r.active, r.lookup)["p"]
+			if got.Verdict != r.verdict || got.Reason != r.reason {
+				t.Fatalf("got %s/%s (%s), want %s/%s", got.Verdict, got.Reason, got.Detail, r.verdict, r.reason)
+			}
+		})
+	}
+}
+
+// The seed DAG: two zombies reaped, two live pods kept.
+func TestSeedScenario(t *testing.T) {
+	pods := []Pod{
+		kpoPod("zombie", "zombie_kpo_task", -1, 1),
+		kpoPod("healthy", "healthy_kpo_task", -1, 1),
+		kpoPod("mapped-0", "mapped_kpo_task", 0, 1),
+		kpoPod("mapped-1", "mapped_kpo_task", 1, 1),
+	}
+	active := []airflow.TaskInstance{ti("healthy_kpo_task", -1, 1, "running", nil), ti("mapped_kpo_task", 1, 1, "running", nil)}
+	finished := map[string]airflow.TaskInstance{
+		"zombie":   ti("zombie_kpo_task", -1, 1, "success", ago(time.Hour)),
+		"mapped-0": ti("mapped_kpo_task", 0, 1, "success", ago(time.Hour)),
+	}
+	got := evaluate(pods, active, func(c Candidate) (Lookup, bool) {
+		return Lookup{Status: Found, TI: finished[c.Pod.Name]}, true
+	})
+	want := map[string]string{"zombie": Reap, "mapped-0": Reap, "healthy": Keep, "mapped-1": Keep}
+	for name, v := range want {
+		if got[name].Verdict != v {
+			t.Errorf("%s: got %s/%s, want %s", name, got[name].Verdict, got[name].Reason, v)
+		}
+	}
+}
+
+func TestHashedIdsMatch(t *testing.T) {
+	longDag := "a_very_long_dag_id_" + string(make([]byte, 0)) + "with_more_than_sixty_three_characters_in_it_for_sure_yes"
+	try := 1
+	l := labels.ForTaskInstance(longDag, "task*", run, -1, &try)
+	pod := Pod{Namespace: "ns", Name: "p", UID: "u", Labels: l, Phase: "Running", Created: now.Add(-time.Hour)}
+	active := []airflow.TaskInstance{{TIKey: airflow.TIKey{DagID: longDag, RunID: run, TaskID: "task*", MapIndex: -1}, TryNumber: 1, State: "running"}}
+	got := evaluate([]Pod{pod}, active, nil)["p"]
+	if got.Verdict != Keep {
+		t.Fatalf("hashed ids not matched: %s/%s", got.Verdict, got.Reason)
+	}
+}
+
+func TestOldestFirst(t *testing.T) {
+	var vs []Verdict
+	for i := 3; i > 0; i-- {
+		vs = append(vs, Verdict{Pod: Pod{Name: strconv.Itoa(i), Created: now.Add(-time.Duration(i) * time.Hour)}})
+	}
+	vs = append(vs, Verdict{Pod: Pod{Name: "0", Created: now}})
+	OldestFirst(vs)
+	for i, want := range []string{"3", "2", "1", "0"} {
+		if vs[i].Pod.Name != want {
+			t.Fatalf("order %v", vs)
+		}
+	}
+}
