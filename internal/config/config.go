@@ -1,0 +1,313 @@
+// Package config loads the one configuration struct of kpo-reaper from a
+// YAML file, KPO_REAPER_* environment variables and flags, and validates it
+// before anything talks to Airflow or Kubernetes.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// EnvPrefix prefixes every environment variable: KPO_REAPER_AIRFLOW_URL is
+// airflow.url.
+const EnvPrefix = "KPO_REAPER"
+
+// Config is the whole configuration.
+type Config struct {
+	Airflow    Airflow    `mapstructure:"airflow"`
+	Kubernetes Kubernetes `mapstructure:"kubernetes"`
+	Reaper     Reaper     `mapstructure:"reaper"`
+	Log        Log        `mapstructure:"log"`
+}
+
+type Airflow struct {
+	URL        string        `mapstructure:"url"`
+	APIVersion string        `mapstructure:"apiVersion"`
+	Timeout    time.Duration `mapstructure:"timeout"`
+	MaxRetries int           `mapstructure:"maxRetries"`
+	Auth       Auth          `mapstructure:"auth"`
+}
+
+type Auth struct {
+	Type      string `mapstructure:"type"`
+	Username  string `mapstructure:"username"`
+	Password  string `mapstructure:"password"`
+	Token     string `mapstructure:"token"`
+	TokenFile string `mapstructure:"tokenFile"`
+}
+
+type Kubernetes struct {
+	Kubeconfig    string   `mapstructure:"kubeconfig"`
+	Namespaces    []string `mapstructure:"namespaces"`
+	AllNamespaces bool     `mapstructure:"allNamespaces"`
+	LabelSelector string   `mapstructure:"labelSelector"`
+}
+
+type Reaper struct {
+	DryRun              bool          `mapstructure:"dryRun"`
+	Interval            time.Duration `mapstructure:"interval"`
+	MinPodAge           time.Duration `mapstructure:"minPodAge"`
+	TerminalGracePeriod time.Duration `mapstructure:"terminalGracePeriod"`
+	OrphanMinAge        time.Duration `mapstructure:"orphanMinAge"`
+	Confirmations       int           `mapstructure:"confirmations"`
+	MaxDeletesPerCycle  int           `mapstructure:"maxDeletesPerCycle"`
+}
+
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// defaults lists every key with its default. Viper only maps environment
+// variables onto keys it knows, so every key must appear here.
+var defaults = map[string]any{
+	"airflow.url":                "",
+	"airflow.apiVersion":         "auto",
+	"airflow.timeout":            "30s",
+	"airflow.maxRetries":         4,
+	"airflow.auth.type":          "none",
+	"airflow.auth.username":      "",
+	"airflow.auth.password":      "",
+	"airflow.auth.token":         "",
+	"airflow.auth.tokenFile":     "",
+	"kubernetes.kubeconfig":      "",
+	"kubernetes.namespaces":      []string{},
+	"kubernetes.allNamespaces":   false,
+	"kubernetes.labelSelector":   "",
+	"reaper.dryRun":              true,
+	"reaper.interval":            "1m",
+	"reaper.minPodAge":           "5m",
+	"reaper.terminalGracePeriod": "2m",
+	"reaper.orphanMinAge":        "1h",
+	"reaper.confirmations":       2,
+	"reaper.maxDeletesPerCycle":  20,
+	"log.level":                  "info",
+	"log.format":                 "text",
+}
+
+// Flag names bound to keys; the commands declare the flags.
+var flagKeys = map[string]string{
+	"dry-run":        "reaper.dryRun",
+	"airflow-url":    "airflow.url",
+	"kubeconfig":     "kubernetes.kubeconfig",
+	"namespace":      "kubernetes.namespaces",
+	"all-namespaces": "kubernetes.allNamespaces",
+	"interval":       "reaper.interval",
+	"log-level":      "log.level",
+	"log-format":     "log.format",
+}
+
+// AddFlags declares the flags for the common settings.
+func AddFlags(fs *pflag.FlagSet) {
+	fs.Bool("dry-run", true, "log what would be deleted without deleting (reaper.dryRun); deleting needs --dry-run=false")
+	fs.String("airflow-url", "", "Airflow webserver/API server base URL, without /api/v1 (airflow.url)")
+	fs.String("kubeconfig", "", "kubeconfig path; empty: in-cluster, $KUBECONFIG or ~/.kube/config (kubernetes.kubeconfig)")
+	fs.StringSlice("namespace", nil, "namespace to watch, repeatable (kubernetes.namespaces)")
+	fs.Bool("all-namespaces", false, "watch every namespace (kubernetes.allNamespaces)")
+	fs.Duration("interval", time.Minute, "time between cycles (reaper.interval)")
+	fs.String("log-level", "info", "debug, info, warn or error (log.level)")
+	fs.String("log-format", "text", "text or json (log.format)")
+}
+
+// Load reads the file (if any), the environment and the flags that were set,
+// in increasing precedence, and validates the result.
+func Load(file string, fs *pflag.FlagSet) (*Config, error) {
+	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+	if fs != nil {
+		var bindErr error
+		fs.VisitAll(func(f *pflag.Flag) {
+			if key, ok := flagKeys[f.Name]; ok && f.Changed {
+				if err := v.BindPFlag(key, f); err != nil {
+					bindErr = err
+				}
+			}
+		})
+		if bindErr != nil {
+			return nil, bindErr
+		}
+	}
+	var c Config
+	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	)))
+	if err != nil {
+		return nil, explainDecodeError(err)
+	}
+	c.Kubernetes.Namespaces = compact(c.Kubernetes.Namespaces)
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// explainDecodeError turns mapstructure's report into lines that name each
+// key and say what to do.
+func explainDecodeError(err error) error {
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, "decoding failed due to the following error(s):\n\n", "")
+	msg = strings.ReplaceAll(msg, "'' has invalid keys: ", "unknown key(s), remove or fix the spelling: ")
+	return fmt.Errorf("invalid configuration: %s", strings.TrimSpace(msg))
+}
+
+func compact(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Validate checks every value and names the key and the fix for each
+// problem; all problems are reported at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	a := c.Airflow
+	switch u, err := url.Parse(a.URL); {
+	case a.URL == "":
+		bad("airflow.url", "required: the Airflow webserver (2.x) or API server (3.x) base URL, e.g. http://airflow-webserver.airflow:8080")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		bad("airflow.url", "%q is not an http(s) URL", a.URL)
+	case strings.Contains(strings.TrimSuffix(u.Path, "/"), "/api/v"):
+		bad("airflow.url", "remove the /api/v1 or /api/v2 suffix: give the base URL, the API version is chosen by airflow.apiVersion")
+	case u.User != nil:
+		bad("airflow.url", "must not carry credentials: use airflow.auth")
+	}
+	switch a.APIVersion {
+	case "auto", "v1", "v2":
+	default:
+		bad("airflow.apiVersion", "%q is not one of auto, v1, v2", a.APIVersion)
+	}
+	if a.Timeout <= 0 {
+		bad("airflow.timeout", "must be a positive duration such as 30s")
+	}
+	if a.MaxRetries < 0 || a.MaxRetries > 10 {
+		bad("airflow.maxRetries", "must be between 0 and 10")
+	}
+	switch au := a.Auth; au.Type {
+	case "none":
+	case "basic", "airflow-jwt":
+		if au.Username == "" || au.Password == "" {
+			bad("airflow.auth", "type %s needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD)", au.Type)
+		}
+	case "bearer":
+		if (au.Token == "") == (au.TokenFile == "") {
+			bad("airflow.auth", "type bearer needs exactly one of airflow.auth.token and airflow.auth.tokenFile")
+		}
+	default:
+		bad("airflow.auth.type", "%q is not one of none, basic, bearer, airflow-jwt", au.Type)
+	}
+	k := c.Kubernetes
+	switch {
+	case k.AllNamespaces && len(k.Namespaces) > 0:
+		bad("kubernetes.namespaces", "set either kubernetes.namespaces or kubernetes.allNamespaces, not both")
+	case !k.AllNamespaces && len(k.Namespaces) == 0:
+		bad("kubernetes.namespaces", "required: list the namespaces where KPO pods run (or set kubernetes.allNamespaces: true)")
+	}
+	if k.LabelSelector != "" {
+		if _, err := labels.Parse(k.LabelSelector); err != nil {
+			bad("kubernetes.labelSelector", "%v", err)
+		}
+	}
+	r := c.Reaper
+	if r.Interval < time.Second {
+		bad("reaper.interval", "must be at least 1s")
+	}
+	for key, d := range map[string]time.Duration{"reaper.minPodAge": r.MinPodAge, "reaper.terminalGracePeriod": r.TerminalGracePeriod, "reaper.orphanMinAge": r.OrphanMinAge} {
+		if d < 0 {
+			bad(key, "must not be negative")
+		}
+	}
+	if r.Confirmations < 1 {
+		bad("reaper.confirmations", "must be at least 1 (1 deletes on the first evaluation that finds a zombie)")
+	}
+	if r.MaxDeletesPerCycle < 1 {
+		bad("reaper.maxDeletesPerCycle", "must be at least 1; use reaper.dryRun: true to delete nothing")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+const redacted = "<redacted>"
+
+// Redacted returns a copy safe to log: every secret replaced, emptiness kept
+// visible so a missing secret is still diagnosable.
+func (c Config) Redacted() Config {
+	if c.Airflow.Auth.Password != "" {
+		c.Airflow.Auth.Password = redacted
+	}
+	if c.Airflow.Auth.Token != "" {
+		c.Airflow.Auth.Token = redacted
+	}
+	return c
+}
+
+// LogValue lets slog print the configuration without secrets.
+func (c Config) LogValue() slog.Value {
+	return slog.StringValue(c.String())
+}
+
+// String renders every key=value with secrets redacted.
+func (c Config) String() string {
+	var parts []string
+	flatten("", reflect.ValueOf(c.Redacted()), &parts)
+	return strings.Join(parts, " ")
+}
+
+func flatten(prefix string, v reflect.Value, out *[]string) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		key := t.Field(i).Tag.Get("mapstructure")
+		if prefix != "" {
+			key = prefix + "." + key
+		}
+		f := v.Field(i)
+		if f.Kind() == reflect.Struct {
+			flatten(key, f, out)
+			continue
+		}
+		*out = append(*out, fmt.Sprintf("%s=%v", key, f.Interface()))
+	}
+}

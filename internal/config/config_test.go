@@ -1,0 +1,118 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const minimal = `
+airflow:
+  url: http://airflow:8080
+kubernetes:
+  namespaces: [airflow]
+`
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(write(t, minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Reaper.DryRun || c.Reaper.Confirmations != 2 || c.Reaper.Interval != time.Minute ||
+		c.Reaper.MinPodAge != 5*time.Minute || c.Reaper.TerminalGracePeriod != 2*time.Minute ||
+		c.Reaper.OrphanMinAge != time.Hour || c.Reaper.MaxDeletesPerCycle != 20 ||
+		c.Airflow.APIVersion != "auto" || c.Airflow.Timeout != 30*time.Second || c.Airflow.Auth.Type != "none" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	if _, err := Load("../../config/kpo-reaper.yaml", nil); err != nil {
+		t.Fatalf("the shipped example must load: %v", err)
+	}
+}
+
+func TestEnvOverridesFileAndFlagsOverrideEnv(t *testing.T) {
+	t.Setenv("KPO_REAPER_AIRFLOW_AUTH_TYPE", "basic")
+	t.Setenv("KPO_REAPER_AIRFLOW_AUTH_USERNAME", "reaper")
+	t.Setenv("KPO_REAPER_AIRFLOW_AUTH_PASSWORD", "s3cret-pw")
+	t.Setenv("KPO_REAPER_KUBERNETES_NAMESPACES", "a, b")
+	t.Setenv("KPO_REAPER_REAPER_DRYRUN", "false")
+	t.Setenv("KPO_REAPER_REAPER_MINPODAGE", "10m")
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse([]string{"--dry-run=true", "--interval=30s"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(write(t, minimal), fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Airflow.Auth.Password != "s3cret-pw" || strings.Join(c.Kubernetes.Namespaces, "|") != "a|b" || c.Reaper.MinPodAge != 10*time.Minute {
+		t.Fatalf("env not applied: %+v", c)
+	}
+	if !c.Reaper.DryRun || c.Reaper.Interval != 30*time.Second {
+		t.Fatalf("flags must win over env: %+v", c.Reaper)
+	}
+	if s := c.String(); strings.Contains(s, "s3cret-pw") || !strings.Contains(s, "airflow.auth.password=<redacted>") {
+		t.Fatalf("secret in rendered config: %s", s)
+	}
+}
+
+func TestBadInputNamesTheKey(t *testing.T) {
+	cases := map[string]struct{ body, want string }{
+		"unknown key":          {minimal + "reaper:\n  dryrun: true\n  confirmatons: 2\n", "confirmatons"},
+		"unknown section":      {minimal + "metrics:\n  enabled: true\n", "metrics"},
+		"bad duration":         {minimal + "reaper:\n  interval: soon\n", "reaper.interval"},
+		"bad int":              {minimal + "reaper:\n  confirmations: two\n", "reaper.confirmations"},
+		"zero confirmations":   {minimal + "reaper:\n  confirmations: 0\n", "reaper.confirmations"},
+		"api suffix":           {"airflow:\n  url: http://a/api/v1\nkubernetes:\n  namespaces: [x]\n", "airflow.url"},
+		"no url":               {"kubernetes:\n  namespaces: [x]\n", "airflow.url"},
+		"no namespaces":        {"airflow:\n  url: http://a\n", "kubernetes.namespaces"},
+		"both namespace modes": {minimal + "  allNamespaces: true\n", "kubernetes.namespaces"},
+		"bad selector":         {minimal + "  labelSelector: 'a=(b'\n", "kubernetes.labelSelector"},
+		"bad api version":      {"airflow:\n  url: http://a\n  apiVersion: v3\nkubernetes:\n  namespaces: [x]\n", "airflow.apiVersion"},
+		"basic without pw":     {"airflow:\n  url: http://a\n  auth: {type: basic, username: u}\nkubernetes:\n  namespaces: [x]\n", "airflow.auth"},
+		"bearer both":          {"airflow:\n  url: http://a\n  auth: {type: bearer, token: t, tokenFile: /f}\nkubernetes:\n  namespaces: [x]\n", "airflow.auth"},
+		"bad auth type":        {"airflow:\n  url: http://a\n  auth: {type: kerberos}\nkubernetes:\n  namespaces: [x]\n", "airflow.auth.type"},
+		"bad log format":       {minimal + "log:\n  format: xml\n", "log.format"},
+		"negative age":         {minimal + "reaper:\n  minPodAge: -1m\n", "reaper.minPodAge"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(write(t, tc.body), nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want an error naming %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestBadEnvValueNamesTheKey(t *testing.T) {
+	t.Setenv("KPO_REAPER_REAPER_MAXDELETESPERCYCLE", "many")
+	_, err := Load(write(t, minimal), nil)
+	if err == nil || !strings.Contains(err.Error(), "reaper.maxdeletespercycle") && !strings.Contains(err.Error(), "maxDeletesPerCycle") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSecretsNeverInErrors(t *testing.T) {
+	body := "airflow:\n  url: http://a\n  auth: {type: bearer, token: tok-abc123, tokenFile: /f}\nkubernetes:\n  namespaces: [x]\n"
+	_, err := Load(write(t, body), nil)
+	if err == nil || strings.Contains(err.Error(), "tok-abc123") {
+		t.Fatalf("got %v", err)
+	}
+}
