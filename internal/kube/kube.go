@@ -1,0 +1,106 @@
+// Package kube connects to the Kubernetes API and lists the pods the reaper
+// judges.
+package kube
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/decision"
+	"github.com/kpo-reaper/kpo-reaper/internal/labels"
+)
+
+// UserAgent identifies the reaper in apiserver audit logs.
+const UserAgent = "kpo-reaper"
+
+// Config builds a client config: the kubeconfig file when given, else the
+// in-cluster config, else $KUBECONFIG or ~/.kube/config.
+func Config(kubeconfig string) (*rest.Config, error) {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else if cfg, err = rest.InClusterConfig(); err != nil {
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config (kubernetes.kubeconfig): %w", err)
+	}
+	cfg.UserAgent = UserAgent
+	return cfg, nil
+}
+
+// Selector is the list selector: KPO pods, ANDed with the user's selector.
+func Selector(userSelector string) string {
+	if userSelector == "" {
+		return labels.KPOSelector
+	}
+	return labels.KPOSelector + "," + userSelector
+}
+
+// PodLister lists pods page by page, so that a namespace with thousands of
+// pods never needs one huge response.
+type PodLister struct {
+	Client     kubernetes.Interface
+	Namespaces []string // empty: all namespaces
+	Selector   string
+	PageSize   int64
+}
+
+// List returns every matching pod or an error; never a partial list.
+func (l *PodLister) List(ctx context.Context) ([]decision.Pod, error) {
+	namespaces := l.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	limit := l.PageSize
+	if limit <= 0 {
+		limit = 500
+	}
+	var out []decision.Pod
+	for _, ns := range namespaces {
+		opts := metav1.ListOptions{LabelSelector: l.Selector, Limit: limit}
+		for {
+			list, err := l.Client.CoreV1().Pods(ns).List(ctx, opts)
+			if err != nil {
+				return nil, fmt.Errorf("listing pods in namespace %q: %w", ns, err)
+			}
+			for i := range list.Items {
+				out = append(out, ToPod(&list.Items[i]))
+			}
+			if list.Continue == "" {
+				break
+			}
+			opts.Continue = list.Continue
+		}
+	}
+	return out, nil
+}
+
+// ToPod keeps what the decisions read.
+func ToPod(p *corev1.Pod) decision.Pod {
+	owner := ""
+	if len(p.OwnerReferences) > 0 {
+		owner = p.OwnerReferences[0].Kind
+	}
+	return decision.Pod{
+		Namespace:   p.Namespace,
+		Name:        p.Name,
+		UID:         string(p.UID),
+		Labels:      p.Labels,
+		Annotations: p.Annotations,
+		OwnerKind:   owner,
+		Terminating: p.DeletionTimestamp != nil,
+		Phase:       string(p.Status.Phase),
+		Created:     p.CreationTimestamp.Time,
+	}
+}

@@ -1,0 +1,398 @@
+package reaper
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
+	"github.com/kpo-reaper/kpo-reaper/internal/decision"
+	"github.com/kpo-reaper/kpo-reaper/internal/deleter"
+	"github.com/kpo-reaper/kpo-reaper/internal/labels"
+	"github.com/kpo-reaper/kpo-reaper/internal/resolve"
+)
+
+var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+const (
+	dag = "kpo_zombie_dag"
+	run = "manual__2026-11-27T06:00:00+00:00"
+)
+
+// fakeAirflow is an in-memory Airflow: a list of task instances and the
+// DAGs and runs they imply.
+type fakeAirflow struct {
+	mu        sync.Mutex
+	tis       []airflow.TaskInstance
+	failList  error
+	failGet   error
+	calls     int
+	onGet     func() // mutate state right before a single-TI fetch
+	getCalled int
+}
+
+func (f *fakeAirflow) APIVersion() string                            { return "v2" }
+func (f *fakeAirflow) ServerVersion(context.Context) (string, error) { return "3.2.1", nil }
+
+func (f *fakeAirflow) ListUnfinished(context.Context) ([]airflow.TaskInstance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.failList != nil {
+		return nil, f.failList
+	}
+	var out []airflow.TaskInstance
+	for _, ti := range f.tis {
+		if !airflow.IsFinished(ti.State) {
+			out = append(out, ti)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeAirflow) ListDagIDs(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	seen := map[string]bool{}
+	var out []string
+	for _, ti := range f.tis {
+		if !seen[ti.DagID] {
+			seen[ti.DagID] = true
+			out = append(out, ti.DagID)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeAirflow) ListRunIDs(_ context.Context, dagID string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	seen := map[string]bool{}
+	var out []string
+	for _, ti := range f.tis {
+		if ti.DagID == dagID && !seen[ti.RunID] {
+			seen[ti.RunID] = true
+			out = append(out, ti.RunID)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeAirflow) ListRunTaskInstances(_ context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	var out []airflow.TaskInstance
+	for _, ti := range f.tis {
+		if ti.DagID == dagID && ti.RunID == runID {
+			out = append(out, ti)
+		}
+	}
+	if len(out) == 0 {
+		return nil, airflow.ErrNotFound
+	}
+	return out, nil
+}
+
+func (f *fakeAirflow) GetTaskInstance(_ context.Context, k airflow.TIKey) (airflow.TaskInstance, error) {
+	if f.onGet != nil {
+		f.onGet()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	f.getCalled++
+	if f.failGet != nil {
+		return airflow.TaskInstance{}, f.failGet
+	}
+	for _, ti := range f.tis {
+		if ti.TIKey == k {
+			return ti, nil
+		}
+	}
+	return airflow.TaskInstance{}, airflow.ErrNotFound
+}
+
+func (f *fakeAirflow) set(task string, mapIndex int, state string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.tis {
+		if f.tis[i].TaskID == task && f.tis[i].MapIndex == mapIndex {
+			f.tis[i].State = state
+		}
+	}
+}
+
+// cluster is a pod store that the recording deleter writes to.
+type cluster struct {
+	mu      sync.Mutex
+	pods    map[string]decision.Pod
+	deleted []string
+	writes  int
+	fail    error
+}
+
+func (c *cluster) List(context.Context) ([]decision.Pod, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail != nil {
+		return nil, c.fail
+	}
+	var out []decision.Pod
+	for _, p := range c.pods {
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (c *cluster) Delete(_ context.Context, p decision.Pod) (deleter.Result, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	if _, ok := c.pods[p.Name]; !ok {
+		return deleter.Gone, nil
+	}
+	delete(c.pods, p.Name)
+	c.deleted = append(c.deleted, p.Name)
+	return deleter.Deleted, nil
+}
+
+func (c *cluster) Mark(_ context.Context, p decision.Pod, s deleter.Sighting) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	q := c.pods[p.Name]
+	q.Annotations = map[string]string{
+		deleter.AnnotationCount:     strconv.Itoa(s.Count),
+		deleter.AnnotationFirstSeen: s.FirstSeen.Format(time.RFC3339),
+		deleter.AnnotationReason:    s.Reason,
+	}
+	c.pods[p.Name] = q
+	return nil
+}
+
+func (c *cluster) Unmark(_ context.Context, p decision.Pod) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	q := c.pods[p.Name]
+	q.Annotations = nil
+	c.pods[p.Name] = q
+	return nil
+}
+
+func pod(name, task string, mapIndex, try int, created time.Time) decision.Pod {
+	return decision.Pod{
+		Namespace: "airflow", Name: name, UID: "uid-" + name, Phase: "Running", Created: created,
+		Labels: labels.ForTaskInstance(dag, task, run, mapIndex, &try),
+	}
+}
+
+func ti(task string, mapIndex int, state string) airflow.TaskInstance {
+	t := airflow.TaskInstance{TIKey: airflow.TIKey{DagID: dag, RunID: run, TaskID: task, MapIndex: mapIndex}, TryNumber: 1, State: state}
+	if airflow.IsFinished(state) {
+		end := now.Add(-time.Hour)
+		t.EndDate = &end
+	}
+	return t
+}
+
+func seed() (*fakeAirflow, *cluster) {
+	af := &fakeAirflow{tis: []airflow.TaskInstance{
+		ti("zombie_kpo_task", -1, "success"),
+		ti("healthy_kpo_task", -1, "running"),
+		ti("mapped_kpo_task", 0, "success"),
+		ti("mapped_kpo_task", 1, "running"),
+	}}
+	old := now.Add(-2 * time.Hour)
+	c := &cluster{pods: map[string]decision.Pod{}}
+	for _, p := range []decision.Pod{
+		pod("zombie", "zombie_kpo_task", -1, 1, old),
+		pod("healthy", "healthy_kpo_task", -1, 1, old),
+		pod("mapped-0", "mapped_kpo_task", 0, 1, old.Add(time.Minute)),
+		pod("mapped-1", "mapped_kpo_task", 1, 1, old),
+	} {
+		c.pods[p.Name] = p
+	}
+	return af, c
+}
+
+func newReaper(af *fakeAirflow, c *cluster, confirmations int, d deleter.Deleter) *Reaper {
+	if d == nil {
+		d = c
+	}
+	return &Reaper{
+		Pods: c, Airflow: af, Resolver: &resolve.Resolver{Client: af}, Deleter: d,
+		Policy:        decision.Policy{MinPodAge: 5 * time.Minute, TerminalGracePeriod: 2 * time.Minute, OrphanMinAge: time.Hour},
+		Confirmations: confirmations, MaxDeletes: 20,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return now },
+	}
+}
+
+func TestSeedCycleDeletesExactlyTheZombies(t *testing.T) {
+	af, c := seed()
+	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.deleted) != 2 || c.deleted[0] != "zombie" || c.deleted[1] != "mapped-0" {
+		t.Fatalf("deleted %v, want [zombie mapped-0] oldest first", c.deleted)
+	}
+	if rep.Deleted != 2 || rep.Count()[decision.Keep] != 2 {
+		t.Fatalf("report %+v", rep.Count())
+	}
+	if af.getCalled != 2 {
+		t.Fatalf("each deleted pod's TI must be fetched exactly once more, got %d fetches", af.getCalled)
+	}
+}
+
+func TestConfirmationsSurviveAcrossRuns(t *testing.T) {
+	af, c := seed()
+	if _, err := newReaper(af, c, 2, nil).Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.deleted) != 0 {
+		t.Fatalf("first evaluation deleted %v", c.deleted)
+	}
+	if got := deleter.ReadSighting(c.pods["zombie"].Annotations).Count; got != 1 {
+		t.Fatalf("zombie not marked: %d", got)
+	}
+	// A fresh Reaper, as a CronJob's next --once run would be.
+	if _, err := newReaper(af, c, 2, nil).Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.deleted) != 2 {
+		t.Fatalf("second evaluation deleted %v", c.deleted)
+	}
+}
+
+func TestMarkClearedWhenNoLongerAZombie(t *testing.T) {
+	af, c := seed()
+	if _, err := newReaper(af, c, 3, nil).Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	af.set("zombie_kpo_task", -1, "running") // cleared and rerun on the same pod
+	if _, err := newReaper(af, c, 3, nil).Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := deleter.ReadSighting(c.pods["zombie"].Annotations); s.Count != 0 {
+		t.Fatalf("count must restart when a pod stops looking like a zombie: %+v", s)
+	}
+}
+
+func TestFailsClosed(t *testing.T) {
+	cases := map[string]func(*fakeAirflow, *cluster){
+		"airflow listing error": func(af *fakeAirflow, _ *cluster) { af.failList = errors.New("500") },
+		"kubernetes error":      func(_ *fakeAirflow, c *cluster) { c.fail = errors.New("connection refused") },
+	}
+	for name, breakIt := range cases {
+		t.Run(name, func(t *testing.T) {
+			af, c := seed()
+			breakIt(af, c)
+			_, err := newReaper(af, c, 1, nil).Cycle(context.Background())
+			if !errors.Is(err, ErrCycleFailed) {
+				t.Fatalf("got %v", err)
+			}
+			if c.writes != 0 {
+				t.Fatalf("%d writes in a failed cycle", c.writes)
+			}
+		})
+	}
+}
+
+func TestRecheckErrorStopsDeletes(t *testing.T) {
+	af, c := seed()
+	af.failGet = errors.New("503")
+	_, err := newReaper(af, c, 1, nil).Cycle(context.Background())
+	if !errors.Is(err, ErrCycleFailed) || len(c.deleted) != 0 {
+		t.Fatalf("err %v, deleted %v", err, c.deleted)
+	}
+}
+
+func TestRecheckSeesAChangedTaskInstance(t *testing.T) {
+	af, c := seed()
+	// Between the listing and the delete, both finished TIs are cleared and
+	// rerun: the re-check must see it and keep the pods.
+	af.onGet = func() {
+		af.set("zombie_kpo_task", -1, "")
+		af.set("mapped_kpo_task", 0, "queued")
+	}
+	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.deleted) != 0 {
+		t.Fatalf("deleted %v after the TI changed", c.deleted)
+	}
+	changed := 0
+	for _, p := range rep.Pods {
+		if p.Reason == decision.ReasonChangedOnRecheck {
+			changed++
+		}
+	}
+	if changed != 2 {
+		t.Fatalf("want 2 changed-on-recheck, got %d", changed)
+	}
+}
+
+func TestMaxDeletesOldestFirst(t *testing.T) {
+	af, c := seed()
+	r := newReaper(af, c, 1, nil)
+	r.MaxDeletes = 1
+	rep, err := r.Cycle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.deleted) != 1 || c.deleted[0] != "zombie" {
+		t.Fatalf("deleted %v", c.deleted)
+	}
+	for _, p := range rep.Pods {
+		if p.Pod.Name == "mapped-0" && p.Action != ActionCapped {
+			t.Fatalf("mapped-0 action %q", p.Action)
+		}
+	}
+}
+
+func TestMayDeleteFalseDeletesNothing(t *testing.T) {
+	af, c := seed()
+	r := newReaper(af, c, 1, nil)
+	r.MayDelete = func() bool { return false }
+	if _, err := r.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.deleted) != 0 {
+		t.Fatalf("deleted %v without leadership", c.deleted)
+	}
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	af, c := seed()
+	rep, err := newReaper(af, c, 1, deleter.DryRunDeleter{}).Cycle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.writes != 0 || rep.Count()[decision.Reap] != 2 {
+		t.Fatalf("writes %d, counts %v", c.writes, rep.Count())
+	}
+}
+
+func TestOrphanAfterRunDeleted(t *testing.T) {
+	af, c := seed()
+	af.tis = []airflow.TaskInstance{ti("healthy_kpo_task", -1, "running")}
+	// zombie, mapped-0 and mapped-1 now belong to no TI (run still exists
+	// because healthy_kpo_task is in it): definitive "TI absent".
+	if _, err := newReaper(af, c, 1, nil).Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.deleted) != 3 {
+		t.Fatalf("deleted %v", c.deleted)
+	}
+}
