@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/connect"
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
+	"github.com/kpo-reaper/kpo-reaper/internal/config"
+	"github.com/kpo-reaper/kpo-reaper/internal/decision"
+	"github.com/kpo-reaper/kpo-reaper/internal/deleter"
+	"github.com/kpo-reaper/kpo-reaper/internal/kube"
+	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
+	"github.com/kpo-reaper/kpo-reaper/internal/resolve"
+)
+
+// build connects the edges. Connecting to Airflow asks its version, so a
+// wrong URL or API version fails here with a line that names the fix.
+func build(ctx context.Context, c *config.Config, dryRun bool, log *slog.Logger) (*reaper.Reaper, error) {
+	var calls atomic.Int64
+	hc, err := transport.New(transport.Options{
+		Timeout:    c.Airflow.Timeout,
+		MaxRetries: c.Airflow.MaxRetries,
+		Logger:     log,
+		Auth: transport.Auth{
+			Type: c.Airflow.Auth.Type, Username: c.Airflow.Auth.Username, Password: c.Airflow.Auth.Password,
+			Token: c.Airflow.Auth.Token, TokenFile: c.Airflow.Auth.TokenFile, BaseURL: c.Airflow.URL,
+		},
+		Observer: func(string, string, int, time.Duration) { calls.Add(1) },
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	af, version, err := connect.Connect(ctx, c.Airflow.URL, c.Airflow.APIVersion, hc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: airflow: %v", reaper.ErrCycleFailed, err)
+	}
+	log.Info("connected to Airflow", "url", c.Airflow.URL, "api", af.APIVersion(), "version", version)
+
+	restCfg, err := kube.Config(c.Kubernetes.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", reaper.ErrCycleFailed, err)
+	}
+	cs, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: kubernetes client: %v", reaper.ErrCycleFailed, err)
+	}
+	var d deleter.Deleter = deleter.Force{Client: cs}
+	if dryRun {
+		d = deleter.DryRunDeleter{}
+		log.Info("dry run: nothing will be deleted or annotated; set reaper.dryRun: false (or --dry-run=false) to delete")
+	}
+	return &reaper.Reaper{
+		Pods:     &kube.PodLister{Client: cs, Namespaces: c.Kubernetes.Namespaces, Selector: kube.Selector(c.Kubernetes.LabelSelector)},
+		Airflow:  af,
+		Resolver: &resolve.Resolver{Client: af},
+		Deleter:  d,
+		Policy: decision.Policy{
+			MinPodAge:           c.Reaper.MinPodAge,
+			TerminalGracePeriod: c.Reaper.TerminalGracePeriod,
+			OrphanMinAge:        c.Reaper.OrphanMinAge,
+		},
+		Confirmations: c.Reaper.Confirmations,
+		MaxDeletes:    c.Reaper.MaxDeletesPerCycle,
+		Log:           log,
+		Now:           time.Now,
+		APICalls:      calls.Load,
+	}, nil
+}
