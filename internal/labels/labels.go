@@ -45,6 +45,9 @@ var unsafeChars = regexp.MustCompile(`^[^a-z0-9A-Z]*|[^a-zA-Z0-9_\-\.]|[^a-z0-9A
 // anything or the value is too long, keep 53 characters and append "-" and the
 // first 9 hex digits of the MD5 of the original string.
 func SafeValue(s string) string {
+	if alreadySafe(s) {
+		return s
+	}
 	safe := unsafeChars.ReplaceAllString(s, "")
 	if len(safe) > MaxLabelLen || s != safe {
 		sum := md5.Sum([]byte(s))
@@ -56,6 +59,25 @@ func SafeValue(s string) string {
 		safe = safe + "-" + hash
 	}
 	return safe
+}
+
+// alreadySafe is the common case the pattern would leave untouched: only
+// [A-Za-z0-9_.-], alphanumeric at both ends, short enough. It spares the
+// regexp for most dag and task ids.
+func alreadySafe(s string) bool {
+	if s == "" || len(s) > MaxLabelLen || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '_' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // ForTaskInstance returns the labels KubernetesPodOperator puts on the pod of

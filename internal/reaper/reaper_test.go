@@ -396,3 +396,31 @@ func TestOrphanAfterRunDeleted(t *testing.T) {
 		t.Fatalf("deleted %v", c.deleted)
 	}
 }
+
+// BenchmarkCycle1000Pods: one evaluation of 1,000 KPO pods (half zombies,
+// hashed run ids) against an in-memory Airflow, dry run.
+func BenchmarkCycle1000Pods(b *testing.B) {
+	af := &fakeAirflow{}
+	c := &cluster{pods: map[string]decision.Pod{}}
+	old := now.Add(-2 * time.Hour)
+	for i := 0; i < 1000; i++ {
+		task := "task_" + strconv.Itoa(i)
+		state := "running"
+		if i%2 == 0 {
+			state = "success"
+		}
+		af.tis = append(af.tis, ti(task, -1, state))
+		p := pod("pod-"+strconv.Itoa(i), task, -1, 1, old)
+		c.pods[p.Name] = p
+	}
+	r := newReaper(af, c, 1, deleter.DryRunDeleter{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.Resolver = &resolve.Resolver{Client: af}
+		rep, err := r.Cycle(context.Background())
+		if err != nil || rep.Count()[decision.Reap] != 500 {
+			b.Fatalf("%v %v", err, rep.Count())
+		}
+	}
+}

@@ -39,7 +39,7 @@ type Session struct {
 	r      *Resolver
 	dags   []string
 	runs   map[string][]string
-	runTIs map[[2]string][]airflow.TaskInstance
+	runTIs map[[2]string]map[labels.Key][]airflow.TaskInstance
 }
 
 // NewSession starts a cycle's resolution.
@@ -50,7 +50,7 @@ func (r *Resolver) NewSession() *Session {
 		r.runByLabel = map[[2]string]string{}
 	}
 	r.mu.Unlock()
-	return &Session{r: r, runs: map[string][]string{}, runTIs: map[[2]string][]airflow.TaskInstance{}}
+	return &Session{r: r, runs: map[string][]string{}, runTIs: map[[2]string]map[labels.Key][]airflow.TaskInstance{}}
 }
 
 // Resolve finds the pod's own task instance. An error means the API could
@@ -148,10 +148,9 @@ func (s *Session) run(ctx context.Context, dagID, label string) (string, decisio
 
 func (s *Session) taskInstance(ctx context.Context, dagID, runID string, id labels.Identity) (decision.Lookup, error) {
 	key := [2]string{dagID, runID}
-	tis, ok := s.runTIs[key]
+	byKey, ok := s.runTIs[key]
 	if !ok {
-		var err error
-		tis, err = s.r.Client.ListRunTaskInstances(ctx, dagID, runID)
+		tis, err := s.r.Client.ListRunTaskInstances(ctx, dagID, runID)
 		if errors.Is(err, airflow.ErrNotFound) {
 			s.r.mu.Lock()
 			delete(s.r.runByLabel, [2]string{dagID, id.RunID})
@@ -161,14 +160,15 @@ func (s *Session) taskInstance(ctx context.Context, dagID, runID string, id labe
 		if err != nil {
 			return decision.Lookup{}, fmt.Errorf("listing task instances of %s/%s: %w", dagID, runID, err)
 		}
-		s.runTIs[key] = tis
-	}
-	var matches []airflow.TaskInstance
-	for _, ti := range tis {
-		if ti.MapIndex == id.MapIndex && labels.SafeValue(ti.TaskID) == id.TaskID {
-			matches = append(matches, ti)
+		// Indexed once per run, so that many pods of one run cost one pass.
+		byKey = make(map[labels.Key][]airflow.TaskInstance, len(tis))
+		for _, ti := range tis {
+			k := labels.Key{TaskID: labels.SafeValue(ti.TaskID), MapIndex: ti.MapIndex}
+			byKey[k] = append(byKey[k], ti)
 		}
+		s.runTIs[key] = byKey
 	}
+	matches := byKey[labels.Key{TaskID: id.TaskID, MapIndex: id.MapIndex}]
 	switch len(matches) {
 	case 0:
 		return decision.Lookup{Status: decision.Gone, Detail: fmt.Sprintf("run %s/%s has no task instance with task_id label %q and map_index %d", dagID, runID, id.TaskID, id.MapIndex)}, nil
@@ -196,7 +196,7 @@ func (r *Resolver) Recheck(ctx context.Context, id labels.Identity, ref Ref, kno
 	if ref.DagID == "" {
 		return decision.Lookup{Status: decision.Unresolved, Detail: "nothing to re-check"}, nil
 	}
-	fresh := &Session{r: r, dags: []string{ref.DagID}, runs: map[string][]string{}, runTIs: map[[2]string][]airflow.TaskInstance{}}
+	fresh := &Session{r: r, dags: []string{ref.DagID}, runs: map[string][]string{}, runTIs: map[[2]string]map[labels.Key][]airflow.TaskInstance{}}
 	r.mu.Lock()
 	delete(r.runByLabel, [2]string{ref.DagID, id.RunID})
 	r.mu.Unlock()
