@@ -1,0 +1,126 @@
+package harness
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// process is one child the harness started and therefore owns. Each runs in
+// its own process group so that a Ctrl-C at the terminal reaches only the
+// test process, whose cleanup (or Pdeathsig) then stops the child.
+type process struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	log     *os.File
+	done    chan struct{} // closed once Wait has returned
+	waitErr error         // valid after done is closed
+	stopped bool          // set before signalling, so an exit is not reported as a crash
+}
+
+func startProcess(name, logPath, bin string, args ...string) (*process, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	// The file itself, not a pipe: no copying goroutine, and the log stays
+	// complete even if this process dies first.
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = sysProcAttr()
+	p := &process{name: name, cmd: cmd, logPath: logPath, log: logFile, done: make(chan struct{})}
+
+	// Linux delivers Pdeathsig when the *thread* that forked the child
+	// exits, not the process. The Go runtime may retire a thread, so the
+	// fork happens on a goroutine locked to its thread, and that goroutine
+	// stays alive (in Wait) for as long as the child does.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			runtime.UnlockOSThread()
+			started <- err
+			return
+		}
+		started <- nil
+		p.waitErr = cmd.Wait()
+		close(p.done)
+		// Left locked on purpose: the thread exits with the goroutine,
+		// which is harmless now that the child is gone.
+	}()
+	if err := <-started; err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	return p, nil
+}
+
+func (p *process) pid() int { return p.cmd.Process.Pid }
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop asks the process to terminate and escalates to SIGKILL after grace.
+// It reports an error only if the process had already died on its own,
+// because that means the cluster broke during the test.
+//
+// Signals go through os.Process, which on Linux uses a pidfd, so they can
+// never reach an unrelated process that reused the pid. Neither etcd nor
+// kube-apiserver forks, so the process is all there is to stop.
+func (p *process) stop(grace time.Duration) error {
+	var crashed error
+	if p.exited() && !p.stopped {
+		crashed = fmt.Errorf("%s exited before Stop: %v\n%s", p.name, p.waitErr, p.tail(30))
+	}
+	p.stopped = true
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		timer := time.NewTimer(grace)
+		select {
+		case <-p.done:
+			timer.Stop()
+		case <-timer.C:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	p.log.Close()
+	return crashed
+}
+
+// tail returns the last n lines of the process's log, for error messages.
+func (p *process) tail(n int) string {
+	return fileTail(p.logPath, n)
+}
+
+func fileTail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	defer f.Close()
+	const maxBytes = 16 << 10
+	if fi, err := f.Stat(); err == nil && fi.Size() > maxBytes {
+		_, _ = f.Seek(fi.Size()-maxBytes, io.SeekStart)
+	}
+	data, _ := io.ReadAll(f)
+	lines := strings.Split(string(bytes.TrimRight(data, "\n")), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "--- last lines of " + path + " ---\n" + strings.Join(lines, "\n")
+}
