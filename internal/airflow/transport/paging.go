@@ -1,0 +1,104 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// ErrInconsistentListing is wrapped by ListAll when every scan of a paged
+// listing disagreed with the total the server reported.
+var ErrInconsistentListing = errors.New("inconsistent listing")
+
+// ListScans is how many times ListAll scans a listing before giving up: the
+// first scan and two rescans.
+const ListScans = 3
+
+// maxPages guards against a server that keeps reporting a growing total.
+const maxPages = 100000
+
+// Page is one page of an offset-paged Airflow listing.
+type Page[T any] struct {
+	Items []T
+	// Total is total_entries: the count of matching rows when the server
+	// answered this page.
+	Total int
+}
+
+// ListAll reads an offset-paged listing completely or fails.
+//
+// Airflow's offset paging promises little: API v1 runs OFFSET/LIMIT without
+// ORDER BY, so rows can repeat or go missing between pages even on a quiet
+// table, and in both APIs rows that change state mid-scan shift the rest.
+// So the scan advances by the rows actually returned, stops on an empty
+// page or when the offset reaches total_entries (never on a short page,
+// servers cap the limit), dedupes by key (the later copy wins), and then
+// requires that every page reported the same total and that the number of
+// distinct keys equals it. A scan that fails this is repeated from the
+// start, up to ListScans scans in all; then the listing is an error, never
+// a shorter answer.
+//
+// what names the listing in errors ("GET /api/v1/dags").
+func ListAll[K comparable, T any](ctx context.Context, what string, fetch func(ctx context.Context, offset int) (Page[T], error), key func(T) (K, error)) ([]T, error) {
+	var reason string
+	for scan := 1; scan <= ListScans; scan++ {
+		items, why, err := scanOnce(ctx, fetch, key)
+		if err != nil {
+			return nil, err
+		}
+		if why == "" {
+			return items, nil
+		}
+		reason = why
+	}
+	return nil, fmt.Errorf("%s: %w after %d scans: %s", what, ErrInconsistentListing, ListScans, reason)
+}
+
+func scanOnce[K comparable, T any](ctx context.Context, fetch func(ctx context.Context, offset int) (Page[T], error), key func(T) (K, error)) ([]T, string, error) {
+	index := map[K]int{}
+	var items []T
+	total, offset := -1, 0
+	for pages := 0; ; pages++ {
+		if err := ctx.Err(); err != nil {
+			return nil, "", err
+		}
+		if pages >= maxPages {
+			return nil, "", fmt.Errorf("listing did not end after %d pages", maxPages)
+		}
+		p, err := fetch(ctx, offset)
+		if err != nil {
+			return nil, "", err
+		}
+		if p.Total < 0 {
+			return nil, "", fmt.Errorf("negative total_entries %d", p.Total)
+		}
+		if total < 0 {
+			total = p.Total
+		} else if p.Total != total {
+			return nil, fmt.Sprintf("total_entries changed from %d to %d between pages", total, p.Total), nil
+		}
+		if len(p.Items) == 0 {
+			break
+		}
+		for _, it := range p.Items {
+			k, err := key(it)
+			if err != nil {
+				return nil, "", err
+			}
+			if i, ok := index[k]; ok {
+				items[i] = it
+				continue
+			}
+			index[k] = len(items)
+			items = append(items, it)
+		}
+		offset += len(p.Items)
+		if offset >= total {
+			break
+		}
+	}
+	if len(items) != total {
+		return nil, fmt.Sprintf("read %d distinct rows but total_entries is %d", len(items), total), nil
+	}
+	return items, "", nil
+}

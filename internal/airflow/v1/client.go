@@ -1,0 +1,283 @@
+// Package v1 is the airflow.Client for Airflow 2.x (REST API /api/v1),
+// built on github.com/apache/airflow-client-go (client 2.5.0).
+//
+// Two properties of that client shape this package:
+//
+//   - Its models decode enums strictly: a task state, DAG-run state or
+//     trigger rule this client version does not know (one added by a later
+//     Airflow 2.x, or a plugin) fails the whole page. That fails the cycle
+//     closed, which is safe but stops reaping until the client knows the
+//     value; an error naming the value is the signal.
+//   - It sends only the query parameters it is given, and this package gives
+//     only ones every Airflow 2.x spec declares, because Connexion answers
+//     400 to any other (no order_by, no operator).
+package v1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	af "github.com/apache/airflow-client-go/airflow"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
+)
+
+// pageLimit is the v1 default page size; the task-instance endpoint would
+// take more, but rendered_fields make KubernetesPodOperator rows large.
+const pageLimit = 100
+
+type client struct {
+	api *af.APIClient
+}
+
+// New returns the client for the API at baseURL + "/api/v1". hc should come
+// from transport.New; nil means transport.New with defaults and no auth.
+func New(baseURL string, hc *http.Client) airflow.Client {
+	if hc == nil {
+		hc, _ = transport.New(transport.Options{MaxRetries: transport.DefaultMaxRetries})
+	}
+	cfg := af.NewConfiguration()
+	cfg.Servers = af.ServerConfigurations{{URL: strings.TrimRight(baseURL, "/") + "/api/v1"}}
+	cfg.HTTPClient = hc
+	cfg.UserAgent = "kpo-reaper"
+	return &client{api: af.NewAPIClient(cfg)}
+}
+
+func (c *client) APIVersion() string { return "v1" }
+
+func (c *client) ServerVersion(ctx context.Context) (string, error) {
+	v, resp, err := c.api.MonitoringApi.GetVersion(ctx).Execute()
+	if err != nil {
+		return "", fail("GET /api/v1/version", resp, err)
+	}
+	if v.Version == nil || *v.Version == "" {
+		return "", errors.New("GET /api/v1/version: the answer has no version")
+	}
+	return *v.Version, nil
+}
+
+// unfinishedStates spells airflow.UnfinishedStates for the v1 state filter,
+// where null is "none".
+func unfinishedStates() []string {
+	out := make([]string, len(airflow.UnfinishedStates))
+	for i, s := range airflow.UnfinishedStates {
+		if s == "" {
+			s = "none"
+		}
+		out[i] = s
+	}
+	return out
+}
+
+func (c *client) ListUnfinished(ctx context.Context) ([]airflow.TaskInstance, error) {
+	return c.listTIs(ctx, "~", "~", unfinishedStates())
+}
+
+func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
+	tis, err := c.listTIs(ctx, dagID, runID, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(tis) == 0 {
+		// Airflow 2 answers an empty list, not 404, for a run that does not
+		// exist; only an explicit lookup tells "no tasks" from "no run".
+		if _, resp, err := c.api.DAGRunApi.GetDagRun(ctx, dagID, runID).Execute(); err != nil {
+			return nil, fmt.Errorf("dag run %s/%s: %w", dagID, runID, fail("GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}", resp, err))
+		}
+	}
+	return tis, nil
+}
+
+func (c *client) listTIs(ctx context.Context, dagID, runID string, states []string) ([]airflow.TaskInstance, error) {
+	what := "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
+	if dagID == "~" && runID == "~" {
+		what = "GET /api/v1/dags/~/dagRuns/~/taskInstances"
+	}
+	fetch := func(ctx context.Context, offset int) (transport.Page[airflow.TaskInstance], error) {
+		req := c.api.TaskInstanceApi.GetTaskInstances(ctx, dagID, runID).Limit(pageLimit).Offset(int32(offset))
+		if len(states) > 0 {
+			req = req.State(states)
+		}
+		col, resp, err := req.Execute()
+		if err != nil {
+			return transport.Page[airflow.TaskInstance]{}, fail(what, resp, err)
+		}
+		if col.TotalEntries == nil || col.TaskInstances == nil {
+			return transport.Page[airflow.TaskInstance]{}, fmt.Errorf("%s: the answer lacks task_instances or total_entries", what)
+		}
+		p := transport.Page[airflow.TaskInstance]{Total: int(*col.TotalEntries)}
+		for _, t := range *col.TaskInstances {
+			ti, err := convertTI(t)
+			if err != nil {
+				return p, fmt.Errorf("%s: %w", what, err)
+			}
+			p.Items = append(p.Items, ti)
+		}
+		return p, nil
+	}
+	tis, err := transport.ListAll(ctx, what, fetch, func(t airflow.TaskInstance) (airflow.TIKey, error) { return t.TIKey, nil })
+	if err != nil && dagID != "~" {
+		return nil, fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
+	}
+	return tis, err
+}
+
+func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
+	const what = "GET /api/v1/dags"
+	fetch := func(ctx context.Context, offset int) (transport.Page[string], error) {
+		// only_active=false: DAGs whose file is gone still have pods.
+		col, resp, err := c.api.DAGApi.GetDags(ctx).OnlyActive(false).Limit(pageLimit).Offset(int32(offset)).Execute()
+		if err != nil {
+			return transport.Page[string]{}, fail(what, resp, err)
+		}
+		if col.TotalEntries == nil || col.Dags == nil {
+			return transport.Page[string]{}, fmt.Errorf("%s: the answer lacks dags or total_entries", what)
+		}
+		p := transport.Page[string]{Total: int(*col.TotalEntries)}
+		for _, d := range *col.Dags {
+			if d.DagId == nil || *d.DagId == "" {
+				return p, fmt.Errorf("%s: a DAG without dag_id", what)
+			}
+			p.Items = append(p.Items, *d.DagId)
+		}
+		return p, nil
+	}
+	return transport.ListAll(ctx, what, fetch, func(id string) (string, error) { return id, nil })
+}
+
+func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error) {
+	const what = "GET /api/v1/dags/{dag_id}/dagRuns"
+	fetch := func(ctx context.Context, offset int) (transport.Page[string], error) {
+		col, resp, err := c.api.DAGRunApi.GetDagRuns(ctx, dagID).Limit(pageLimit).Offset(int32(offset)).Execute()
+		if err != nil {
+			return transport.Page[string]{}, fail(what, resp, err)
+		}
+		if col.TotalEntries == nil || col.DagRuns == nil {
+			return transport.Page[string]{}, fmt.Errorf("%s: the answer lacks dag_runs or total_entries", what)
+		}
+		p := transport.Page[string]{Total: int(*col.TotalEntries)}
+		for _, r := range *col.DagRuns {
+			id := r.DagRunId.Get()
+			if id == nil || *id == "" {
+				return p, fmt.Errorf("%s: a DAG run without dag_run_id", what)
+			}
+			p.Items = append(p.Items, *id)
+		}
+		return p, nil
+	}
+	ids, err := transport.ListAll(ctx, what, fetch, func(id string) (string, error) { return id, nil })
+	if err != nil {
+		return nil, fmt.Errorf("dag %s: %w", dagID, err)
+	}
+	if len(ids) == 0 {
+		// As for runs: an unknown dag_id lists empty rather than 404.
+		if _, resp, err := c.api.DAGApi.GetDag(ctx, dagID).Execute(); err != nil {
+			return nil, fmt.Errorf("dag %s: %w", dagID, fail("GET /api/v1/dags/{dag_id}", resp, err))
+		}
+	}
+	return ids, nil
+}
+
+func (c *client) GetTaskInstance(ctx context.Context, key airflow.TIKey) (airflow.TaskInstance, error) {
+	var (
+		t    af.TaskInstance
+		resp *http.Response
+		err  error
+		what string
+	)
+	if key.MapIndex < 0 {
+		what = "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}"
+		t, resp, err = c.api.TaskInstanceApi.GetTaskInstance(ctx, key.DagID, key.RunID, key.TaskID).Execute()
+	} else {
+		what = "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}"
+		t, resp, err = c.api.TaskInstanceApi.GetMappedTaskInstance(ctx, key.DagID, key.RunID, key.TaskID, int32(key.MapIndex)).Execute()
+	}
+	if err != nil {
+		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: %w", key, fail(what, resp, err))
+	}
+	ti, err := convertTI(t)
+	if err != nil {
+		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: %s: %w", key, what, err)
+	}
+	if ti.TIKey != key {
+		// Never let a wrong answer stand in for the one asked about.
+		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: %s answered for %s", key, what, ti.TIKey)
+	}
+	return ti, nil
+}
+
+// fail turns what the generated client returns into an error that names
+// the endpoint and, for a non-2xx answer, keeps the status for errors.Is.
+func fail(what string, resp *http.Response, err error) error {
+	if resp != nil && resp.StatusCode >= 300 {
+		var body []byte
+		var oe af.GenericOpenAPIError
+		if errors.As(err, &oe) {
+			body = oe.Body()
+		}
+		return transport.ResponseError(resp, body)
+	}
+	if resp != nil {
+		// 2xx: the generated client could not decode it, e.g. an unknown
+		// enum value.
+		return fmt.Errorf("%s: cannot decode the answer (airflow-client-go 2.5.0 rejects values it does not know, such as a newer task state): %w", what, err)
+	}
+	// The transport's errors already name the method and endpoint; the
+	// *url.Error around them would add the raw URL a second time.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func convertTI(t af.TaskInstance) (airflow.TaskInstance, error) {
+	if t.DagId == nil || t.DagRunId == nil || t.TaskId == nil || t.MapIndex == nil || t.TryNumber == nil ||
+		*t.DagId == "" || *t.DagRunId == "" || *t.TaskId == "" {
+		return airflow.TaskInstance{}, errors.New("a task instance lacks dag_id, dag_run_id, task_id, map_index or try_number")
+	}
+	ti := airflow.TaskInstance{
+		TIKey: airflow.TIKey{
+			DagID:    *t.DagId,
+			RunID:    *t.DagRunId,
+			TaskID:   *t.TaskId,
+			MapIndex: int(*t.MapIndex),
+		},
+		TryNumber: int(*t.TryNumber),
+	}
+	// null arrives as a nil pointer; "none" is the deprecated spelling of
+	// null that some 2.x versions accept and may echo.
+	if t.State != nil && *t.State != af.TASKSTATE_NONE {
+		ti.State = string(*t.State)
+	}
+	if op := t.Operator.Get(); op != nil {
+		ti.Operator = *op
+	}
+	var err error
+	if ti.StartDate, err = parseTime("start_date", t.StartDate.Get()); err != nil {
+		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: %w", ti.TIKey, err)
+	}
+	if ti.EndDate, err = parseTime("end_date", t.EndDate.Get()); err != nil {
+		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: %w", ti.TIKey, err)
+	}
+	return ti, nil
+}
+
+// parseTime parses the v1 dates, which the spec types as the non-standard
+// format "datetime" and the client therefore leaves as strings.
+func parseTime(field string, s *string) (*time.Time, error) {
+	if s == nil || *s == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, *s)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q is not an RFC 3339 time", field, *s)
+	}
+	return &t, nil
+}

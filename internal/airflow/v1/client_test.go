@@ -1,0 +1,602 @@
+package v1
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
+)
+
+// allowedParams are the query parameters the Airflow 2.10 spec declares per
+// route (api/airflow/v1-2.10.0.yaml). Connexion answers 400 to any other.
+var allowedParams = map[string][]string{
+	"version":  {},
+	"dags":     {"limit", "offset", "order_by", "tags", "only_active", "paused", "fields", "dag_id_pattern"},
+	"dag":      {"fields"},
+	"dagRuns":  {"limit", "offset", "execution_date_gte", "execution_date_lte", "start_date_gte", "start_date_lte", "end_date_gte", "end_date_lte", "updated_at_gte", "updated_at_lte", "state", "order_by", "fields"},
+	"dagRun":   {"fields"},
+	"tis":      {"execution_date_gte", "execution_date_lte", "start_date_gte", "start_date_lte", "end_date_gte", "end_date_lte", "updated_at_gte", "updated_at_lte", "duration_gte", "duration_lte", "state", "pool", "queue", "executor", "limit", "offset"},
+	"ti":       {},
+	"mappedTI": {},
+}
+
+var knownStates = []string{"success", "running", "failed", "upstream_failed", "skipped", "up_for_retry", "up_for_reschedule", "queued", "none", "scheduled", "deferred", "removed", "restarting"}
+
+type dagRow struct {
+	id     string
+	active bool
+	sched  string // raw JSON for schedule_interval
+}
+
+type tiRow struct {
+	dag, run, task string
+	mapIndex, try  int
+	state          any // nil is null
+	start          any
+	operator       string
+}
+
+// fakeV1 behaves like an Airflow 2.10 webserver's /api/v1 as far as the
+// reaper can tell: strict query parameters, problem+json errors, unordered
+// offset paging when asked, and the 2.x habit of listing an unknown run or
+// DAG as empty instead of 404.
+type fakeV1 struct {
+	t  *testing.T
+	mu sync.Mutex
+
+	dags []dagRow
+	runs map[string][]string
+	tis  []tiRow
+
+	unstableListings int // this many TI listing calls see a reshuffled table
+	totalExtra       int // added to total_entries, as if rows were hidden
+	fail500          int // answer this many requests with 500 first
+	html200          bool
+	html404          bool // a proxy answers 404 pages for single lookups
+
+	calls    map[string]int
+	rawPaths []string
+	queries  []url.Values
+}
+
+func newFakeV1(t *testing.T) (*fakeV1, *httptest.Server) {
+	f := &fakeV1{t: t, runs: map[string][]string{}, calls: map[string]int{}}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func (f *fakeV1) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r.Method != http.MethodGet {
+		f.t.Errorf("unexpected %s %s", r.Method, r.URL)
+	}
+	f.rawPaths = append(f.rawPaths, r.URL.EscapedPath())
+	f.queries = append(f.queries, r.URL.Query())
+	if f.fail500 > 0 {
+		f.fail500--
+		problem(w, 500, "about:blank", "Internal Server Error", "")
+		return
+	}
+	if f.html200 {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<!DOCTYPE html><title>Sign In - Airflow</title>")
+		return
+	}
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/api/v1/")
+	if !ok {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(404)
+		fmt.Fprint(w, "<h1>Not Found</h1>")
+		return
+	}
+	var seg []string
+	for _, s := range strings.Split(rest, "/") {
+		u, err := url.PathUnescape(s) // werkzeug's decoding: %2B and + both stay +
+		if err != nil {
+			problem(w, 400, "about:blank", "Bad Request", "bad path")
+			return
+		}
+		seg = append(seg, u)
+	}
+	route := ""
+	switch {
+	case len(seg) == 1 && seg[0] == "version":
+		route = "version"
+	case len(seg) == 1 && seg[0] == "dags":
+		route = "dags"
+	case len(seg) == 2 && seg[0] == "dags":
+		route = "dag"
+	case len(seg) == 3 && seg[0] == "dags" && seg[2] == "dagRuns":
+		route = "dagRuns"
+	case len(seg) == 4 && seg[0] == "dags" && seg[2] == "dagRuns":
+		route = "dagRun"
+	case len(seg) == 5 && seg[0] == "dags" && seg[2] == "dagRuns" && seg[4] == "taskInstances":
+		route = "tis"
+	case len(seg) == 6 && seg[0] == "dags" && seg[2] == "dagRuns" && seg[4] == "taskInstances":
+		route = "ti"
+	case len(seg) == 7 && seg[0] == "dags" && seg[2] == "dagRuns" && seg[4] == "taskInstances":
+		route = "mappedTI"
+	default:
+		// Airflow 2 turns unknown /api/v1 routes into about:blank problems.
+		problem(w, 404, "about:blank", "Not Found", "The requested URL was not found on the server.")
+		return
+	}
+	f.calls[route]++
+	q := r.URL.Query()
+	var extra []string
+	for k := range q {
+		if !slices.Contains(allowedParams[route], k) {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) > 0 {
+		sort.Strings(extra)
+		problem(w, 400, "about:blank", "Bad Request", fmt.Sprintf("Extra query parameter(s) %s not in spec", strings.Join(extra, ", ")))
+		return
+	}
+	limit, offset := 100, 0
+	if v := q.Get("limit"); v != "" {
+		limit, _ = strconv.Atoi(v)
+	}
+	if v := q.Get("offset"); v != "" {
+		offset, _ = strconv.Atoi(v)
+	}
+	switch route {
+	case "version":
+		writeJSON(w, map[string]any{"version": "2.10.5", "git_version": ".release:abc"})
+	case "dags":
+		var list []any
+		for _, d := range f.dags {
+			if d.active || q.Get("only_active") == "false" {
+				list = append(list, dagJSON(d))
+			}
+		}
+		writeJSON(w, map[string]any{"dags": window(list, offset, limit), "total_entries": len(list)})
+	case "dag":
+		for _, d := range f.dags {
+			if d.id == seg[1] {
+				writeJSON(w, dagJSON(d))
+				return
+			}
+		}
+		notFound(w, fmt.Sprintf("DAG with dag_id: '%s' not found", seg[1]))
+	case "dagRuns":
+		var list []any
+		for _, id := range f.runs[seg[1]] { // unknown DAG: empty, like 2.x
+			list = append(list, runJSON(seg[1], id))
+		}
+		writeJSON(w, map[string]any{"dag_runs": window(list, offset, limit), "total_entries": len(list)})
+	case "dagRun":
+		if slices.Contains(f.runs[seg[1]], seg[3]) {
+			writeJSON(w, runJSON(seg[1], seg[3]))
+			return
+		}
+		notFound(w, fmt.Sprintf("DAGRun with DAG ID: '%s' and DagRun ID: '%s' not found", seg[1], seg[3]))
+	case "tis":
+		for _, s := range q["state"] {
+			if !slices.Contains(knownStates, s) {
+				problem(w, 500, "about:blank", "Internal Server Error", "bad state")
+				return
+			}
+		}
+		var rows []tiRow
+		for _, ti := range f.tis {
+			if (seg[1] == "~" || ti.dag == seg[1]) && (seg[3] == "~" || ti.run == seg[3]) && stateMatches(ti.state, q["state"]) {
+				rows = append(rows, ti)
+			}
+		}
+		if f.unstableListings > 0 {
+			// No ORDER BY: each query may return the rows in another order.
+			f.unstableListings--
+			k := f.calls["tis"] % max(len(rows), 1)
+			rows = append(rows[k:len(rows):len(rows)], rows[:k]...)
+		}
+		var list []any
+		for _, ti := range rows {
+			list = append(list, tiJSON(ti))
+		}
+		writeJSON(w, map[string]any{"task_instances": window(list, offset, limit), "total_entries": len(list) + f.totalExtra})
+	case "ti", "mappedTI":
+		if f.html404 {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(404)
+			fmt.Fprint(w, "<html>404 Not Found</html>")
+			return
+		}
+		mi := -1
+		if route == "mappedTI" {
+			mi, _ = strconv.Atoi(seg[6])
+		}
+		for _, ti := range f.tis {
+			if ti.dag == seg[1] && ti.run == seg[3] && ti.task == seg[5] && ti.mapIndex == mi {
+				writeJSON(w, tiJSON(ti))
+				return
+			}
+		}
+		notFound(w, "Task instance not found")
+	}
+}
+
+func stateMatches(state any, want []string) bool {
+	if len(want) == 0 {
+		return true
+	}
+	s, _ := state.(string)
+	if state == nil {
+		s = "none"
+	}
+	return slices.Contains(want, s)
+}
+
+func window(list []any, offset, limit int) []any {
+	if list == nil || offset >= len(list) {
+		return []any{}
+	}
+	return list[offset:min(offset+limit, len(list))]
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func problem(w http.ResponseWriter, status int, typ, title, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"type": typ, "title": title, "status": status, "detail": detail})
+}
+
+func notFound(w http.ResponseWriter, title string) {
+	problem(w, 404, "https://airflow.apache.org/docs/apache-airflow/2.10.5/stable-rest-api-ref.html#section/Errors/NotFound", title, "")
+}
+
+func dagJSON(d dagRow) map[string]any {
+	sched := d.sched
+	if sched == "" {
+		sched = `{"__type":"CronExpression","value":"0 * * * *"}`
+	}
+	return map[string]any{
+		"dag_id": d.id, "dag_display_name": d.id, "root_dag_id": nil, "is_paused": false, "is_active": d.active,
+		"is_subdag": false, "last_parsed_time": "2026-11-27T05:59:12.345678+00:00", "last_pickled": nil,
+		"last_expired": nil, "scheduler_lock": nil, "pickle_id": nil, "default_view": "grid",
+		"fileloc": "/opt/airflow/dags/x.py", "file_token": "Ii9vcHQi.abc", "owners": []string{"airflow"},
+		"description": nil, "schedule_interval": json.RawMessage(sched), "timetable_description": "hourly",
+		"tags": []map[string]string{{"name": "k8s"}}, "max_active_tasks": 16, "max_active_runs": 16,
+		"has_task_concurrency_limits": false, "has_import_errors": false, "next_dagrun": nil,
+		"timetable_summary": "0 * * * *", "dataset_expression": nil, "max_consecutive_failed_dag_runs": 0,
+	}
+}
+
+func runJSON(dag, run string) map[string]any {
+	return map[string]any{
+		"dag_run_id": run, "dag_id": dag, "logical_date": "2026-11-27T06:00:00+00:00",
+		"execution_date": "2026-11-27T06:00:00+00:00", "start_date": "2026-11-27T06:00:01.5+00:00",
+		"end_date": nil, "data_interval_start": "2026-11-27T05:00:00+00:00", "data_interval_end": "2026-11-27T06:00:00+00:00",
+		"last_scheduling_decision": nil, "run_type": "scheduled", "state": "running", "external_trigger": false,
+		"conf": map[string]any{}, "note": nil,
+	}
+}
+
+func tiJSON(ti tiRow) map[string]any {
+	start := ti.start
+	if start == nil {
+		start = "2026-11-27T06:00:02.123456+00:00"
+	}
+	return map[string]any{
+		"task_id": ti.task, "task_display_name": ti.task, "dag_id": ti.dag, "dag_run_id": ti.run,
+		"execution_date": "2026-11-27T06:00:00+00:00", "start_date": start, "end_date": nil,
+		"duration": 12.5, "state": ti.state, "try_number": ti.try, "map_index": ti.mapIndex, "max_tries": 2,
+		"hostname": "worker-0", "unixname": "airflow", "pool": "default_pool", "pool_slots": 1,
+		"queue": "default", "priority_weight": 1, "operator": ti.operator, "queued_when": "2026-11-27T06:00:01+00:00",
+		"pid": 42, "executor": nil, "executor_config": "{}", "sla_miss": nil, "rendered_map_index": nil,
+		"rendered_fields": map[string]any{"image": "busybox", "cmds": []string{"sleep", "600"}},
+		"trigger":         nil, "triggerer_job": nil, "note": nil,
+		"a_field_from_a_later_airflow": map[string]any{"nested": []int{1, 2}},
+	}
+}
+
+func (f *fakeV1) addTIs(n int, state any) {
+	for i := 0; i < n; i++ {
+		k := len(f.tis)
+		f.tis = append(f.tis, tiRow{dag: fmt.Sprintf("dag_%d", k%7), run: "scheduled__2026-11-27T06:00:00+00:00", task: fmt.Sprintf("task_%03d", k), mapIndex: -1, try: 1, state: state, operator: "KubernetesPodOperator"})
+	}
+}
+
+func newClient(t *testing.T, srv *httptest.Server) airflow.Client {
+	hc, err := transport.New(transport.Options{MaxRetries: 2, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(srv.URL, hc)
+}
+
+func TestFakeRejectsUnknownParameters(t *testing.T) {
+	_, srv := newFakeV1(t)
+	resp, err := http.Get(srv.URL + "/api/v1/dags/~/dagRuns/~/taskInstances?order_by=id&operator=KubernetesPodOperator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("the fake must be as strict as Connexion, got %d", resp.StatusCode)
+	}
+}
+
+func TestListUnfinished(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.addTIs(120, "running")
+	f.addTIs(90, nil) // no status yet
+	f.addTIs(40, "queued")
+	f.addTIs(30, "success") // filtered out by the server
+	f.tis[0].mapIndex, f.tis[0].task = 3, "mapped"
+	tis, err := newClient(t, srv).ListUnfinished(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tis) != 250 || f.calls["tis"] != 3 {
+		t.Fatalf("%d task instances in %d calls, want 250 in 3", len(tis), f.calls["tis"])
+	}
+	want := []string{"none", "scheduled", "queued", "running", "deferred", "restarting", "up_for_retry", "up_for_reschedule"}
+	if got := f.queries[0]["state"]; !slices.Equal(got, want) {
+		t.Errorf("state filter %v, want %v", got, want)
+	}
+	if f.queries[0].Get("limit") != "100" || f.queries[1].Get("offset") != "100" {
+		t.Errorf("paging %v", f.queries[:2])
+	}
+	if f.rawPaths[0] != "/api/v1/dags/~/dagRuns/~/taskInstances" {
+		t.Errorf("path %s", f.rawPaths[0])
+	}
+	counts := map[string]int{}
+	for _, ti := range tis {
+		counts[ti.State]++
+	}
+	if counts["running"] != 120 || counts[""] != 90 || counts["queued"] != 40 {
+		t.Errorf("states %v", counts)
+	}
+	first := tis[0]
+	wantStart := time.Date(2026, 11, 27, 6, 0, 2, 123456000, time.UTC)
+	if first.MapIndex != 3 || first.TaskID != "mapped" || first.TryNumber != 1 || first.Operator != "KubernetesPodOperator" ||
+		first.StartDate == nil || !first.StartDate.Equal(wantStart) || first.EndDate != nil || first.RunID != "scheduled__2026-11-27T06:00:00+00:00" {
+		t.Errorf("first %+v", first)
+	}
+}
+
+func TestUnstableOrderIsRescanned(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.addTIs(250, "running")
+	f.unstableListings = 3 // the first scan only
+	tis, err := newClient(t, srv).ListUnfinished(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tis) != 250 || f.calls["tis"] != 6 {
+		t.Fatalf("%d rows in %d calls, want 250 in 6 (two scans)", len(tis), f.calls["tis"])
+	}
+}
+
+func TestPersistentlyUnstableOrderFails(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.addTIs(250, "running")
+	f.unstableListings = 1000
+	_, err := newClient(t, srv).ListUnfinished(context.Background())
+	if !errors.Is(err, transport.ErrInconsistentListing) {
+		t.Fatalf("err %v", err)
+	}
+	if f.calls["tis"] != 3*transport.ListScans {
+		t.Fatalf("%d calls, want %d", f.calls["tis"], 3*transport.ListScans)
+	}
+	if !strings.Contains(err.Error(), "inconsistent listing") {
+		t.Errorf("err %v", err)
+	}
+}
+
+func TestTotalAboveRowsFails(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.addTIs(130, "running")
+	f.totalExtra = 1
+	if _, err := newClient(t, srv).ListUnfinished(context.Background()); !errors.Is(err, transport.ErrInconsistentListing) {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestUnknownStateFailsClosed(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.addTIs(3, "running")
+	f.runs["dag_1"] = []string{"scheduled__2026-11-27T06:00:00+00:00"}
+	f.tis[1].state = "sensing" // removed in 2.4; the 2.5 client rejects it
+	_, err := newClient(t, srv).ListRunTaskInstances(context.Background(), "dag_1", "scheduled__2026-11-27T06:00:00+00:00")
+	if err == nil || !strings.Contains(err.Error(), "sensing") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestUnparsableDateFails(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.addTIs(3, "running")
+	f.tis[2].start = "27/11/2026 06:00"
+	_, err := newClient(t, srv).ListUnfinished(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "start_date") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestEmptyJSONAnswerFails(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+	}))
+	defer srv.Close()
+	// The generated client decodes an empty body as an empty collection.
+	_, err := newClient(t, srv).ListUnfinished(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "lacks task_instances or total_entries") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestHTMLPageFails(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.html200 = true
+	_, err := newClient(t, srv).ListUnfinished(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "got text/html") || !strings.Contains(err.Error(), "check airflow.url and airflow.auth") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestServerErrorIsRetried(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.addTIs(5, "running")
+	f.fail500 = 1
+	tis, err := newClient(t, srv).ListUnfinished(context.Background())
+	if err != nil || len(tis) != 5 {
+		t.Fatalf("%d rows, err %v", len(tis), err)
+	}
+}
+
+func TestPersistentServerErrorFails(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.fail500 = 1000
+	_, err := newClient(t, srv).ListUnfinished(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "giving up after 3 attempt(s), last status 500") {
+		t.Fatalf("err %v", err)
+	}
+	if strings.Contains(err.Error(), srv.URL) {
+		t.Errorf("err %q repeats the raw URL", err)
+	}
+}
+
+func TestGetTaskInstanceEscapesPath(t *testing.T) {
+	f, srv := newFakeV1(t)
+	runs := []string{"manual__2026-11-27T06:00:00+00:00", "run with space", "a/b", "x%2By"}
+	for _, run := range runs {
+		f.tis = append(f.tis, tiRow{dag: "etl.daily", run: run, task: "pod-task", mapIndex: -1, try: 2, state: "running", operator: "KubernetesPodOperator"},
+			tiRow{dag: "etl.daily", run: run, task: "pod-task", mapIndex: 4, try: 1, state: nil, operator: "KubernetesPodOperator"})
+	}
+	c := newClient(t, srv)
+	for _, run := range runs {
+		for _, mi := range []int{-1, 4} {
+			key := airflow.TIKey{DagID: "etl.daily", RunID: run, TaskID: "pod-task", MapIndex: mi}
+			ti, err := c.GetTaskInstance(context.Background(), key)
+			if err != nil {
+				t.Fatalf("%s: %v", key, err)
+			}
+			if ti.TIKey != key {
+				t.Fatalf("asked %s, got %s", key, ti.TIKey)
+			}
+		}
+	}
+	raw := strings.Join(f.rawPaths, "\n")
+	for _, want := range []string{"/dagRuns/manual__2026-11-27T06:00:00+00:00/taskInstances/pod-task\n", "/dagRuns/run%20with%20space/", "/dagRuns/a%2Fb/", "/dagRuns/x%252By/", "/taskInstances/pod-task/4"} {
+		if !strings.Contains(raw+"\n", want) {
+			t.Errorf("no request path contains %q:\n%s", want, raw)
+		}
+	}
+}
+
+func TestGetTaskInstanceNotFound(t *testing.T) {
+	f, srv := newFakeV1(t)
+	c := newClient(t, srv)
+	key := airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1}
+	_, err := c.GetTaskInstance(context.Background(), key)
+	if !errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "d/r/t") {
+		t.Fatalf("a JSON 404 must be ErrNotFound: %v", err)
+	}
+	f.html404 = true
+	_, err = c.GetTaskInstance(context.Background(), key)
+	if err == nil || errors.Is(err, airflow.ErrNotFound) {
+		t.Fatalf("an HTML 404 must be a plain error: %v", err)
+	}
+}
+
+func TestUnknownRouteIsNotErrNotFound(t *testing.T) {
+	_, srv := newFakeV1(t)
+	hc, _ := transport.New(transport.Options{})
+	c := New(srv.URL+"/wrong-prefix", hc)
+	_, err := c.GetTaskInstance(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1})
+	if err == nil || errors.Is(err, airflow.ErrNotFound) {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestListDagIDsIncludesInactive(t *testing.T) {
+	f, srv := newFakeV1(t)
+	for i := 0; i < 150; i++ {
+		f.dags = append(f.dags, dagRow{id: fmt.Sprintf("dag_%03d", i), active: i%2 == 0})
+	}
+	f.dags[1].sched = "null"
+	f.dags[3].sched = `{"__type":"TimeDelta","days":1,"seconds":0,"microseconds":0}`
+	f.dags[5].sched = `{"__type":"CronExpression","value":"Dataset"}`
+	ids, err := newClient(t, srv).ListDagIDs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 150 || f.queries[0].Get("only_active") != "false" {
+		t.Fatalf("%d ids, query %v", len(ids), f.queries[0])
+	}
+}
+
+func TestListRunIDs(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.dags = []dagRow{{id: "with_runs", active: true}, {id: "no_runs", active: true}}
+	for i := 0; i < 105; i++ {
+		f.runs["with_runs"] = append(f.runs["with_runs"], fmt.Sprintf("scheduled__2026-11-%02dT00:00:00+00:00_%d", i%28+1, i))
+	}
+	c := newClient(t, srv)
+	ids, err := c.ListRunIDs(context.Background(), "with_runs")
+	if err != nil || len(ids) != 105 {
+		t.Fatalf("%d ids, err %v", len(ids), err)
+	}
+	ids, err = c.ListRunIDs(context.Background(), "no_runs")
+	if err != nil || len(ids) != 0 {
+		t.Fatalf("%v, err %v", ids, err)
+	}
+	_, err = c.ListRunIDs(context.Background(), "gone")
+	if !errors.Is(err, airflow.ErrNotFound) {
+		t.Fatalf("an unknown DAG must be ErrNotFound even though 2.x lists it as empty: %v", err)
+	}
+}
+
+func TestListRunTaskInstances(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.runs["d"] = []string{"r1", "r2"}
+	f.tis = []tiRow{
+		{dag: "d", run: "r1", task: "a", mapIndex: -1, try: 1, state: "success"},
+		{dag: "d", run: "r1", task: "b", mapIndex: 0, try: 1, state: "running"},
+		{dag: "d", run: "r1", task: "b", mapIndex: 1, try: 3, state: nil},
+		{dag: "d", run: "r2", task: "a", mapIndex: -1, try: 1, state: "running"},
+	}
+	c := newClient(t, srv)
+	tis, err := c.ListRunTaskInstances(context.Background(), "d", "r1")
+	if err != nil || len(tis) != 3 {
+		t.Fatalf("%v, err %v", tis, err)
+	}
+	if _, ok := f.queries[0]["state"]; ok {
+		t.Error("a run listing must not filter by state")
+	}
+	_, err = c.ListRunTaskInstances(context.Background(), "d", "r3")
+	if !errors.Is(err, airflow.ErrNotFound) {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestServerVersion(t *testing.T) {
+	_, srv := newFakeV1(t)
+	c := newClient(t, srv)
+	v, err := c.ServerVersion(context.Background())
+	if err != nil || v != "2.10.5" || c.APIVersion() != "v1" {
+		t.Fatalf("%q %v", v, err)
+	}
+}
