@@ -1,0 +1,41 @@
+package kube
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+func TestSelector(t *testing.T) {
+	if got := Selector(""); got != "kubernetes_pod_operator=True" {
+		t.Fatal(got)
+	}
+	if got := Selector("airflow=prod"); got != "kubernetes_pod_operator=True,airflow=prod" {
+		t.Fatal(got)
+	}
+}
+
+func TestListConvertsWhatDecisionsRead(t *testing.T) {
+	now := metav1.Now()
+	cs := fake.NewClientset(
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "kpo", UID: "1", Labels: map[string]string{"kubernetes_pod_operator": "True"},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "Job", Name: "j"}}, DeletionTimestamp: &now}, Status: corev1.PodStatus{Phase: corev1.PodRunning}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "other", Labels: map[string]string{"app": "x"}}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: "kpo-b", Labels: map[string]string{"kubernetes_pod_operator": "True"}}},
+	)
+	pods, err := (&PodLister{Client: cs, Namespaces: []string{"a"}, Selector: Selector("")}).List(context.Background())
+	if err != nil || len(pods) != 1 {
+		t.Fatalf("%v %v", pods, err)
+	}
+	p := pods[0]
+	if p.OwnerKind != "Job" || !p.Terminating || p.Phase != "Running" || p.UID != "1" {
+		t.Fatalf("%+v", p)
+	}
+	all, err := (&PodLister{Client: cs, Selector: Selector("")}).List(context.Background())
+	if err != nil || len(all) != 2 {
+		t.Fatalf("all namespaces: %v %v", all, err)
+	}
+}
