@@ -62,6 +62,10 @@ type Client interface {
 	// GetTaskInstance fetches one task instance. ErrNotFound when the API
 	// answered a well-formed 404 for it.
 	GetTaskInstance(ctx context.Context, key TIKey) (TaskInstance, error)
+	// PodNameXCom reads the XCom "pod_name" that KubernetesPodOperator pushes
+	// for the current try right after it creates or reattaches to its pod.
+	// ErrNotFound when the current try pushed none (yet).
+	PodNameXCom(ctx context.Context, key TIKey) (string, error)
 }
 
 // ErrNotFound is returned only for a definitive answer: an authorized call

@@ -156,6 +156,10 @@ type Lookup struct {
 	Status LookupStatus
 	TI     airflow.TaskInstance
 	Detail string
+	// CurrentPodName is the XCom pod_name the TI's current try pushed, when
+	// it was read (the re-check before a stale-try delete reads it): the
+	// name of the pod that try created or reattached to.
+	CurrentPodName string
 }
 
 // Input is everything one evaluation knows.
@@ -218,7 +222,7 @@ func decideOne(in Input, c Candidate, podsByTry map[tryKey]bool) Verdict {
 		if len(tis) > 1 {
 			return verdict(c, nil, Skip, ReasonAmbiguous, "several active task instances normalize to these labels")
 		}
-		return judgeTI(in, c, tis[0], podsByTry)
+		return judgeTI(in, c, tis[0], "", podsByTry)
 	}
 	l, ok := in.Lookups[c.Pod.UID]
 	if !ok {
@@ -226,7 +230,7 @@ func decideOne(in Input, c Candidate, podsByTry map[tryKey]bool) Verdict {
 	}
 	switch l.Status {
 	case Found:
-		return judgeTI(in, c, l.TI, podsByTry)
+		return judgeTI(in, c, l.TI, l.CurrentPodName, podsByTry)
 	case Gone:
 		if in.Now.Sub(c.Pod.Created) < in.Policy.OrphanMinAge {
 			return verdict(c, nil, Skip, ReasonOrphanTooYoung, l.Detail+"; pod younger than reaper.orphanMinAge")
@@ -239,9 +243,15 @@ func decideOne(in Input, c Candidate, podsByTry map[tryKey]bool) Verdict {
 	}
 }
 
-func judgeTI(in Input, c Candidate, ti airflow.TaskInstance, podsByTry map[tryKey]bool) Verdict {
+func judgeTI(in Input, c Candidate, ti airflow.TaskInstance, currentPod string, podsByTry map[tryKey]bool) Verdict {
 	id := c.Identity
 	if !airflow.IsFinished(ti.State) {
+		if currentPod != "" && currentPod == c.Pod.Name {
+			// The operator itself says the current try runs in this pod
+			// (a reattach, or Airflow 3.3's durable reconnect): no label
+			// outweighs that.
+			return verdict(c, &ti, Keep, ReasonTIActive, "the current try's XCom pod_name names this pod")
+		}
 		// A retry can run inside an earlier try's pod without relabelling it,
 		// and Airflow 2.0-2.9 reports a deferred TI one try lower than its pod:
 		// try numbers alone never prove an active TI's pod stale. Only the

@@ -100,6 +100,12 @@ func TestDecisionTable(t *testing.T) {
 		{name: "stale try marked already_checked", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Reap, reason: ReasonStaleTry},
 		{name: "stale try with the current try's pod present", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Minute) })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Reap, reason: ReasonStaleTry},
 		{name: "a terminating current-try pod is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Terminating = true })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "already_checked, but the current try's XCom pod_name names it", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, lookup: func(Candidate) (Lookup, bool) {
+			return Lookup{Status: Found, TI: ti("t", -1, 2, "running", nil), CurrentPodName: "p"}, true
+		}, verdict: Keep, reason: ReasonTIActive},
+		{name: "already_checked, the current try's XCom names another pod", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, lookup: func(Candidate) (Lookup, bool) {
+			return Lookup{Status: Found, TI: ti("t", -1, 2, "running", nil), CurrentPodName: "other"}, true
+		}, verdict: Reap, reason: ReasonStaleTry},
 		{name: "already_checked but same try as TI is kept", pods: []Pod{kpoPod("p", "t", -1, 2, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
 
 		{name: "finished TI past grace", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Reap, reason: ReasonTIFinished},

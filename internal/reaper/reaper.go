@@ -197,6 +197,9 @@ func (r *Reaper) cycle(ctx context.Context, now time.Time) (*Report, error) {
 			continue
 		}
 		fresh, err := r.Resolver.Recheck(ctx, st.cand.Identity, st.ref, st.knownTI)
+		if err == nil && v.Reason == decision.ReasonStaleTry && fresh.Status == decision.Found {
+			fresh.CurrentPodName, err = r.currentPodName(ctx, fresh.TI.TIKey)
+		}
 		if err != nil {
 			// Fail closed for the rest of the cycle: the API stopped answering.
 			stop = fmt.Errorf("%w: airflow: re-check before delete: %v", ErrCycleFailed, err)
@@ -234,6 +237,19 @@ func (r *Reaper) cycle(ctx context.Context, now time.Time) (*Report, error) {
 		return rep, fmt.Errorf("cycle evaluated, but %d write(s) to the cluster failed: %w", len(writeErrs), errors.Join(writeErrs...))
 	}
 	return rep, nil
+}
+
+// currentPodName reads which pod the TI's current try says it uses; a stale
+// try is reaped only if that is not this pod.
+func (r *Reaper) currentPodName(ctx context.Context, k airflow.TIKey) (string, error) {
+	name, err := r.Airflow.PodNameXCom(ctx, k)
+	if errors.Is(err, airflow.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading XCom pod_name of %s: %w", k, err)
+	}
+	return name, nil
 }
 
 func firstSeen(p decision.Pod, now time.Time) time.Time {

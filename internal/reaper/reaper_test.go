@@ -34,6 +34,7 @@ type fakeAirflow struct {
 	calls     int
 	onGet     func() // mutate state right before a single-TI fetch
 	getCalled int
+	xcom      map[airflow.TIKey]string
 }
 
 func (f *fakeAirflow) APIVersion() string                            { return "v2" }
@@ -118,6 +119,16 @@ func (f *fakeAirflow) GetTaskInstance(_ context.Context, k airflow.TIKey) (airfl
 		}
 	}
 	return airflow.TaskInstance{}, airflow.ErrNotFound
+}
+
+func (f *fakeAirflow) PodNameXCom(_ context.Context, k airflow.TIKey) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if name, ok := f.xcom[k]; ok {
+		return name, nil
+	}
+	return "", airflow.ErrNotFound
 }
 
 func (f *fakeAirflow) set(task string, mapIndex int, state string) {
@@ -422,5 +433,40 @@ func BenchmarkCycle1000Pods(b *testing.B) {
 		if err != nil || rep.Count()[decision.Reap] != 500 {
 			b.Fatalf("%v %v", err, rep.Count())
 		}
+	}
+}
+
+// A stale-try pod that the current try's XCom says it uses (Airflow 3.3's
+// durable reconnect ignores already_checked) is kept at the re-check.
+func TestStaleTryVetoedByXCom(t *testing.T) {
+	af, c := seed()
+	retried := ti("healthy_kpo_task", -1, "running")
+	retried.TryNumber = 2
+	af.tis[1] = retried
+	old := c.pods["healthy"]
+	old.Labels[labels.AlreadyChecked] = "True"
+	c.pods["healthy"] = old
+	af.xcom = map[airflow.TIKey]string{retried.TIKey: "healthy"}
+	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Pods {
+		if p.Pod.Name == "healthy" && (p.Action != ActionChanged || p.Reason != decision.ReasonChangedOnRecheck) {
+			t.Fatalf("healthy: %s/%s action %s", p.Verdict.Verdict, p.Reason, p.Action)
+		}
+	}
+	for _, d := range c.deleted {
+		if d == "healthy" {
+			t.Fatal("deleted the pod the current try uses")
+		}
+	}
+	// Without the XCom it is a stale try and goes.
+	af.xcom = nil
+	if _, err := newReaper(af, c, 1, nil).Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.pods["healthy"]; ok {
+		t.Fatal("stale-try pod not reaped")
 	}
 }

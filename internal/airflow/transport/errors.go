@@ -177,7 +177,7 @@ func mediaType(ct string) string {
 var literalSegments = map[string]bool{
 	"api": true, "v1": true, "v2": true, "dags": true, "dagRuns": true,
 	"taskInstances": true, "version": true, "health": true, "monitor": true,
-	"auth": true, "token": true, "list": true, "~": true,
+	"auth": true, "token": true, "list": true, "~": true, "xcomEntries": true,
 }
 
 // idAfter names the id that follows a collection segment.
@@ -186,6 +186,7 @@ var idAfter = map[string]string{
 	"dagRuns":       "{dag_run_id}",
 	"taskInstances": "{task_id}",
 	"{task_id}":     "{map_index}",
+	"xcomEntries":   "{xcom_key}",
 }
 
 // Endpoint turns a request URL into a templated path for errors, logs and

@@ -335,12 +335,13 @@ func TestStatusErrorsAndNotFound(t *testing.T) {
 
 func TestEndpoint(t *testing.T) {
 	cases := map[string]string{
-		"http://a/api/v1/dags/~/dagRuns/~/taskInstances?state=running":            "/api/v1/dags/~/dagRuns/~/taskInstances",
-		"http://a/api/v1/dags/d/dagRuns":                                          "/api/v1/dags/{dag_id}/dagRuns",
-		"http://a/prefix/api/v2/dags/d/dagRuns/manual__2026-11-27T06:00:00+00:00": "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}",
-		"http://a/api/v2/dags/d/dagRuns/r%2Fx/taskInstances/t/3":                  "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}",
-		"http://a/api/v2/dags/version/dagRuns/dags/taskInstances/list":            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/list",
-		"http://a/api/v2/dags/~/dagRuns/~/taskInstances/list":                     "/api/v2/dags/~/dagRuns/~/taskInstances/list",
+		"http://a/api/v1/dags/~/dagRuns/~/taskInstances?state=running":                      "/api/v1/dags/~/dagRuns/~/taskInstances",
+		"http://a/api/v1/dags/d/dagRuns":                                                    "/api/v1/dags/{dag_id}/dagRuns",
+		"http://a/prefix/api/v2/dags/d/dagRuns/manual__2026-11-27T06:00:00+00:00":           "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}",
+		"http://a/api/v2/dags/d/dagRuns/r%2Fx/taskInstances/t/3":                            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}",
+		"http://a/api/v2/dags/version/dagRuns/dags/taskInstances/list":                      "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/list",
+		"http://a/api/v2/dags/~/dagRuns/~/taskInstances/list":                               "/api/v2/dags/~/dagRuns/~/taskInstances/list",
+		"http://a/api/v1/dags/d/dagRuns/r/taskInstances/t/xcomEntries/pod_name?map_index=1": "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}",
 		"http://a/auth/token":                                     "/auth/token",
 		"http://a/api/v2/version":                                 "/api/v2/version",
 		"http://a/somewhere/else":                                 "/{path}",

@@ -15,10 +15,14 @@ package v1
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,7 +48,7 @@ func New(baseURL string, hc *http.Client) airflow.Client {
 	}
 	cfg := af.NewConfiguration()
 	cfg.Servers = af.ServerConfigurations{{URL: strings.TrimRight(baseURL, "/") + "/api/v1"}}
-	cfg.HTTPClient = hc
+	cfg.HTTPClient = withExtraQuery(hc)
 	cfg.UserAgent = "kpo-reaper"
 	return &client{api: af.NewAPIClient(cfg)}
 }
@@ -210,6 +214,111 @@ func (c *client) GetTaskInstance(ctx context.Context, key airflow.TIKey) (airflo
 		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: %s answered for %s", key, what, ti.TIKey)
 	}
 	return ti, nil
+}
+
+// podNameKey is the XCom key KubernetesPodOperator pushes the pod name under.
+const podNameKey = "pod_name"
+
+func (c *client) PodNameXCom(ctx context.Context, key airflow.TIKey) (string, error) {
+	const what = "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}"
+	if key.MapIndex >= 0 {
+		// airflow-client-go 2.5.0 cannot send map_index here, and without
+		// it Airflow reads map index -1 (2.7+) or any map index (older).
+		ctx = context.WithValue(ctx, extraQueryKey{}, url.Values{"map_index": {strconv.Itoa(key.MapIndex)}})
+	}
+	x, resp, err := c.api.XComApi.GetXcomEntry(ctx, key.DagID, key.RunID, key.TaskID, podNameKey).Execute()
+	if err != nil {
+		if resp != nil && resp.StatusCode < 300 {
+			return "", fmt.Errorf("pod_name XCom of %s: %s: cannot decode the answer (is the value a string?): %w", key, what, err)
+		}
+		err = fail(what, resp, err)
+		if key.MapIndex >= 0 && transport.IsStatus(err, http.StatusBadRequest) {
+			// Connexion rejects query parameters its spec lacks: map_index
+			// came with Airflow 2.7 (apache/airflow#32453).
+			return "", fmt.Errorf("pod_name XCom of %s: %w: Airflow before 2.7 cannot read the XCom of one map index, so the pod name of a mapped task instance is unknown", key, err)
+		}
+		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
+	}
+	if x.DagId == nil || x.TaskId == nil || x.Key == nil || *x.DagId != key.DagID || *x.TaskId != key.TaskID || *x.Key != podNameKey {
+		return "", fmt.Errorf("pod_name XCom of %s: %s answered for another or no XCom", key, what)
+	}
+	// The 2.5.0 model has no map_index; the generated client leaves the
+	// body it decoded in resp.Body.
+	var raw struct {
+		MapIndex *int `json:"map_index"`
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || json.Unmarshal(body, &raw) != nil {
+		return "", fmt.Errorf("pod_name XCom of %s: %s: cannot re-read the answer", key, what)
+	}
+	// 2.7+ always answers map_index; an older server has none, which is
+	// only acceptable for an unmapped task, where -1 is the only index.
+	switch {
+	case raw.MapIndex == nil && key.MapIndex >= 0:
+		return "", fmt.Errorf("pod_name XCom of %s: %s answered without map_index, so it may be another map index's (Airflow before 2.7?)", key, what)
+	case raw.MapIndex != nil && *raw.MapIndex != key.MapIndex:
+		return "", fmt.Errorf("pod_name XCom of %s: %s answered for map index %d", key, what, *raw.MapIndex)
+	}
+	if x.Value == nil {
+		return "", fmt.Errorf("pod_name XCom of %s: %s: the answer has no value", key, what)
+	}
+	name, err := podName(*x.Value)
+	if err != nil {
+		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
+	}
+	return name, nil
+}
+
+// dnsSubdomain is the DNS-1123 subdomain syntax of a pod name.
+var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// podName reads a pod name out of the stringified XCom value. Airflow 2
+// renders the stored value with str(), so a plain name arrives as is, but a
+// custom XCom backend or a JSON-encoded push leaves quotes around it. A
+// value that is still no valid pod name is an error: the caller compares it
+// with pod names, and garbage would never match, making every pod of the
+// task instance look stale.
+func podName(v string) (string, error) {
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		v = v[1 : len(v)-1]
+	}
+	if len(v) > 253 || !dnsSubdomain.MatchString(v) {
+		if len(v) > 80 {
+			v = v[:80] + "…"
+		}
+		return "", fmt.Errorf("the XCom value %q is not a pod name", v)
+	}
+	return v, nil
+}
+
+type extraQueryKey struct{}
+
+// extraQueryRT adds the query parameters a request's context carries under
+// extraQueryKey, for those the 2.5.0 client has no setter for.
+type extraQueryRT struct{ next http.RoundTripper }
+
+func (e *extraQueryRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	extra, _ := req.Context().Value(extraQueryKey{}).(url.Values)
+	if len(extra) == 0 {
+		return e.next.RoundTrip(req)
+	}
+	r := req.Clone(req.Context())
+	q := r.URL.Query()
+	for k, vs := range extra {
+		q[k] = vs
+	}
+	r.URL.RawQuery = q.Encode()
+	return e.next.RoundTrip(r)
+}
+
+func withExtraQuery(hc *http.Client) *http.Client {
+	c := *hc
+	next := hc.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	c.Transport = &extraQueryRT{next: next}
+	return &c
 }
 
 // fail turns what the generated client returns into an error that names

@@ -31,7 +31,12 @@ var allowedParams = map[string][]string{
 	"tis":      {"execution_date_gte", "execution_date_lte", "start_date_gte", "start_date_lte", "end_date_gte", "end_date_lte", "updated_at_gte", "updated_at_lte", "duration_gte", "duration_lte", "state", "pool", "queue", "executor", "limit", "offset"},
 	"ti":       {},
 	"mappedTI": {},
+	"xcom":     {"map_index", "deserialize", "stringify"},
 }
+
+// allowedXComParamsBefore27 are get_xcom_entry's parameters before Airflow
+// 2.7 added map_index (v1-2.5.0.yaml).
+var allowedXComParamsBefore27 = []string{"deserialize"}
 
 var knownStates = []string{"success", "running", "failed", "upstream_failed", "skipped", "up_for_retry", "up_for_reschedule", "queued", "none", "scheduled", "deferred", "removed", "restarting"}
 
@@ -39,6 +44,12 @@ type dagRow struct {
 	id     string
 	active bool
 	sched  string // raw JSON for schedule_interval
+}
+
+type xcomID struct {
+	dag, run, task string
+	mapIndex       int
+	key            string
 }
 
 type tiRow struct {
@@ -60,12 +71,16 @@ type fakeV1 struct {
 	dags []dagRow
 	runs map[string][]string
 	tis  []tiRow
+	// xcoms holds XCom values as the stringified API renders them; nil
+	// is a null value.
+	xcoms map[xcomID]any
 
 	unstableListings int // this many TI listing calls see a reshuffled table
 	totalExtra       int // added to total_entries, as if rows were hidden
 	fail500          int // answer this many requests with 500 first
 	html200          bool
 	html404          bool // a proxy answers 404 pages for single lookups
+	before27         bool // get_xcom_entry as before Airflow 2.7: no map_index at all
 
 	calls    map[string]int
 	rawPaths []string
@@ -73,7 +88,7 @@ type fakeV1 struct {
 }
 
 func newFakeV1(t *testing.T) (*fakeV1, *httptest.Server) {
-	f := &fakeV1{t: t, runs: map[string][]string{}, calls: map[string]int{}}
+	f := &fakeV1{t: t, runs: map[string][]string{}, xcoms: map[xcomID]any{}, calls: map[string]int{}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, srv
@@ -131,6 +146,8 @@ func (f *fakeV1) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route = "ti"
 	case len(seg) == 7 && seg[0] == "dags" && seg[2] == "dagRuns" && seg[4] == "taskInstances":
 		route = "mappedTI"
+	case len(seg) == 8 && seg[0] == "dags" && seg[2] == "dagRuns" && seg[4] == "taskInstances" && seg[6] == "xcomEntries":
+		route = "xcom"
 	default:
 		// Airflow 2 turns unknown /api/v1 routes into about:blank problems.
 		problem(w, 404, "about:blank", "Not Found", "The requested URL was not found on the server.")
@@ -138,9 +155,13 @@ func (f *fakeV1) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.calls[route]++
 	q := r.URL.Query()
+	allowed := allowedParams[route]
+	if route == "xcom" && f.before27 {
+		allowed = allowedXComParamsBefore27
+	}
 	var extra []string
 	for k := range q {
-		if !slices.Contains(allowedParams[route], k) {
+		if !slices.Contains(allowed, k) {
 			extra = append(extra, k)
 		}
 	}
@@ -229,6 +250,32 @@ func (f *fakeV1) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		notFound(w, "Task instance not found")
+	case "xcom":
+		if f.html404 {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(404)
+			fmt.Fprint(w, "<html>404 Not Found</html>")
+			return
+		}
+		mi := -1 // the handler's default since 2.7
+		if v := q.Get("map_index"); v != "" {
+			mi, _ = strconv.Atoi(v)
+		}
+		for id, v := range f.xcoms {
+			// Before 2.7 the query has no map_index filter at all.
+			if id.dag == seg[1] && id.run == seg[3] && id.task == seg[5] && id.key == seg[7] && (f.before27 || id.mapIndex == mi) {
+				m := map[string]any{
+					"dag_id": id.dag, "task_id": id.task, "key": id.key, "map_index": id.mapIndex, "value": v,
+					"execution_date": "2026-11-27T06:00:00+00:00", "timestamp": "2026-11-27T06:00:03.5+00:00",
+				}
+				if f.before27 {
+					delete(m, "map_index")
+				}
+				writeJSON(w, m)
+				return
+			}
+		}
+		notFound(w, "XCom entry not found")
 	}
 }
 
@@ -598,5 +645,140 @@ func TestServerVersion(t *testing.T) {
 	v, err := c.ServerVersion(context.Background())
 	if err != nil || v != "2.10.5" || c.APIVersion() != "v1" {
 		t.Fatalf("%q %v", v, err)
+	}
+}
+
+func TestPodNameXCom(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		value any
+		want  string // "" wants an error
+	}{
+		{"plain", "etl-daily-pod-task-3f2a9c1d", "etl-daily-pod-task-3f2a9c1d"},
+		{"JSON-quoted", `"etl-daily-pod-task-3f2a9c1d"`, "etl-daily-pod-task-3f2a9c1d"},
+		{"Python-quoted", "'etl-daily-pod-task-3f2a9c1d'", "etl-daily-pod-task-3f2a9c1d"},
+		{"dotted", "pod.example-1", "pod.example-1"},
+		{"quoted twice", `"'etl-daily-pod-task-3f2a9c1d'"`, ""},
+		{"unmatched quotes", `"etl-daily-pod-task-3f2a9c1d'`, ""},
+		{"empty quotes", `""`, ""},
+		{"empty", "", ""},
+		{"not a pod name", "None", ""},
+		{"a Python list", "['pod-a', 'pod-b']", ""},
+		{"null", nil, ""},
+		{"a number", 42, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, srv := newFakeV1(t)
+			key := airflow.TIKey{DagID: "etl.daily", RunID: "manual__2026-11-27T06:00:00+00:00", TaskID: "pod-task", MapIndex: -1}
+			f.xcoms[xcomID{key.DagID, key.RunID, key.TaskID, -1, "pod_name"}] = tc.value
+			got, err := newClient(t, srv).PodNameXCom(context.Background(), key)
+			if tc.want == "" {
+				if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), key.String()) {
+					t.Fatalf("got %q, err %v; want an error naming the task instance", got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, err %v; want %q", got, err, tc.want)
+			}
+			if f.rawPaths[0] != "/api/v1/dags/etl.daily/dagRuns/manual__2026-11-27T06:00:00+00:00/taskInstances/pod-task/xcomEntries/pod_name" {
+				t.Errorf("path %s", f.rawPaths[0])
+			}
+			// Unmapped: no map_index, which every 2.x accepts.
+			if len(f.queries[0]) != 0 {
+				t.Errorf("query %v", f.queries[0])
+			}
+		})
+	}
+}
+
+func TestPodNameXComMapped(t *testing.T) {
+	f, srv := newFakeV1(t)
+	for mi := -1; mi < 3; mi++ {
+		f.xcoms[xcomID{"d", "r", "t", mi, "pod_name"}] = fmt.Sprintf("pod-%d", mi+1)
+	}
+	got, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 2})
+	if err != nil || got != "pod-3" {
+		t.Fatalf("got %q, err %v; want pod-3", got, err)
+	}
+	if !slices.Equal(f.queries[0]["map_index"], []string{"2"}) || len(f.queries[0]) != 1 {
+		t.Errorf("query %v, want exactly map_index=2", f.queries[0])
+	}
+}
+
+func TestPodNameXComMappedBefore27Fails(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.before27 = true
+	f.xcoms[xcomID{"d", "r", "t", 0, "pod_name"}] = "pod-0"
+	f.xcoms[xcomID{"d", "r", "u", -1, "pod_name"}] = "pod-u"
+	c := newClient(t, srv)
+	_, err := c.PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 0})
+	if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "Airflow before 2.7") || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("err %v", err)
+	}
+	// An unmapped task has only map index -1, so the old query is exact.
+	if got, err := c.PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "u", MapIndex: -1}); err != nil || got != "pod-u" {
+		t.Fatalf("got %q, err %v", got, err)
+	}
+}
+
+func TestPodNameXComWrongAnswerFails(t *testing.T) {
+	for name, body := range map[string]string{
+		"other map index": `{"dag_id":"d","task_id":"t","key":"pod_name","map_index":0,"value":"pod-0"}`,
+		"no map index":    `{"dag_id":"d","task_id":"t","key":"pod_name","value":"pod-0"}`,
+		"other task":      `{"dag_id":"d","task_id":"x","key":"pod_name","map_index":2,"value":"pod-0"}`,
+		"other key":       `{"dag_id":"d","task_id":"t","key":"pod_namespace","map_index":2,"value":"default"}`,
+		"no key":          `{"dag_id":"d","task_id":"t","map_index":2,"value":"pod-0"}`,
+		"empty":           ``,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, body)
+		}))
+		got, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 2})
+		if err == nil {
+			t.Errorf("%s: got %q, want an error", name, got)
+		}
+		srv.Close()
+	}
+}
+
+func TestPodNameXComNotFound(t *testing.T) {
+	f, srv := newFakeV1(t)
+	c := newClient(t, srv)
+	key := airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 1}
+	f.xcoms[xcomID{"d", "r", "t", 0, "pod_name"}] = "pod-0" // another map index
+	if _, err := c.PodNameXCom(context.Background(), key); !errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "d/r/t[1]") {
+		t.Fatalf("a JSON 404 from Airflow must be ErrNotFound: %v", err)
+	}
+	f.html404 = true
+	if _, err := c.PodNameXCom(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
+		t.Fatalf("a proxy's HTML 404 must not be ErrNotFound: %v", err)
+	}
+	hc, _ := transport.New(transport.Options{})
+	if _, err := New(srv.URL+"/wrong-prefix", hc).PodNameXCom(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
+		t.Fatalf("a missing route must not be ErrNotFound: %v", err)
+	}
+}
+
+func TestPodNameXComServerError(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.xcoms[xcomID{"d", "r", "t", -1, "pod_name"}] = "pod-a"
+	f.fail500 = 1000
+	_, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1})
+	if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "giving up after 3 attempt(s), last status 500") {
+		t.Fatalf("err %v", err)
+	}
+	if len(f.rawPaths) != 3 {
+		t.Errorf("%d requests, want 3", len(f.rawPaths))
+	}
+}
+
+func TestPodNameXComHTMLFails(t *testing.T) {
+	f, srv := newFakeV1(t)
+	f.html200 = true
+	_, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1})
+	if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "got text/html") {
+		t.Fatalf("err %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
@@ -210,6 +211,70 @@ func (c *client) GetTaskInstance(ctx context.Context, key airflow.TIKey) (airflo
 		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: the API answered for %s", key, ti.TIKey)
 	}
 	return ti, nil
+}
+
+// podNameKey is the XCom key KubernetesPodOperator pushes the pod name under.
+const podNameKey = "pod_name"
+
+func (c *client) PodNameXCom(ctx context.Context, key airflow.TIKey) (string, error) {
+	// map_index goes out for unmapped tasks too (-1), so that the answer
+	// never rests on a server-side default. stringify stays at its default
+	// (false): the value comes back as the stored JSON, not Python's str().
+	mapIndex := key.MapIndex
+	resp, err := c.api.GetXcomEntry(ctx, key.DagID, key.RunID, key.TaskID, podNameKey, &gen.GetXcomEntryParams{MapIndex: &mapIndex})
+	var x gen.XComResponseNative
+	if err := doObject(resp, err, &x, "dag_id", "run_id", "task_id", "map_index", "key", "value"); err != nil {
+		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
+	}
+	if x.DagId != key.DagID || x.RunId != key.RunID || x.TaskId != key.TaskID || x.MapIndex != key.MapIndex || x.Key != podNameKey {
+		// Never let a wrong answer stand in for the one asked about.
+		return "", fmt.Errorf("pod_name XCom of %s: the API answered for %s/%s/%s[%d] key %q", key, x.DagId, x.RunId, x.TaskId, x.MapIndex, x.Key)
+	}
+	v, ok := x.Value.(string)
+	if !ok {
+		return "", fmt.Errorf("pod_name XCom of %s: the value is a JSON %s, not a string", key, jsonKind(x.Value))
+	}
+	name, err := podName(v)
+	if err != nil {
+		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
+	}
+	return name, nil
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case float64:
+		return "number"
+	case bool:
+		return "boolean"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return "value"
+}
+
+// dnsSubdomain is the DNS-1123 subdomain syntax of a pod name.
+var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// podName checks that the XCom value is a pod name. Some Airflow 3 paths
+// have stored XCom strings JSON-encoded twice (apache/airflow#46513,
+// #64573), which leaves quotes inside the decoded string; one level is
+// stripped as on API v1. Anything that is still no valid pod name is an
+// error: the caller compares it with pod names, and garbage would never
+// match, making every pod of the task instance look stale.
+func podName(v string) (string, error) {
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		v = v[1 : len(v)-1]
+	}
+	if len(v) > 253 || !dnsSubdomain.MatchString(v) {
+		if len(v) > 80 {
+			v = v[:80] + "…"
+		}
+		return "", fmt.Errorf("the XCom value %q is not a pod name", v)
+	}
+	return v, nil
 }
 
 // tiFields must be present and non-null in every task instance: the

@@ -31,6 +31,12 @@ type tiRow struct {
 	drop           string // a field to leave out of the JSON
 }
 
+type xcomID struct {
+	dag, run, task string
+	mapIndex       int
+	key            string
+}
+
 type dagRow struct {
 	id    string
 	stale bool
@@ -47,11 +53,15 @@ type fakeV2 struct {
 	dags []dagRow
 	runs map[string][]string
 	tis  []tiRow
+	// xcoms holds XCom values as stored JSON; nil is null.
+	xcoms map[xcomID]any
 
 	pageCap      int
 	retryOnPage1 int // after serving this many first pages, give a TI a new id
 	retried      int
 	html404      bool
+	html200      bool
+	fail500      int // answer this many requests with 500 first
 	allowPost    bool
 	nextID       int
 
@@ -61,7 +71,7 @@ type fakeV2 struct {
 }
 
 func newFakeV2(t *testing.T) (*fakeV2, *httptest.Server) {
-	f := &fakeV2{t: t, runs: map[string][]string{}, calls: map[string]int{}, pageCap: 100, nextID: 1}
+	f := &fakeV2{t: t, runs: map[string][]string{}, xcoms: map[xcomID]any{}, calls: map[string]int{}, pageCap: 100, nextID: 1}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, srv
@@ -80,6 +90,18 @@ func (f *fakeV2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	f.raw = append(f.raw, r.URL.EscapedPath())
 	f.queries = append(f.queries, r.URL.Query())
+	if f.fail500 > 0 {
+		f.fail500--
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(500)
+		fmt.Fprint(w, "Internal Server Error")
+		return
+	}
+	if f.html200 {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<!DOCTYPE html><title>Sign in</title>")
+		return
+	}
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/api/v2/")
 	if !ok {
 		detail(w, 404, "Not Found")
@@ -170,9 +192,39 @@ func (f *fakeV2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		detail(w, 404, fmt.Sprintf("The Task Instance with dag_id: `%s`, dag_run_id: `%s`, task_id: `%s` and map_index: `%d` was not found", seg[1], seg[3], seg[5], mi))
+	case len(seg) == 8 && seg[0] == "dags" && seg[2] == "dagRuns" && seg[4] == "taskInstances" && seg[6] == "xcomEntries":
+		f.getXCom(w, seg, q)
 	default:
 		detail(w, 404, "Not Found")
 	}
+}
+
+func (f *fakeV2) getXCom(w http.ResponseWriter, seg []string, q url.Values) {
+	if f.html404 {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(404)
+		fmt.Fprint(w, "<center>nginx</center>")
+		return
+	}
+	mi := -1
+	if v := q.Get("map_index"); v != "" {
+		var err error
+		if mi, err = strconv.Atoi(v); err != nil || mi < -1 {
+			writeJSON(w, 422, map[string]any{"detail": []map[string]any{{"type": "int_parsing", "loc": []string{"query", "map_index"}, "msg": "Input should be a valid integer", "input": v}}})
+			return
+		}
+	}
+	id := xcomID{seg[1], seg[3], seg[5], mi, seg[7]}
+	v, ok := f.xcoms[id]
+	if !ok {
+		detail(w, 404, fmt.Sprintf("XCom entry with key: `%s`, task_id: `%s`, dag_id: `%s`, run_id: `%s` and map_index: `%d` not found", id.key, id.task, id.dag, id.run, id.mapIndex))
+		return
+	}
+	writeJSON(w, 200, map[string]any{
+		"key": id.key, "timestamp": "2026-11-27T06:00:03.5Z", "logical_date": "2026-11-27T06:00:00Z",
+		"map_index": id.mapIndex, "task_id": id.task, "dag_id": id.dag, "run_id": id.run,
+		"dag_display_name": id.dag, "task_display_name": id.task, "run_after": "2026-11-27T06:00:00Z", "value": v,
+	})
 }
 
 func (f *fakeV2) hasDag(id string) bool {
@@ -543,5 +595,122 @@ func TestServerVersion(t *testing.T) {
 	c := newClient(t, srv)
 	if v, err := c.ServerVersion(context.Background()); err != nil || v != "3.2.1" || c.APIVersion() != "v2" {
 		t.Fatalf("%q %v", v, err)
+	}
+}
+
+func TestPodNameXCom(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		value any
+		want  string // "" wants an error
+	}{
+		{"string", "etl-pod-task-3f2a9c1d", "etl-pod-task-3f2a9c1d"},
+		{"encoded twice", `"etl-pod-task-3f2a9c1d"`, "etl-pod-task-3f2a9c1d"},
+		{"empty", "", ""},
+		{"not a pod name", "Pod With Spaces", ""},
+		{"null", nil, ""},
+		{"number", 42, ""},
+		{"list", []string{"pod-a"}, ""},
+		{"object", map[string]any{"pod_name": "pod-a"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, srv := newFakeV2(t)
+			key := airflow.TIKey{DagID: "etl", RunID: "manual__2026-11-27T06:00:00+00:00", TaskID: "pod", MapIndex: -1}
+			f.xcoms[xcomID{key.DagID, key.RunID, key.TaskID, -1, "pod_name"}] = tc.value
+			got, err := newClient(t, srv).PodNameXCom(context.Background(), key)
+			if tc.want == "" {
+				if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), key.String()) {
+					t.Fatalf("got %q, err %v; want an error naming the task instance", got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, err %v; want %q", got, err, tc.want)
+			}
+			if f.raw[0] != "/api/v2/dags/etl/dagRuns/manual__2026-11-27T06:00:00+00:00/taskInstances/pod/xcomEntries/pod_name" {
+				t.Errorf("path %s", f.raw[0])
+			}
+			if !slices.Equal(f.queries[0]["map_index"], []string{"-1"}) {
+				t.Errorf("query %v, want map_index=-1", f.queries[0])
+			}
+		})
+	}
+}
+
+func TestPodNameXComMapped(t *testing.T) {
+	f, srv := newFakeV2(t)
+	for mi := -1; mi < 3; mi++ {
+		f.xcoms[xcomID{"d", "r", "t", mi, "pod_name"}] = fmt.Sprintf("pod-%d", mi+1)
+	}
+	got, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 2})
+	if err != nil || got != "pod-3" {
+		t.Fatalf("got %q, err %v; want pod-3", got, err)
+	}
+	if !slices.Equal(f.queries[0]["map_index"], []string{"2"}) {
+		t.Errorf("query %v, want map_index=2", f.queries[0])
+	}
+}
+
+func TestPodNameXComWrongAnswerFails(t *testing.T) {
+	const rest = `"timestamp":"2026-11-27T06:00:03Z","dag_display_name":"d","task_display_name":"t","run_after":"2026-11-27T06:00:00Z"`
+	for name, body := range map[string]string{
+		"other map index": `{"dag_id":"d","run_id":"r","task_id":"t","key":"pod_name","map_index":0,"value":"pod-0",` + rest + `}`,
+		"no map index":    `{"dag_id":"d","run_id":"r","task_id":"t","key":"pod_name","value":"pod-0",` + rest + `}`,
+		"other run":       `{"dag_id":"d","run_id":"x","task_id":"t","key":"pod_name","map_index":2,"value":"pod-0",` + rest + `}`,
+		"other key":       `{"dag_id":"d","run_id":"r","task_id":"t","key":"pod_namespace","map_index":2,"value":"default",` + rest + `}`,
+		"no value":        `{"dag_id":"d","run_id":"r","task_id":"t","key":"pod_name","map_index":2,` + rest + `}`,
+		"not an object":   `"pod-0"`,
+		"empty":           ``,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, body)
+		}))
+		got, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 2})
+		if err == nil {
+			t.Errorf("%s: got %q, want an error", name, got)
+		}
+		srv.Close()
+	}
+}
+
+func TestPodNameXComNotFound(t *testing.T) {
+	f, srv := newFakeV2(t)
+	c := newClient(t, srv)
+	key := airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 1}
+	f.xcoms[xcomID{"d", "r", "t", 0, "pod_name"}] = "pod-0" // another map index
+	if _, err := c.PodNameXCom(context.Background(), key); !errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "d/r/t[1]") {
+		t.Fatalf("a JSON 404 from Airflow must be ErrNotFound: %v", err)
+	}
+	f.html404 = true
+	if _, err := c.PodNameXCom(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
+		t.Fatalf("a proxy's HTML 404 must not be ErrNotFound: %v", err)
+	}
+	hc, _ := transport.New(transport.Options{})
+	wrong, _ := New(srv.URL+"/other-app", hc)
+	if _, err := wrong.PodNameXCom(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
+		t.Fatalf("a missing route must not be ErrNotFound: %v", err)
+	}
+}
+
+func TestPodNameXComServerError(t *testing.T) {
+	f, srv := newFakeV2(t)
+	f.xcoms[xcomID{"d", "r", "t", -1, "pod_name"}] = "pod-a"
+	f.fail500 = 1000
+	_, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1})
+	if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "giving up after 3 attempt(s), last status 500") {
+		t.Fatalf("err %v", err)
+	}
+	if len(f.raw) != 3 {
+		t.Errorf("%d requests, want 3", len(f.raw))
+	}
+}
+
+func TestPodNameXComHTMLFails(t *testing.T) {
+	f, srv := newFakeV2(t)
+	f.html200 = true
+	_, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1})
+	if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "got text/html") {
+		t.Fatalf("err %v", err)
 	}
 }

@@ -414,6 +414,36 @@ type VersionInfo struct {
 	Version    string  `json:"version"`
 }
 
+// XComResponseNative XCom response serializer with native return type.
+type XComResponseNative struct {
+	DagDisplayName  string      `json:"dag_display_name"`
+	DagId           string      `json:"dag_id"`
+	Key             string      `json:"key"`
+	LogicalDate     *time.Time  `json:"logical_date,omitempty"`
+	MapIndex        int         `json:"map_index"`
+	RunAfter        time.Time   `json:"run_after"`
+	RunId           string      `json:"run_id"`
+	TaskDisplayName string      `json:"task_display_name"`
+	TaskId          string      `json:"task_id"`
+	Timestamp       time.Time   `json:"timestamp"`
+	Value           interface{} `json:"value"`
+}
+
+// XComResponseString XCom response serializer with string return type.
+type XComResponseString struct {
+	DagDisplayName  string     `json:"dag_display_name"`
+	DagId           string     `json:"dag_id"`
+	Key             string     `json:"key"`
+	LogicalDate     *time.Time `json:"logical_date,omitempty"`
+	MapIndex        int        `json:"map_index"`
+	RunAfter        time.Time  `json:"run_after"`
+	RunId           string     `json:"run_id"`
+	TaskDisplayName string     `json:"task_display_name"`
+	TaskId          string     `json:"task_id"`
+	Timestamp       time.Time  `json:"timestamp"`
+	Value           *string    `json:"value,omitempty"`
+}
+
 // GetDagsParams defines parameters for GetDags.
 type GetDagsParams struct {
 	Limit         *int                        `form:"limit,omitempty" json:"limit,omitempty"`
@@ -573,6 +603,18 @@ type GetTaskInstancesParams struct {
 	OrderBy *[]string `form:"order_by,omitempty" json:"order_by,omitempty"`
 }
 
+// GetXcomEntryParams defines parameters for GetXcomEntry.
+type GetXcomEntryParams struct {
+	MapIndex    *int  `form:"map_index,omitempty" json:"map_index,omitempty"`
+	Deserialize *bool `form:"deserialize,omitempty" json:"deserialize,omitempty"`
+	Stringify   *bool `form:"stringify,omitempty" json:"stringify,omitempty"`
+}
+
+// GetXcomEntry200JSONResponseBody defines parameters for GetXcomEntry.
+type GetXcomEntry200JSONResponseBody struct {
+	union json.RawMessage
+}
+
 // AsHTTPExceptionResponseDetail0 returns the union data inside the HTTPExceptionResponse_Detail as a HTTPExceptionResponseDetail0
 func (t HTTPExceptionResponse_Detail) AsHTTPExceptionResponseDetail0() (HTTPExceptionResponseDetail0, error) {
 	var body HTTPExceptionResponseDetail0
@@ -697,6 +739,68 @@ func (t *ValidationError_Loc_Item) UnmarshalJSON(b []byte) error {
 	return err
 }
 
+// AsXComResponseNative returns the union data inside the GetXcomEntry200JSONResponseBody as a XComResponseNative
+func (t GetXcomEntry200JSONResponseBody) AsXComResponseNative() (XComResponseNative, error) {
+	var body XComResponseNative
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromXComResponseNative overwrites any union data inside the GetXcomEntry200JSONResponseBody as the provided XComResponseNative
+func (t *GetXcomEntry200JSONResponseBody) FromXComResponseNative(v XComResponseNative) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeXComResponseNative performs a merge with any union data inside the GetXcomEntry200JSONResponseBody, using the provided XComResponseNative
+func (t *GetXcomEntry200JSONResponseBody) MergeXComResponseNative(v XComResponseNative) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsXComResponseString returns the union data inside the GetXcomEntry200JSONResponseBody as a XComResponseString
+func (t GetXcomEntry200JSONResponseBody) AsXComResponseString() (XComResponseString, error) {
+	var body XComResponseString
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromXComResponseString overwrites any union data inside the GetXcomEntry200JSONResponseBody as the provided XComResponseString
+func (t *GetXcomEntry200JSONResponseBody) FromXComResponseString(v XComResponseString) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeXComResponseString performs a merge with any union data inside the GetXcomEntry200JSONResponseBody, using the provided XComResponseString
+func (t *GetXcomEntry200JSONResponseBody) MergeXComResponseString(v XComResponseString) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t GetXcomEntry200JSONResponseBody) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *GetXcomEntry200JSONResponseBody) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
 
@@ -816,6 +920,13 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id} (the `GetTaskInstance` operationId).
 	GetTaskInstance(ctx context.Context, dagId string, dagRunId string, taskId string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetXcomEntry Get Xcom Entry
+	//
+	// Get an XCom entry.
+	//
+	// Corresponds with GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key} (the `GetXcomEntry` operationId).
+	GetXcomEntry(ctx context.Context, dagId string, dagRunId string, taskId string, xcomKey string, params *GetXcomEntryParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetMappedTaskInstance Get Mapped Task Instance
 	//
 	// Get task instance.
@@ -926,6 +1037,23 @@ func (c *Client) GetTaskInstances(ctx context.Context, dagId string, dagRunId st
 // Corresponds with GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id} (the `GetTaskInstance` operationId).
 func (c *Client) GetTaskInstance(ctx context.Context, dagId string, dagRunId string, taskId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetTaskInstanceRequest(c.Server, dagId, dagRunId, taskId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetXcomEntry Get Xcom Entry
+//
+// Get an XCom entry.
+//
+// Corresponds with GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key} (the `GetXcomEntry` operationId).
+func (c *Client) GetXcomEntry(ctx context.Context, dagId string, dagRunId string, taskId string, xcomKey string, params *GetXcomEntryParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetXcomEntryRequest(c.Server, dagId, dagRunId, taskId, xcomKey, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2512,6 +2640,112 @@ func NewGetTaskInstanceRequest(server string, dagId string, dagRunId string, tas
 	return req, nil
 }
 
+// NewGetXcomEntryRequest constructs an http.Request for the GetXcomEntry method
+func NewGetXcomEntryRequest(server string, dagId string, dagRunId string, taskId string, xcomKey string, params *GetXcomEntryParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dag_id", dagId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "dag_run_id", dagRunId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "task_id", taskId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam3 string
+
+	pathParam3, err = runtime.StyleParamWithOptions("simple", false, "xcom_key", xcomKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v2/dags/%s/dagRuns/%s/taskInstances/%s/xcomEntries/%s", pathParam0, pathParam1, pathParam2, pathParam3)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.MapIndex != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "map_index", *params.MapIndex, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Deserialize != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "deserialize", *params.Deserialize, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Stringify != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "stringify", *params.Stringify, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetMappedTaskInstanceRequest constructs an http.Request for the GetMappedTaskInstance method
 func NewGetMappedTaskInstanceRequest(server string, dagId string, dagRunId string, taskId string, mapIndex int) (*http.Request, error) {
 	var err error
@@ -2694,6 +2928,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id} (the `GetTaskInstance` operationId).
 	GetTaskInstanceWithResponse(ctx context.Context, dagId string, dagRunId string, taskId string, reqEditors ...RequestEditorFn) (*GetTaskInstanceResponse, error)
+
+	// GetXcomEntryWithResponse Get Xcom Entry
+	//
+	// Get an XCom entry.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key} (the `GetXcomEntry` operationId).
+	GetXcomEntryWithResponse(ctx context.Context, dagId string, dagRunId string, taskId string, xcomKey string, params *GetXcomEntryParams, reqEditors ...RequestEditorFn) (*GetXcomEntryResponse, error)
 
 	// GetMappedTaskInstanceWithResponse Get Mapped Task Instance
 	//
@@ -3135,6 +3378,82 @@ func (r GetTaskInstanceResponse) ContentType() string {
 	return ""
 }
 
+type GetXcomEntryResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *GetXcomEntry200JSONResponseBody
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *HTTPExceptionResponse
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *HTTPExceptionResponse
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *HTTPExceptionResponse
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *HTTPExceptionResponse
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *HTTPValidationError
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetXcomEntryResponse) GetJSON200() *GetXcomEntry200JSONResponseBody {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetXcomEntryResponse) GetJSON400() *HTTPExceptionResponse {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetXcomEntryResponse) GetJSON401() *HTTPExceptionResponse {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetXcomEntryResponse) GetJSON403() *HTTPExceptionResponse {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetXcomEntryResponse) GetJSON404() *HTTPExceptionResponse {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetXcomEntryResponse) GetJSON422() *HTTPValidationError {
+	return r.JSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r GetXcomEntryResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetXcomEntryResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetXcomEntryResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetXcomEntryResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetMappedTaskInstanceResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3336,6 +3655,21 @@ func (c *ClientWithResponses) GetTaskInstanceWithResponse(ctx context.Context, d
 		return nil, err
 	}
 	return ParseGetTaskInstanceResponse(rsp)
+}
+
+// GetXcomEntryWithResponse Get Xcom Entry
+//
+// Get an XCom entry.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key} (the `GetXcomEntry` operationId).
+func (c *ClientWithResponses) GetXcomEntryWithResponse(ctx context.Context, dagId string, dagRunId string, taskId string, xcomKey string, params *GetXcomEntryParams, reqEditors ...RequestEditorFn) (*GetXcomEntryResponse, error) {
+	rsp, err := c.GetXcomEntry(ctx, dagId, dagRunId, taskId, xcomKey, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetXcomEntryResponse(rsp)
 }
 
 // GetMappedTaskInstanceWithResponse Get Mapped Task Instance
@@ -3665,6 +3999,67 @@ func ParseGetTaskInstanceResponse(rsp *http.Response) (*GetTaskInstanceResponse,
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest HTTPExceptionResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest HTTPExceptionResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest HTTPExceptionResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest HTTPValidationError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetXcomEntryResponse parses an HTTP response from a GetXcomEntryWithResponse call
+func ParseGetXcomEntryResponse(rsp *http.Response) (*GetXcomEntryResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetXcomEntryResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest GetXcomEntry200JSONResponseBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest HTTPExceptionResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest HTTPExceptionResponse
