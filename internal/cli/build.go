@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/connect"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
 	"github.com/kpo-reaper/kpo-reaper/internal/config"
@@ -19,9 +20,17 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/internal/resolve"
 )
 
-// build connects the edges. Connecting to Airflow asks its version, so a
-// wrong URL or API version fails here with a line that names the fix.
-func build(ctx context.Context, c *config.Config, dryRun bool, log *slog.Logger) (*reaper.Reaper, error) {
+// edges are the connected clients.
+type edges struct {
+	airflow  airflow.Client
+	kube     kubernetes.Interface
+	apiCalls func() int64
+}
+
+// connectEdges connects to Airflow and builds the Kubernetes client.
+// Connecting to Airflow asks its version, so a wrong URL or API version
+// fails here with a line that names the fix.
+func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, observe func(string, string, int, time.Duration)) (*edges, error) {
 	var calls atomic.Int64
 	hc, err := transport.New(transport.Options{
 		Timeout:    c.Airflow.Timeout,
@@ -31,7 +40,12 @@ func build(ctx context.Context, c *config.Config, dryRun bool, log *slog.Logger)
 			Type: c.Airflow.Auth.Type, Username: c.Airflow.Auth.Username, Password: c.Airflow.Auth.Password,
 			Token: c.Airflow.Auth.Token, TokenFile: c.Airflow.Auth.TokenFile, BaseURL: c.Airflow.URL,
 		},
-		Observer: func(string, string, int, time.Duration) { calls.Add(1) },
+		Observer: func(endpoint, method string, status int, d time.Duration) {
+			calls.Add(1)
+			if observe != nil {
+				observe(endpoint, method, status, d)
+			}
+		},
 	})
 	if err != nil {
 		return nil, usageError{err}
@@ -50,15 +64,21 @@ func build(ctx context.Context, c *config.Config, dryRun bool, log *slog.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("%w: kubernetes client: %v", reaper.ErrCycleFailed, err)
 	}
-	var d deleter.Deleter = deleter.Force{Client: cs}
+	return &edges{airflow: af, kube: cs, apiCalls: calls.Load}, nil
+}
+
+// newReaper wires the decision to the edges. Dry run swaps in the Deleter
+// that sends nothing.
+func newReaper(c *config.Config, e *edges, pods reaper.PodLister, dryRun bool, log *slog.Logger) *reaper.Reaper {
+	var d deleter.Deleter = deleter.Force{Client: e.kube}
 	if dryRun {
 		d = deleter.DryRunDeleter{}
 		log.Info("dry run: nothing will be deleted or annotated; set reaper.dryRun: false (or --dry-run=false) to delete")
 	}
 	return &reaper.Reaper{
-		Pods:     &kube.PodLister{Client: cs, Namespaces: c.Kubernetes.Namespaces, Selector: kube.Selector(c.Kubernetes.LabelSelector)},
-		Airflow:  af,
-		Resolver: &resolve.Resolver{Client: af},
+		Pods:     pods,
+		Airflow:  e.airflow,
+		Resolver: &resolve.Resolver{Client: e.airflow},
 		Deleter:  d,
 		Policy: decision.Policy{
 			MinPodAge:           c.Reaper.MinPodAge,
@@ -69,6 +89,11 @@ func build(ctx context.Context, c *config.Config, dryRun bool, log *slog.Logger)
 		MaxDeletes:    c.Reaper.MaxDeletesPerCycle,
 		Log:           log,
 		Now:           time.Now,
-		APICalls:      calls.Load,
-	}, nil
+		APICalls:      e.apiCalls,
+	}
+}
+
+// listPods is the paginated List, for --once and plan.
+func listPods(c *config.Config, e *edges) reaper.PodLister {
+	return &kube.PodLister{Client: e.kube, Namespaces: c.Kubernetes.Namespaces, Selector: kube.Selector(c.Kubernetes.LabelSelector)}
 }

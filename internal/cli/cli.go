@@ -2,7 +2,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"strconv"
 	"syscall"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -101,41 +99,20 @@ func newRun(stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if once && c.LeaderElection.Enabled {
+				return usageError{fmt.Errorf("leaderElection.enabled cannot be combined with --once: run the CronJob with concurrencyPolicy: Forbid instead")}
+			}
 			log := newLogger(c, stderr, false)
 			log.Info("starting", "version", buildinfo.Version, "once", once, "config", c)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			r, err := build(ctx, c, c.Reaper.DryRun, log)
-			if err != nil {
-				return err
-			}
-			if once {
-				_, err := r.Cycle(ctx)
-				return err
-			}
-			return loop(ctx, r, c.Reaper.Interval, log)
+			return runReaper(ctx, c, once, log)
 		},
 	}
 	cmd.Flags().String("config", "", "YAML configuration file")
 	cmd.Flags().BoolVar(&once, "once", false, "run one cycle and exit: 0 when it was evaluated, non-zero when it could not be (CronJob mode)")
 	config.AddFlags(cmd.Flags())
 	return cmd
-}
-
-// loop runs cycles until the context ends. A failed cycle is logged and the
-// next one tries again; nothing was deleted by it.
-func loop(ctx context.Context, r *reaper.Reaper, interval time.Duration, log *slog.Logger) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		_, _ = r.Cycle(ctx)
-		select {
-		case <-ctx.Done():
-			log.Info("shutting down")
-			return nil
-		case <-t.C:
-		}
-	}
 }
 
 func newPlan(stdout, stderr io.Writer) *cobra.Command {
@@ -155,10 +132,12 @@ func newPlan(stdout, stderr io.Writer) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			// plan is always a dry run, whatever the configuration says.
-			r, err := build(ctx, c, true, newLogger(c, stderr, true))
+			log := newLogger(c, stderr, true)
+			e, err := connectEdges(ctx, c, log, nil)
 			if err != nil {
 				return err
 			}
+			r := newReaper(c, e, listPods(c, e), true, log)
 			rep, err := r.Cycle(ctx)
 			if err != nil {
 				return err

@@ -25,10 +25,26 @@ const EnvPrefix = "KPO_REAPER"
 
 // Config is the whole configuration.
 type Config struct {
-	Airflow    Airflow    `mapstructure:"airflow"`
-	Kubernetes Kubernetes `mapstructure:"kubernetes"`
-	Reaper     Reaper     `mapstructure:"reaper"`
-	Log        Log        `mapstructure:"log"`
+	Airflow        Airflow        `mapstructure:"airflow"`
+	Kubernetes     Kubernetes     `mapstructure:"kubernetes"`
+	Reaper         Reaper         `mapstructure:"reaper"`
+	Server         Server         `mapstructure:"server"`
+	LeaderElection LeaderElection `mapstructure:"leaderElection"`
+	Log            Log            `mapstructure:"log"`
+}
+
+type Server struct {
+	// Address serves /metrics, /healthz and /readyz; "" disables the server.
+	Address string `mapstructure:"address"`
+}
+
+type LeaderElection struct {
+	Enabled        bool          `mapstructure:"enabled"`
+	LeaseName      string        `mapstructure:"leaseName"`
+	LeaseNamespace string        `mapstructure:"leaseNamespace"`
+	LeaseDuration  time.Duration `mapstructure:"leaseDuration"`
+	RenewDeadline  time.Duration `mapstructure:"renewDeadline"`
+	RetryPeriod    time.Duration `mapstructure:"retryPeriod"`
 }
 
 type Airflow struct {
@@ -72,28 +88,35 @@ type Log struct {
 // defaults lists every key with its default. Viper only maps environment
 // variables onto keys it knows, so every key must appear here.
 var defaults = map[string]any{
-	"airflow.url":                "",
-	"airflow.apiVersion":         "auto",
-	"airflow.timeout":            "30s",
-	"airflow.maxRetries":         4,
-	"airflow.auth.type":          "none",
-	"airflow.auth.username":      "",
-	"airflow.auth.password":      "",
-	"airflow.auth.token":         "",
-	"airflow.auth.tokenFile":     "",
-	"kubernetes.kubeconfig":      "",
-	"kubernetes.namespaces":      []string{},
-	"kubernetes.allNamespaces":   false,
-	"kubernetes.labelSelector":   "",
-	"reaper.dryRun":              true,
-	"reaper.interval":            "1m",
-	"reaper.minPodAge":           "5m",
-	"reaper.terminalGracePeriod": "2m",
-	"reaper.orphanMinAge":        "1h",
-	"reaper.confirmations":       2,
-	"reaper.maxDeletesPerCycle":  20,
-	"log.level":                  "info",
-	"log.format":                 "text",
+	"airflow.url":                   "",
+	"airflow.apiVersion":            "auto",
+	"airflow.timeout":               "30s",
+	"airflow.maxRetries":            4,
+	"airflow.auth.type":             "none",
+	"airflow.auth.username":         "",
+	"airflow.auth.password":         "",
+	"airflow.auth.token":            "",
+	"airflow.auth.tokenFile":        "",
+	"kubernetes.kubeconfig":         "",
+	"kubernetes.namespaces":         []string{},
+	"kubernetes.allNamespaces":      false,
+	"kubernetes.labelSelector":      "",
+	"reaper.dryRun":                 true,
+	"reaper.interval":               "1m",
+	"reaper.minPodAge":              "5m",
+	"reaper.terminalGracePeriod":    "2m",
+	"reaper.orphanMinAge":           "1h",
+	"reaper.confirmations":          2,
+	"reaper.maxDeletesPerCycle":     20,
+	"server.address":                ":8080",
+	"leaderElection.enabled":        false,
+	"leaderElection.leaseName":      "kpo-reaper",
+	"leaderElection.leaseNamespace": "",
+	"leaderElection.leaseDuration":  "15s",
+	"leaderElection.renewDeadline":  "10s",
+	"leaderElection.retryPeriod":    "2s",
+	"log.level":                     "info",
+	"log.format":                    "text",
 }
 
 // Flag names bound to keys; the commands declare the flags.
@@ -129,6 +152,9 @@ func Load(file string, fs *pflag.FlagSet) (*Config, error) {
 	}
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	// An empty variable is a value: KPO_REAPER_SERVER_ADDRESS="" turns the
+	// server off.
+	v.AllowEmptyEnv(true)
 	v.AutomaticEnv()
 	if file != "" {
 		v.SetConfigFile(file)
@@ -252,6 +278,14 @@ func (c *Config) Validate() error {
 	}
 	if r.MaxDeletesPerCycle < 1 {
 		bad("reaper.maxDeletesPerCycle", "must be at least 1; use reaper.dryRun: true to delete nothing")
+	}
+	if le := c.LeaderElection; le.Enabled {
+		if le.LeaseName == "" {
+			bad("leaderElection.leaseName", "required when leaderElection.enabled is true")
+		}
+		if le.RetryPeriod <= 0 || le.RenewDeadline <= le.RetryPeriod || le.LeaseDuration <= le.RenewDeadline {
+			bad("leaderElection", "durations must satisfy leaseDuration > renewDeadline > retryPeriod > 0 (defaults 15s, 10s, 2s)")
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

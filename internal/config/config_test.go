@@ -89,6 +89,7 @@ func TestBadInputNamesTheKey(t *testing.T) {
 		"bearer both":          {"airflow:\n  url: http://a\n  auth: {type: bearer, token: t, tokenFile: /f}\nkubernetes:\n  namespaces: [x]\n", "airflow.auth"},
 		"bad auth type":        {"airflow:\n  url: http://a\n  auth: {type: kerberos}\nkubernetes:\n  namespaces: [x]\n", "airflow.auth.type"},
 		"bad log format":       {minimal + "log:\n  format: xml\n", "log.format"},
+		"lease durations":      {minimal + "leaderElection:\n  enabled: true\n  renewDeadline: 20s\n", "leaderElection"},
 		"negative age":         {minimal + "reaper:\n  minPodAge: -1m\n", "reaper.minPodAge"},
 	}
 	for name, tc := range cases {
@@ -114,5 +115,19 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	_, err := Load(write(t, body), nil)
 	if err == nil || strings.Contains(err.Error(), "tok-abc123") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestServerAndLeaderElectionFromEnv(t *testing.T) {
+	t.Setenv("KPO_REAPER_SERVER_ADDRESS", "")
+	t.Setenv("KPO_REAPER_LEADERELECTION_ENABLED", "true")
+	t.Setenv("KPO_REAPER_LEADERELECTION_LEASENAMESPACE", "airflow")
+	c, err := Load(write(t, minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.Address != "" || !c.LeaderElection.Enabled || c.LeaderElection.LeaseNamespace != "airflow" ||
+		c.LeaderElection.LeaseName != "kpo-reaper" || c.LeaderElection.LeaseDuration != 15*time.Second {
+		t.Fatalf("%+v %+v", c.Server, c.LeaderElection)
 	}
 }
