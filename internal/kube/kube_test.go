@@ -39,3 +39,23 @@ func TestListConvertsWhatDecisionsRead(t *testing.T) {
 		t.Fatalf("all namespaces: %v %v", all, err)
 	}
 }
+
+func TestSlimDropsWhatDecisionsDoNotRead(t *testing.T) {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u", Labels: map[string]string{"a": "b"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
+		Spec:   corev1.PodSpec{NodeName: "n", Containers: []corev1.Container{{Name: "base"}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: "base"}}},
+	}
+	out, err := Slim(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := out.(*corev1.Pod)
+	if len(s.ManagedFields) != 0 || len(s.Spec.Containers) != 0 || len(s.Status.ContainerStatuses) != 0 {
+		t.Fatalf("not slimmed: %+v", s)
+	}
+	if got := ToPod(s); got.Name != "p" || got.UID != "u" || got.Phase != "Running" || got.Labels["a"] != "b" {
+		t.Fatalf("lost what decisions read: %+v", got)
+	}
+}
