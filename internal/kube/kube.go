@@ -5,6 +5,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"os"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,12 +13,23 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kpo-reaper/kpo-reaper/internal/buildinfo"
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 	"github.com/kpo-reaper/kpo-reaper/internal/labels"
 )
 
 // UserAgent identifies the reaper in apiserver audit logs.
 const UserAgent = "kpo-reaper"
+
+// userAgent names the replica too (POD_NAME from the downward API), so
+// audit logs tell two reapers under one ServiceAccount apart.
+func userAgent() string {
+	ua := UserAgent + "/" + buildinfo.Version
+	if pod := os.Getenv("POD_NAME"); pod != "" {
+		ua += " (" + pod + ")"
+	}
+	return ua
+}
 
 // Config builds a client config: the kubeconfig file when given, else the
 // in-cluster config, else $KUBECONFIG or ~/.kube/config.
@@ -35,7 +47,7 @@ func Config(kubeconfig string) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes config (kubernetes.kubeconfig): %w", err)
 	}
-	cfg.UserAgent = UserAgent
+	cfg.UserAgent = userAgent()
 	return cfg, nil
 }
 
