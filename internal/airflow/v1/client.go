@@ -21,7 +21,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -262,33 +261,11 @@ func (c *client) PodNameXCom(ctx context.Context, key airflow.TIKey) (string, er
 	if x.Value == nil {
 		return "", fmt.Errorf("pod_name XCom of %s: %s: the answer has no value", key, what)
 	}
-	name, err := podName(*x.Value)
+	name, err := airflow.PodNameFromXCom(*x.Value)
 	if err != nil {
 		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
 	}
 	return name, nil
-}
-
-// dnsSubdomain is the DNS-1123 subdomain syntax of a pod name.
-var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-
-// podName reads a pod name out of the stringified XCom value. Airflow 2
-// renders the stored value with str(), so a plain name arrives as is, but a
-// custom XCom backend or a JSON-encoded push leaves quotes around it. A
-// value that is still no valid pod name is an error: the caller compares it
-// with pod names, and garbage would never match, making every pod of the
-// task instance look stale.
-func podName(v string) (string, error) {
-	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-		v = v[1 : len(v)-1]
-	}
-	if len(v) > 253 || !dnsSubdomain.MatchString(v) {
-		if len(v) > 80 {
-			v = v[:80] + "…"
-		}
-		return "", fmt.Errorf("the XCom value %q is not a pod name", v)
-	}
-	return v, nil
 }
 
 type extraQueryKey struct{}

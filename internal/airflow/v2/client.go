@@ -19,7 +19,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
@@ -234,7 +233,7 @@ func (c *client) PodNameXCom(ctx context.Context, key airflow.TIKey) (string, er
 	if !ok {
 		return "", fmt.Errorf("pod_name XCom of %s: the value is a JSON %s, not a string", key, jsonKind(x.Value))
 	}
-	name, err := podName(v)
+	name, err := airflow.PodNameFromXCom(v)
 	if err != nil {
 		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
 	}
@@ -253,28 +252,6 @@ func jsonKind(v any) string {
 		return "object"
 	}
 	return "value"
-}
-
-// dnsSubdomain is the DNS-1123 subdomain syntax of a pod name.
-var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-
-// podName checks that the XCom value is a pod name. Some Airflow 3 paths
-// have stored XCom strings JSON-encoded twice (apache/airflow#46513,
-// #64573), which leaves quotes inside the decoded string; one level is
-// stripped as on API v1. Anything that is still no valid pod name is an
-// error: the caller compares it with pod names, and garbage would never
-// match, making every pod of the task instance look stale.
-func podName(v string) (string, error) {
-	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-		v = v[1 : len(v)-1]
-	}
-	if len(v) > 253 || !dnsSubdomain.MatchString(v) {
-		if len(v) > 80 {
-			v = v[:80] + "…"
-		}
-		return "", fmt.Errorf("the XCom value %q is not a pod name", v)
-	}
-	return v, nil
 }
 
 // tiFields must be present and non-null in every task instance: the

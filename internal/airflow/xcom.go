@@ -1,0 +1,29 @@
+package airflow
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// dnsSubdomain is the DNS-1123 subdomain syntax of a pod name.
+var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// PodNameFromXCom reads a pod name out of an XCom string value. Airflow 2
+// renders the stored value with str() and a custom XCom backend or a
+// JSON-encoded push leaves quotes around it; some Airflow 3 paths stored
+// strings JSON-encoded twice (apache/airflow#46513, #64573). One level of
+// matching quotes is stripped. A value that is still no valid pod name is an
+// error: the caller compares it with pod names, and garbage would never
+// match, making every pod of the task instance look unused.
+func PodNameFromXCom(v string) (string, error) {
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		v = v[1 : len(v)-1]
+	}
+	if len(v) > 253 || !dnsSubdomain.MatchString(v) {
+		if len(v) > 80 {
+			v = v[:80] + "…"
+		}
+		return "", fmt.Errorf("the XCom value %q is not a pod name", v)
+	}
+	return v, nil
+}
