@@ -164,11 +164,11 @@ func (j *jwtRT) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	}
 	resp, err := j.next.RoundTrip(withBearer(req, tok))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+	if err != nil || !rejectsToken(resp) {
 		return resp, err
 	}
 	drain(resp)
-	j.logger.Debug("airflow answered 401, logging in again", "endpoint", Endpoint(req.URL))
+	j.logger.Debug("airflow rejected the token, logging in again", "endpoint", Endpoint(req.URL), "status", resp.StatusCode)
 	tok, _, err = j.token(ctx, gen)
 	if err != nil {
 		return nil, err
@@ -180,11 +180,31 @@ func (j *jwtRT) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	resp, err = j.next.RoundTrip(retry)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+	if err != nil || !rejectsToken(resp) {
 		return resp, err
 	}
 	drain(resp)
-	return nil, &permanent{errors.New("401 Unauthorized even for a freshly issued token: the user cannot use this API, or the API servers do not share [api_auth] jwt_secret")}
+	return nil, &permanent{errors.New("the API rejected even a freshly issued token (401, or 403 Invalid JWT token): the user cannot use this API, or the API servers do not share [api_auth] jwt_secret")}
+}
+
+// rejectsToken tells a refused token from a refused permission. Airflow 3
+// answers 401 for a missing or expired token but 403 "Invalid JWT token"
+// for one it cannot verify, e.g. after the API server restarted with a new
+// jwt_secret; both are mended by logging in again. Any other 403 is a
+// permission the user lacks, which a new token would not change.
+func rejectsToken(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return true
+	case http.StatusForbidden:
+		head, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
+		return bytes.Contains(head, []byte("Invalid JWT token"))
+	}
+	return false
 }
 
 // token returns the cached token, logging in when there is none, when it is

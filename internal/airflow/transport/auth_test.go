@@ -34,6 +34,8 @@ type fakeAirflow3 struct {
 	mu          sync.Mutex
 	valid       map[string]bool
 	rejectAll   bool          // every API call gets 401, as with a jwt_secret mismatch
+	forbidBad   bool          // an unknown token gets Airflow 3's 403 "Invalid JWT token"
+	forbidAll   bool          // every call gets a 403 for a missing permission
 	loginStatus []int         // statuses to answer logins with before succeeding
 	lifetime    time.Duration // exp - iat of issued tokens
 	clock       func() time.Time
@@ -83,7 +85,17 @@ func (f *fakeAirflow3) api(w http.ResponseWriter, r *http.Request) {
 	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	f.mu.Lock()
 	ok := f.valid[tok] && !f.rejectAll
+	forbidBad, forbidAll := f.forbidBad, f.forbidAll
 	f.mu.Unlock()
+	if forbidAll {
+		writeJSON(w, 403, `{"detail":"Forbidden"}`)
+		return
+	}
+	if !ok && forbidBad {
+		f.api401.Add(1)
+		writeJSON(w, 403, `{"detail":"Invalid JWT token"}`)
+		return
+	}
 	if !ok {
 		f.api401.Add(1)
 		writeJSON(w, 401, `{"detail":"Could not validate credentials"}`)
@@ -161,6 +173,38 @@ func TestJWTRelogsInOnceOn401(t *testing.T) {
 	}
 	if f.logins.Load() != 2 || f.apiCalls.Load() != 3 || f.api401.Load() != 1 {
 		t.Fatalf("logins %d, api calls %d, 401s %d; want 2, 3, 1", f.logins.Load(), f.apiCalls.Load(), f.api401.Load())
+	}
+}
+
+// Airflow 3 answers 403 "Invalid JWT token" for a token signed with another
+// secret (an API server restarted with a new jwt_secret): log in again.
+func TestJWTRelogsInOnInvalidTokenForbidden(t *testing.T) {
+	f, srv := newFakeAirflow3(t)
+	f.forbidBad = true
+	hc := mustNew(t, jwtOptions(srv.URL))
+	if resp, err := get(t, hc, srv.URL+"/api/v2/version"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first call: %v", err)
+	}
+	f.revokeAll()
+	if resp, err := get(t, hc, srv.URL+"/api/v2/version"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("second call: %v", err)
+	}
+	if f.logins.Load() != 2 {
+		t.Fatalf("logins %d, want 2", f.logins.Load())
+	}
+}
+
+// A 403 for a missing permission is not a token problem: no second login.
+func TestJWTPermission403IsNotARelogin(t *testing.T) {
+	f, srv := newFakeAirflow3(t)
+	f.forbidAll = true
+	hc := mustNew(t, jwtOptions(srv.URL))
+	resp, err := get(t, hc, srv.URL+"/api/v2/version")
+	if err == nil && resp.StatusCode != 403 {
+		t.Fatalf("want the 403, got %v", resp.StatusCode)
+	}
+	if f.logins.Load() != 1 {
+		t.Fatalf("logins %d, want 1", f.logins.Load())
 	}
 }
 
