@@ -86,7 +86,7 @@ func runReaper(ctx context.Context, c *config.Config, once bool, log *slog.Logge
 }
 
 func selfCheck(ctx context.Context, c *config.Config, e *edges, dryRun, watch bool, leaseNS string, log *slog.Logger) error {
-	needs := selfcheck.Needs(c.Kubernetes.Namespaces, dryRun, watch, leaseNS)
+	needs := selfcheck.Needs(c.Kubernetes.Namespaces, dryRun, watch, leaseNS, c.LeaderElection.LeaseName)
 	if err := selfcheck.Kubernetes(ctx, e.kube, needs); err != nil {
 		return fmt.Errorf("%w: start-up self-check:\n%v", reaper.ErrCycleFailed, err)
 	}

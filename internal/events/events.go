@@ -4,6 +4,7 @@
 package events
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -84,7 +85,11 @@ func (k *Kube) Cycle(rep *reaper.Report, err error) {
 		}
 	}
 	if err != nil && k.self != nil {
-		k.emit(k.self, corev1.EventTypeWarning, ReasonCycleFailed, "cycle failed closed, nothing deleted: "+err.Error())
+		msg := err.Error() // ErrCycleFailed already says "nothing deleted"
+		if !errors.Is(err, reaper.ErrCycleFailed) {
+			msg = "cycle failed: " + msg
+		}
+		k.emit(k.self, corev1.EventTypeWarning, ReasonCycleFailed, msg)
 	}
 }
 

@@ -22,6 +22,7 @@ type Need struct {
 	Namespace string // "" for cluster-wide
 	Group     string
 	Resource  string
+	Name      string // "" for any object of the resource
 	Verb      string
 }
 
@@ -34,13 +35,17 @@ func (n Need) String() string {
 	if n.Group != "" {
 		res += "." + n.Group
 	}
+	if n.Name != "" {
+		res += " " + n.Name
+	}
 	return fmt.Sprintf("%s %s %s", n.Verb, res, scope)
 }
 
 // Needs lists the permissions for the given setup: reading pods always;
 // patching and deleting them and writing events only when not a dry run;
-// the lease only with leader election.
-func Needs(namespaces []string, dryRun, watch bool, leaseNamespace string) []Need {
+// the lease only with leader election. The lease is asked for by name, as
+// least-privilege Roles grant get and update on it (resourceNames).
+func Needs(namespaces []string, dryRun, watch bool, leaseNamespace, leaseName string) []Need {
 	if len(namespaces) == 0 {
 		namespaces = []string{""}
 	}
@@ -61,8 +66,9 @@ func Needs(namespaces []string, dryRun, watch bool, leaseNamespace string) []Nee
 		}
 	}
 	if leaseNamespace != "" {
-		for _, v := range []string{"get", "create", "update"} {
-			out = append(out, Need{Namespace: leaseNamespace, Group: "coordination.k8s.io", Resource: "leases", Verb: v})
+		out = append(out, Need{Namespace: leaseNamespace, Group: "coordination.k8s.io", Resource: "leases", Verb: "create"})
+		for _, v := range []string{"get", "update"} {
+			out = append(out, Need{Namespace: leaseNamespace, Group: "coordination.k8s.io", Resource: "leases", Name: leaseName, Verb: v})
 		}
 	}
 	return out
@@ -74,7 +80,7 @@ func Kubernetes(ctx context.Context, cs kubernetes.Interface, needs []Need) erro
 	var errs []error
 	for _, n := range needs {
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: n.Namespace, Group: n.Group, Resource: n.Resource, Verb: n.Verb},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: n.Namespace, Group: n.Group, Resource: n.Resource, Name: n.Name, Verb: n.Verb},
 		}}
 		got, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
 		if err != nil {

@@ -1,0 +1,236 @@
+package production_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kpo-reaper/kpo-reaper/e2e/airflowsim"
+	"github.com/kpo-reaper/kpo-reaper/e2e/fixture"
+	"github.com/kpo-reaper/kpo-reaper/e2e/harness"
+)
+
+const (
+	benchPods    = 1000
+	benchCycles  = 10 // cycles per measured window
+	benchDag     = "bench_kpo_dag"
+	benchRun     = "scheduled__2026-11-27T00:00:00+00:00"
+	userHZ       = 100 // /proc/<pid>/stat clock ticks per second (USER_HZ, 100 on Linux)
+	cyclesMetric = "kpo_reaper_cycles_total"
+)
+
+// BenchmarkIdleWith1000Pods measures the daemon's steady state with 1,000
+// KPO pods in its namespace (500 zombies of finished task instances, 500
+// pods of running ones), in dry run with a 1s interval: after the watch
+// cache synced and two cycles ran, it reports the process's resident set
+// (VmRSS, and VmHWM, the peak) and its CPU time (utime+stime from
+// /proc/<pid>/stat) per cycle over windows of benchCycles cycles, counted
+// with kpo_reaper_cycles_total. Also reported: the mean cycle duration and
+// Airflow API calls per cycle, from the reaper's own metrics.
+//
+//	go test -run '^$' -bench BenchmarkIdleWith1000Pods -benchtime 1x ./production/
+func BenchmarkIdleWith1000Pods(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ns := fmt.Sprintf("prod-%02d-bench-idle-1000", nsSeq.Add(1))
+	kubeconfig, err := fixture.ApplyShippedRBAC(ctx, cluster, ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	// The pods first, then the simulator, whose finished task instances
+	// end when it starts (after the pods were created).
+	var specs []fixture.PodSpec
+	var tis []airflowsim.TaskInstanceSpec
+	for i := 0; i < benchPods; i++ {
+		task, state, end := fmt.Sprintf("live_task_%04d", i), "running", airflowsim.TimeSpec("")
+		if i%2 == 0 {
+			task, state, end = fmt.Sprintf("zombie_task_%04d", i), "success", "-0s"
+		}
+		specs = append(specs, fixture.PodSpec{Name: strings.ReplaceAll(task, "_", "-") + "-pod", DagID: benchDag, RunID: benchRun, TaskID: task, MapIndex: -1})
+		tis = append(tis, airflowsim.TaskInstanceSpec{DagID: benchDag, RunID: benchRun, TaskID: task, State: ptr(state),
+			Operator: ptr("KubernetesPodOperator"), StartDate: "-1h", EndDate: end})
+	}
+	start := time.Now()
+	createPodsFast(ctx, b, ns, specs)
+	b.Logf("created %d pods in %v", len(specs), time.Since(start).Round(time.Millisecond))
+	sc := &airflowsim.Scenario{
+		AirflowVersion: "2.10.5",
+		Auth:           airflowsim.AuthSpec{Username: "admin", Password: "admin"},
+		DAGs:           []airflowsim.DAGSpec{{DagID: benchDag}},
+		Runs:           []airflowsim.DagRunSpec{{DagID: benchDag, RunID: benchRun, State: "running", StartDate: "-2h"}},
+		TaskInstances:  tis,
+	}
+	_, url := startSim(b, sc)
+	dry := true
+	cfg, err := fixture.Config{AirflowURL: url, AuthType: "basic", Kubeconfig: kubeconfig, Namespace: ns, DryRun: &dry, MaxRetries: 1}.Write(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := startDaemon(b, "reaper", daemonArgs(cfg), baseEnv(), "/healthz")
+
+	// Warm: the cache synced (cycles only start after it) and two cycles
+	// judged every pod.
+	d.waitMetric(ctx, 2*time.Minute, cyclesMetric, map[string]string{"result": "success"}, ">= 2", atLeast(2))
+	m := d.metrics()
+	for _, c := range []struct{ verdict, reason string }{{"reap", "ti-finished"}, {"keep", "ti-active"}} {
+		if v, _ := m.value("kpo_reaper_pods", map[string]string{"verdict": c.verdict, "reason": c.reason}); v != benchPods/2 {
+			b.Fatalf("kpo_reaper_pods{verdict=%q,reason=%q} = %v, want %d: the benchmark would not measure what it says", c.verdict, c.reason, v, benchPods/2)
+		}
+	}
+
+	var cpu, cycles, dur, calls float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m0 := d.metrics()
+		cpu0 := cpuSeconds(b, d.pid())
+		logged := d.log.cycles.Load()
+		// Wait for the cycles by their log lines: polling /metrics would
+		// cost the process the CPU being measured.
+		eventually(ctx, b, 2*time.Minute, fmt.Sprintf("%d more cycles", benchCycles), func() (bool, string) {
+			n := d.log.cycles.Load() - logged
+			return n >= benchCycles, strconv.FormatInt(n, 10)
+		})
+		cpu1 := cpuSeconds(b, d.pid())
+		m1 := d.metrics()
+		cycles += total(m1, cyclesMetric) - total(m0, cyclesMetric)
+		cpu += cpu1 - cpu0
+		dur += total(m1, "kpo_reaper_cycle_duration_seconds_sum") - total(m0, "kpo_reaper_cycle_duration_seconds_sum")
+		calls += total(m1, "kpo_reaper_airflow_requests_total") - total(m0, "kpo_reaper_airflow_requests_total")
+		if f := total(m1, cyclesMetric+`{result="failure"}`); f > 0 {
+			b.Fatalf("%v cycles failed", f)
+		}
+	}
+	b.StopTimer()
+	if cycles < 1 {
+		b.Fatalf("no cycle counted by %s during the measurement", cyclesMetric)
+	}
+	rss, hwm := memoryKB(b, d.pid())
+	b.ReportMetric(float64(rss)/1024, "RSS-MB")
+	b.ReportMetric(float64(hwm)/1024, "peakRSS-MB")
+	b.ReportMetric(cpu/cycles, "cpu-s/cycle")
+	b.ReportMetric(dur/cycles, "s/cycle")
+	b.ReportMetric(calls/cycles, "airflow-calls/cycle")
+	b.ReportMetric(0, "ns/op") // wall time per op is the interval, not a cost
+	b.Logf("%d pods, %v cycles measured: RSS %.1f MB (peak %.1f MB), %.4f CPU s/cycle, %.3f s/cycle, %.1f Airflow calls/cycle",
+		benchPods, cycles, float64(rss)/1024, float64(hwm)/1024, cpu/cycles, dur/cycles, calls/cycles)
+}
+
+// total sums the series of a metric; name may carry a {label="v"} filter.
+func total(m metricSet, name string) float64 {
+	labels := map[string]string{}
+	if i := strings.IndexByte(name, '{'); i >= 0 {
+		if _, err := parseLabels(name[i+1:], labels); err != nil {
+			panic(err)
+		}
+		name = name[:i]
+	}
+	v, _ := m.value(name, labels)
+	return v
+}
+
+// cpuSeconds is utime+stime of a process, from /proc/<pid>/stat.
+func cpuSeconds(t testing.TB, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// count fields after its closing one. utime and stime are fields 14
+	// and 15, i.e. 12th and 13th after it.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		t.Fatalf("/proc/%d/stat: %q", pid, s)
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("/proc/%d/stat: %q", pid, s)
+	}
+	return (ut + st) / userHZ
+}
+
+// memoryKB is VmRSS and VmHWM of a process, in kB, from /proc/<pid>/status.
+func memoryKB(t testing.TB, pid int) (rss, hwm int64) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = n
+		case "VmHWM":
+			hwm = n
+		}
+	}
+	if rss == 0 {
+		t.Fatalf("/proc/%d/status has no VmRSS", pid)
+	}
+	return rss, hwm
+}
+
+// createPodsFast creates many pods, with their status, through a client
+// without the admin client's rate limit, from a few goroutines.
+func createPodsFast(ctx context.Context, t testing.TB, ns string, specs []fixture.PodSpec) {
+	t.Helper()
+	if err := cluster.EnsureNode(ctx, harness.DefaultNode); err != nil {
+		t.Fatal(err)
+	}
+	cfg := cluster.AdminRESTConfig()
+	cfg.QPS, cfg.Burst = 2000, 4000
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := make(chan fixture.PodSpec)
+	errs := make(chan error, len(specs))
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range work {
+				pod := s.Pod(ns)
+				status := pod.Status
+				created, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+				if err == nil {
+					created.Status = status
+					_, err = cs.CoreV1().Pods(ns).UpdateStatus(ctx, created, metav1.UpdateOptions{})
+				}
+				if err != nil {
+					errs <- fmt.Errorf("pod %s: %w", s.Name, err)
+				}
+			}
+		}()
+	}
+	for _, s := range specs {
+		work <- s
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
