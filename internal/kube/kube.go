@@ -48,6 +48,9 @@ func Config(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("kubernetes config (kubernetes.kubeconfig): %w", err)
 	}
 	cfg.UserAgent = userAgent()
+	// client-go's default of 5 requests/s would stretch a cycle with many
+	// zombies (a patch or a delete and an Event each) past the interval.
+	cfg.QPS, cfg.Burst = 50, 100
 	return cfg, nil
 }
 
