@@ -63,31 +63,7 @@ func testMain(m *testing.M) int {
 			return 1
 		}
 	}
-	bin, err := fixture.ReaperBinary()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	reaperBin = bin
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	c, err := harness.Start(ctx, harness.Options{AuditLog: true})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: starting kube-apiserver and etcd:", err)
-		return 1
-	}
-	cluster = c
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "cluster logs (dir %s):\n%s\n", c.Dir(), c.LogTails())
-	}
-	if err := c.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: stopping the cluster:", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	return code
+	return fixture.RunWithCluster(m, "e2e", func(c *harness.Cluster, bin string) { cluster, reaperBin = c, bin })
 }
 
 // airflowVersion is one simulated Airflow: every scenario runs on both.
