@@ -302,6 +302,34 @@ type sortKey struct {
 	desc bool
 }
 
+// sortByKeys is a stable multi-key sort in which a nil value sorts last
+// whatever the key's direction, as the databases behind Airflow's API order
+// NULLs.
+func sortByKeys[T any](vs []T, keys []sortKey, val func(T, string) any) {
+	sort.SliceStable(vs, func(i, j int) bool {
+		for _, k := range keys {
+			a, b := val(vs[i], k.attr), val(vs[j], k.attr)
+			switch {
+			case a == nil && b == nil:
+				continue
+			case a == nil:
+				return false
+			case b == nil:
+				return true
+			}
+			c := compareValues(a, b)
+			if c == 0 {
+				continue
+			}
+			if k.desc {
+				return c > 0
+			}
+			return c < 0
+		}
+		return false
+	})
+}
+
 // tiSortValue returns a comparable value for an order_by attribute, or nil
 // for SQL NULL.
 func tiSortValue(v tiView, attr string) any {
@@ -399,28 +427,7 @@ func parseSort(values, allowed []string) ([]sortKey, *apiError) {
 func sortViewsV2(vs []tiView, keys []sortKey) {
 	tieDesc := len(keys) > 0 && keys[0].desc
 	keys = append(keys[:len(keys):len(keys)], sortKey{attr: "id", desc: tieDesc})
-	sort.SliceStable(vs, func(i, j int) bool {
-		for _, k := range keys {
-			a, b := tiSortValue(vs[i], k.attr), tiSortValue(vs[j], k.attr)
-			switch {
-			case a == nil && b == nil:
-				continue
-			case a == nil:
-				return false
-			case b == nil:
-				return true
-			}
-			c := compareValues(a, b)
-			if c == 0 {
-				continue
-			}
-			if k.desc {
-				return c > 0
-			}
-			return c < 0
-		}
-		return false
-	})
+	sortByKeys(vs, keys, tiSortValue)
 }
 
 // pyList renders a list of strings like Python's repr.

@@ -552,28 +552,7 @@ func sortRuns(runs []*runRec, q qvals, v2 bool) *apiError {
 		}
 		return r.seq
 	}
-	sort.SliceStable(runs, func(i, j int) bool {
-		for _, k := range keys {
-			a, b := val(runs[i], k.attr), val(runs[j], k.attr)
-			switch {
-			case a == nil && b == nil:
-				continue
-			case a == nil:
-				return false
-			case b == nil:
-				return true
-			}
-			c := compareValues(a, b)
-			if c == 0 {
-				continue
-			}
-			if k.desc {
-				return c > 0
-			}
-			return c < 0
-		}
-		return false
-	})
+	sortByKeys(runs, keys, val)
 	return nil
 }
 
