@@ -90,3 +90,25 @@ func IsFinished(state string) bool { return FinishedStates[state] }
 
 // UnfinishedStates are the states the active listing asks for; "" is null.
 var UnfinishedStates = []string{"", "scheduled", "queued", "running", "deferred", "restarting", "up_for_retry", "up_for_reschedule"}
+
+// Paging says how a client pages its listings.
+type Paging struct {
+	// PageSize is the limit asked per page; 0 is DefaultPageSize. Servers
+	// may cap it, so clients advance by the rows returned.
+	PageSize int
+	// Cursor pages task-instance lists by keyset cursor (Airflow 3.2.2+)
+	// instead of offsets. Only the v2 client reads it.
+	Cursor bool
+}
+
+// DefaultPageSize is the default [api] maximum_page_limit: larger pages
+// would be capped by the server anyway.
+const DefaultPageSize = 100
+
+// Size is PageSize with the default applied.
+func (p Paging) Size() int {
+	if p.PageSize <= 0 {
+		return DefaultPageSize
+	}
+	return p.PageSize
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/connect"
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/mwaa"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
 	"github.com/kpo-reaper/kpo-reaper/internal/config"
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
@@ -32,14 +34,36 @@ type edges struct {
 // fails here with a line that names the fix.
 func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, observe func(string, string, int, time.Duration)) (*edges, error) {
 	var calls atomic.Int64
+	a := c.Airflow
+	baseURL, shown, pageSize := a.URL, a.URL, a.PageSize
+	auth := transport.Auth{
+		Type: a.Auth.Type, Username: a.Auth.Username, Password: a.Auth.Password,
+		Token: a.Auth.Token, TokenFile: a.Auth.TokenFile,
+		ClientID: a.Auth.ClientID, ClientSecret: a.Auth.ClientSecret,
+		CredentialsFile: a.Auth.CredentialsFile, Scopes: a.Auth.Scopes,
+		BaseURL: a.URL,
+	}
+	var base http.RoundTripper
+	if a.Auth.Type == "mwaa" {
+		var err error
+		base, err = mwaa.NewTransport(ctx, mwaa.Options{Environment: a.MWAA.Environment, Region: a.MWAA.Region, Endpoint: a.MWAA.Endpoint, Logger: log})
+		if err != nil {
+			return nil, usageError{err}
+		}
+		// SigV4 inside the SDK authenticates; the HTTP layer adds nothing.
+		auth = transport.Auth{Type: transport.AuthNone}
+		baseURL, shown = mwaa.BaseURL, "mwaa:"+a.MWAA.Region+"/"+a.MWAA.Environment
+		if pageSize == 0 {
+			pageSize = mwaa.PageSize
+		}
+	}
 	hc, err := transport.New(transport.Options{
-		Timeout:    c.Airflow.Timeout,
-		MaxRetries: c.Airflow.MaxRetries,
+		Timeout:    a.Timeout,
+		MaxRetries: a.MaxRetries,
 		Logger:     log,
-		Auth: transport.Auth{
-			Type: c.Airflow.Auth.Type, Username: c.Airflow.Auth.Username, Password: c.Airflow.Auth.Password,
-			Token: c.Airflow.Auth.Token, TokenFile: c.Airflow.Auth.TokenFile, BaseURL: c.Airflow.URL,
-		},
+		Auth:       auth,
+		TLS:        transport.TLS{CAFile: a.TLS.CAFile, CertFile: a.TLS.CertFile, KeyFile: a.TLS.KeyFile, InsecureSkipVerify: a.TLS.InsecureSkipVerify},
+		Base:       base,
 		Observer: func(endpoint, method string, status int, d time.Duration) {
 			calls.Add(1)
 			if observe != nil {
@@ -50,11 +74,11 @@ func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, obser
 	if err != nil {
 		return nil, usageError{err}
 	}
-	af, version, err := connect.Connect(ctx, c.Airflow.URL, c.Airflow.APIVersion, hc)
+	af, version, err := connect.Connect(ctx, connect.Options{BaseURL: baseURL, Shown: shown, APIVersion: a.APIVersion, HTTPClient: hc, PageSize: pageSize})
 	if err != nil {
 		return nil, fmt.Errorf("%w: airflow: %v", reaper.ErrCycleFailed, err)
 	}
-	log.Info("connected to Airflow", "url", c.Airflow.URL, "api", af.APIVersion(), "version", version)
+	log.Info("connected to Airflow", "url", shown, "api", af.APIVersion(), "version", version)
 
 	restCfg, err := kube.Config(c.Kubernetes.Kubeconfig)
 	if err != nil {

@@ -52,15 +52,50 @@ type Airflow struct {
 	APIVersion string        `mapstructure:"apiVersion"`
 	Timeout    time.Duration `mapstructure:"timeout"`
 	MaxRetries int           `mapstructure:"maxRetries"`
-	Auth       Auth          `mapstructure:"auth"`
+	// PageSize is the page size of every listing; 0 picks the default (100,
+	// or 25 through MWAA, whose InvokeRestApi caps an answer at 6 MB).
+	PageSize int  `mapstructure:"pageSize"`
+	Auth     Auth `mapstructure:"auth"`
+	TLS      TLS  `mapstructure:"tls"`
+	MWAA     MWAA `mapstructure:"mwaa"`
 }
 
 type Auth struct {
+	// Type is none, basic, bearer, airflow-jwt, google or mwaa.
 	Type      string `mapstructure:"type"`
 	Username  string `mapstructure:"username"`
 	Password  string `mapstructure:"password"`
 	Token     string `mapstructure:"token"`
 	TokenFile string `mapstructure:"tokenFile"`
+	// ClientID and ClientSecret log airflow-jwt in with the OAuth2
+	// client_credentials grant (Airflow 3 with the Keycloak auth manager)
+	// instead of a username and password.
+	ClientID     string `mapstructure:"clientID"`
+	ClientSecret string `mapstructure:"clientSecret"`
+	// CredentialsFile is a Google credentials JSON for type google; empty
+	// uses Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS,
+	// then the metadata server, e.g. GKE Workload Identity).
+	CredentialsFile string `mapstructure:"credentialsFile"`
+	// Scopes are the Google OAuth2 scopes for type google.
+	Scopes []string `mapstructure:"scopes"`
+}
+
+// TLS configures HTTPS to Airflow beyond the system trust store.
+type TLS struct {
+	CAFile             string `mapstructure:"caFile"`
+	CertFile           string `mapstructure:"certFile"`
+	KeyFile            string `mapstructure:"keyFile"`
+	InsecureSkipVerify bool   `mapstructure:"insecureSkipVerify"`
+}
+
+// MWAA reaches Amazon MWAA's Airflow through the AWS InvokeRestApi call
+// (airflow.auth.type mwaa); airflow.url is not used then.
+type MWAA struct {
+	Environment string `mapstructure:"environment"`
+	Region      string `mapstructure:"region"`
+	// Endpoint overrides the AWS endpoint (a VPC endpoint, or a test
+	// stand-in); empty uses the SDK's resolution.
+	Endpoint string `mapstructure:"endpoint"`
 }
 
 type Kubernetes struct {
@@ -88,35 +123,47 @@ type Log struct {
 // defaults lists every key with its default. Viper only maps environment
 // variables onto keys it knows, so every key must appear here.
 var defaults = map[string]any{
-	"airflow.url":                   "",
-	"airflow.apiVersion":            "auto",
-	"airflow.timeout":               "30s",
-	"airflow.maxRetries":            4,
-	"airflow.auth.type":             "none",
-	"airflow.auth.username":         "",
-	"airflow.auth.password":         "",
-	"airflow.auth.token":            "",
-	"airflow.auth.tokenFile":        "",
-	"kubernetes.kubeconfig":         "",
-	"kubernetes.namespaces":         []string{},
-	"kubernetes.allNamespaces":      false,
-	"kubernetes.labelSelector":      "",
-	"reaper.dryRun":                 true,
-	"reaper.interval":               "1m",
-	"reaper.minPodAge":              "5m",
-	"reaper.terminalGracePeriod":    "2m",
-	"reaper.orphanMinAge":           "1h",
-	"reaper.confirmations":          2,
-	"reaper.maxDeletesPerCycle":     20,
-	"server.address":                ":8080",
-	"leaderElection.enabled":        false,
-	"leaderElection.leaseName":      "kpo-reaper",
-	"leaderElection.leaseNamespace": "",
-	"leaderElection.leaseDuration":  "15s",
-	"leaderElection.renewDeadline":  "10s",
-	"leaderElection.retryPeriod":    "2s",
-	"log.level":                     "info",
-	"log.format":                    "text",
+	"airflow.url":                    "",
+	"airflow.apiVersion":             "auto",
+	"airflow.timeout":                "30s",
+	"airflow.maxRetries":             4,
+	"airflow.auth.type":              "none",
+	"airflow.auth.username":          "",
+	"airflow.auth.password":          "",
+	"airflow.auth.token":             "",
+	"airflow.auth.tokenFile":         "",
+	"airflow.auth.clientID":          "",
+	"airflow.auth.clientSecret":      "",
+	"airflow.auth.credentialsFile":   "",
+	"airflow.auth.scopes":            []string{"https://www.googleapis.com/auth/cloud-platform"},
+	"airflow.pageSize":               0,
+	"airflow.tls.caFile":             "",
+	"airflow.tls.certFile":           "",
+	"airflow.tls.keyFile":            "",
+	"airflow.tls.insecureSkipVerify": false,
+	"airflow.mwaa.environment":       "",
+	"airflow.mwaa.region":            "",
+	"airflow.mwaa.endpoint":          "",
+	"kubernetes.kubeconfig":          "",
+	"kubernetes.namespaces":          []string{},
+	"kubernetes.allNamespaces":       false,
+	"kubernetes.labelSelector":       "",
+	"reaper.dryRun":                  true,
+	"reaper.interval":                "1m",
+	"reaper.minPodAge":               "5m",
+	"reaper.terminalGracePeriod":     "2m",
+	"reaper.orphanMinAge":            "1h",
+	"reaper.confirmations":           2,
+	"reaper.maxDeletesPerCycle":      20,
+	"server.address":                 ":8080",
+	"leaderElection.enabled":         false,
+	"leaderElection.leaseName":       "kpo-reaper",
+	"leaderElection.leaseNamespace":  "",
+	"leaderElection.leaseDuration":   "15s",
+	"leaderElection.renewDeadline":   "10s",
+	"leaderElection.retryPeriod":     "2s",
+	"log.level":                      "info",
+	"log.format":                     "text",
 }
 
 // Flag names bound to keys; the commands declare the flags.
@@ -218,7 +265,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 	a := c.Airflow
+	mwaa := a.Auth.Type == "mwaa"
 	switch u, err := url.Parse(a.URL); {
+	case mwaa:
+		if a.URL != "" {
+			bad("airflow.url", "must be empty with airflow.auth.type mwaa: MWAA is reached through the AWS API named by airflow.mwaa.environment and airflow.mwaa.region")
+		}
 	case a.URL == "":
 		bad("airflow.url", "required: the Airflow webserver (2.x) or API server (3.x) base URL, e.g. http://airflow-webserver.airflow:8080")
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
@@ -239,18 +291,69 @@ func (c *Config) Validate() error {
 	if a.MaxRetries < 0 || a.MaxRetries > 10 {
 		bad("airflow.maxRetries", "must be between 0 and 10")
 	}
-	switch au := a.Auth; au.Type {
+	if a.PageSize < 0 || a.PageSize > 1000 {
+		bad("airflow.pageSize", "must be between 1 and 1000, or 0 for the default (100; 25 through MWAA)")
+	}
+	au := a.Auth
+	unused := func(kind string, keys map[string]bool) {
+		for k, set := range keys {
+			if set {
+				bad("airflow.auth."+k, "is not used by airflow.auth.type %s: remove it", kind)
+			}
+		}
+	}
+	switch au.Type {
 	case "none":
-	case "basic", "airflow-jwt":
+	case "basic":
 		if au.Username == "" || au.Password == "" {
-			bad("airflow.auth", "type %s needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD)", au.Type)
+			bad("airflow.auth", "type basic needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD)")
+		}
+	case "airflow-jwt":
+		user, client := au.Username != "" || au.Password != "", au.ClientID != "" || au.ClientSecret != ""
+		switch {
+		case user && client:
+			bad("airflow.auth", "type airflow-jwt takes either username and password or clientID and clientSecret, not both")
+		case client && (au.ClientID == "" || au.ClientSecret == ""):
+			bad("airflow.auth", "type airflow-jwt with client credentials needs airflow.auth.clientID and airflow.auth.clientSecret (env KPO_REAPER_AIRFLOW_AUTH_CLIENTSECRET)")
+		case !client && (au.Username == "" || au.Password == ""):
+			bad("airflow.auth", "type airflow-jwt needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD), or clientID and clientSecret for the Keycloak auth manager")
 		}
 	case "bearer":
 		if (au.Token == "") == (au.TokenFile == "") {
 			bad("airflow.auth", "type bearer needs exactly one of airflow.auth.token and airflow.auth.tokenFile")
 		}
+	case "google":
+		if len(compact(au.Scopes)) == 0 {
+			bad("airflow.auth.scopes", "type google needs at least one OAuth2 scope, e.g. https://www.googleapis.com/auth/cloud-platform")
+		}
+		unused("google", map[string]bool{"username": au.Username != "", "password": au.Password != "", "token": au.Token != "", "tokenFile": au.TokenFile != ""})
+	case "mwaa":
+		if a.MWAA.Environment == "" {
+			bad("airflow.mwaa.environment", "required with airflow.auth.type mwaa: the MWAA environment name")
+		}
+		if a.MWAA.Region == "" {
+			bad("airflow.mwaa.region", "required with airflow.auth.type mwaa: the environment's AWS region, e.g. us-east-1")
+		}
+		if a.MWAA.Endpoint != "" {
+			if u, err := url.Parse(a.MWAA.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad("airflow.mwaa.endpoint", "%q is not an http(s) URL", a.MWAA.Endpoint)
+			}
+		}
+		unused("mwaa", map[string]bool{"username": au.Username != "", "password": au.Password != "", "token": au.Token != "", "tokenFile": au.TokenFile != ""})
+		if a.TLS != (TLS{}) {
+			bad("airflow.tls", "does not apply to airflow.auth.type mwaa: the AWS SDK makes the connection")
+		}
 	default:
-		bad("airflow.auth.type", "%q is not one of none, basic, bearer, airflow-jwt", au.Type)
+		bad("airflow.auth.type", "%q is not one of none, basic, bearer, airflow-jwt, google, mwaa", au.Type)
+	}
+	if !mwaa && (a.MWAA != MWAA{}) {
+		bad("airflow.mwaa", "is only used with airflow.auth.type mwaa")
+	}
+	if t := a.TLS; (t.CertFile == "") != (t.KeyFile == "") {
+		bad("airflow.tls", "a client certificate needs both airflow.tls.certFile and airflow.tls.keyFile")
+	}
+	if a.TLS.InsecureSkipVerify && a.TLS.CAFile != "" {
+		bad("airflow.tls.insecureSkipVerify", "set either airflow.tls.caFile or insecureSkipVerify, not both")
 	}
 	k := c.Kubernetes
 	switch {
@@ -314,6 +417,9 @@ func (c Config) Redacted() Config {
 	}
 	if c.Airflow.Auth.Token != "" {
 		c.Airflow.Auth.Token = redacted
+	}
+	if c.Airflow.Auth.ClientSecret != "" {
+		c.Airflow.Auth.ClientSecret = redacted
 	}
 	return c
 }

@@ -91,12 +91,48 @@ func TestBadInputNamesTheKey(t *testing.T) {
 		"bad log format":       {minimal + "log:\n  format: xml\n", "log.format"},
 		"lease durations":      {minimal + "leaderElection:\n  enabled: true\n  renewDeadline: 20s\n", "leaderElection"},
 		"negative age":         {minimal + "reaper:\n  minPodAge: -1m\n", "reaper.minPodAge"},
+		"jwt both identities":  {"airflow:\n  url: http://a\n  auth: {type: airflow-jwt, username: u, password: p, clientID: c, clientSecret: s}\nkubernetes:\n  namespaces: [x]\n", "airflow.auth"},
+		"jwt client no secret": {"airflow:\n  url: http://a\n  auth: {type: airflow-jwt, clientID: c}\nkubernetes:\n  namespaces: [x]\n", "clientSecret"},
+		"google no scopes":     {"airflow:\n  url: http://a\n  auth: {type: google, scopes: []}\nkubernetes:\n  namespaces: [x]\n", "airflow.auth.scopes"},
+		"google with password": {"airflow:\n  url: http://a\n  auth: {type: google, password: p}\nkubernetes:\n  namespaces: [x]\n", "airflow.auth.password"},
+		"mwaa no environment":  {"airflow:\n  auth: {type: mwaa}\n  mwaa: {region: eu-west-1}\nkubernetes:\n  namespaces: [x]\n", "airflow.mwaa.environment"},
+		"mwaa no region":       {"airflow:\n  auth: {type: mwaa}\n  mwaa: {environment: e}\nkubernetes:\n  namespaces: [x]\n", "airflow.mwaa.region"},
+		"mwaa with url":        {"airflow:\n  url: http://a\n  auth: {type: mwaa}\n  mwaa: {environment: e, region: r}\nkubernetes:\n  namespaces: [x]\n", "airflow.url"},
+		"mwaa bad endpoint":    {"airflow:\n  auth: {type: mwaa}\n  mwaa: {environment: e, region: r, endpoint: 'localhost:1'}\nkubernetes:\n  namespaces: [x]\n", "airflow.mwaa.endpoint"},
+		"mwaa keys unused":     {"airflow:\n  url: http://a\n  mwaa: {environment: e}\nkubernetes:\n  namespaces: [x]\n", "airflow.mwaa"},
+		"cert without key":     {"airflow:\n  url: https://a\n  tls: {certFile: /c}\nkubernetes:\n  namespaces: [x]\n", "airflow.tls"},
+		"ca and insecure":      {"airflow:\n  url: https://a\n  tls: {caFile: /c, insecureSkipVerify: true}\nkubernetes:\n  namespaces: [x]\n", "airflow.tls.insecureSkipVerify"},
+		"page size":            {"airflow:\n  url: http://a\n  pageSize: 5000\nkubernetes:\n  namespaces: [x]\n", "airflow.pageSize"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, err := Load(write(t, tc.body), nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want an error naming %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestPlatformConfigs(t *testing.T) {
+	for name, body := range map[string]string{
+		"mwaa":        "airflow:\n  auth: {type: mwaa}\n  mwaa: {environment: prod, region: eu-west-1}\nkubernetes:\n  namespaces: [x]\n",
+		"composer":    "airflow:\n  url: https://x.composer.googleusercontent.com\n  auth: {type: google}\nkubernetes:\n  namespaces: [x]\n",
+		"keycloak":    "airflow:\n  url: https://a\n  auth: {type: airflow-jwt, clientID: reaper, clientSecret: s3}\nkubernetes:\n  namespaces: [x]\n",
+		"astronomer":  "airflow:\n  url: https://a\n  auth: {type: bearer, tokenFile: /var/run/astro/token}\nkubernetes:\n  namespaces: [x]\n",
+		"mutual tls":  "airflow:\n  url: https://a\n  tls: {caFile: /ca, certFile: /c, keyFile: /k}\nkubernetes:\n  namespaces: [x]\n",
+		"insecure ok": "airflow:\n  url: https://a\n  tls: {insecureSkipVerify: true}\nkubernetes:\n  namespaces: [x]\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := Load(write(t, body), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == "composer" && strings.Join(c.Airflow.Auth.Scopes, ",") != "https://www.googleapis.com/auth/cloud-platform" {
+				t.Errorf("default scopes: %q", c.Airflow.Auth.Scopes)
+			}
+			if name == "keycloak" && (strings.Contains(c.String(), "s3") && !strings.Contains(c.String(), "clientSecret=<redacted>")) {
+				t.Errorf("client secret not redacted: %s", c)
 			}
 		})
 	}

@@ -67,7 +67,7 @@ func client(t *testing.T) *http.Client {
 
 func TestAutoDetectsV2(t *testing.T) {
 	s, srv := newServer(t, 3, 0)
-	c, ver, err := Connect(context.Background(), srv.URL, "auto", client(t))
+	c, ver, err := Connect(context.Background(), Options{BaseURL: srv.URL, APIVersion: "auto", HTTPClient: client(t)})
 	if err != nil || ver != "3.2.1" || c.APIVersion() != "v2" {
 		t.Fatalf("%v %q %v", c, ver, err)
 	}
@@ -78,7 +78,7 @@ func TestAutoDetectsV2(t *testing.T) {
 
 func TestAutoFallsBackToV1(t *testing.T) {
 	s, srv := newServer(t, 2, 0)
-	c, ver, err := Connect(context.Background(), srv.URL+"/", "", client(t))
+	c, ver, err := Connect(context.Background(), Options{BaseURL: srv.URL+"/", APIVersion: "", HTTPClient: client(t)})
 	if err != nil || ver != "2.10.5" || c.APIVersion() != "v1" {
 		t.Fatalf("%v %q %v", c, ver, err)
 	}
@@ -89,7 +89,7 @@ func TestAutoFallsBackToV1(t *testing.T) {
 
 func TestAutoNeitherAnswers(t *testing.T) {
 	_, srv := newServer(t, 0, 0) // something else at that URL
-	_, _, err := Connect(context.Background(), srv.URL+"/airflow", "auto", client(t))
+	_, _, err := Connect(context.Background(), Options{BaseURL: srv.URL+"/airflow", APIVersion: "auto", HTTPClient: client(t)})
 	if err == nil || !strings.Contains(err.Error(), "answered 404 for both /api/v2/version and /api/v1/version: is the URL the webserver's base URL without /api/v1?") {
 		t.Fatalf("err %v", err)
 	}
@@ -97,7 +97,7 @@ func TestAutoNeitherAnswers(t *testing.T) {
 
 func TestAutoStopsOnAuthFailure(t *testing.T) {
 	s, srv := newServer(t, 3, 401)
-	_, _, err := Connect(context.Background(), srv.URL, "auto", client(t))
+	_, _, err := Connect(context.Background(), Options{BaseURL: srv.URL, APIVersion: "auto", HTTPClient: client(t)})
 	if err == nil || !strings.Contains(err.Error(), "check airflow.auth") {
 		t.Fatalf("err %v", err)
 	}
@@ -108,12 +108,12 @@ func TestAutoStopsOnAuthFailure(t *testing.T) {
 
 func TestExplicitVersionMismatch(t *testing.T) {
 	_, srv3 := newServer(t, 3, 0)
-	_, _, err := Connect(context.Background(), srv3.URL, "v1", client(t))
+	_, _, err := Connect(context.Background(), Options{BaseURL: srv3.URL, APIVersion: "v1", HTTPClient: client(t)})
 	if err == nil || !strings.Contains(err.Error(), "airflow.apiVersion is v1") || !strings.Contains(err.Error(), "Airflow 3 has only /api/v2") {
 		t.Fatalf("err %v", err)
 	}
 	_, srv2 := newServer(t, 2, 0)
-	_, _, err = Connect(context.Background(), srv2.URL, "v2", client(t))
+	_, _, err = Connect(context.Background(), Options{BaseURL: srv2.URL, APIVersion: "v2", HTTPClient: client(t)})
 	if err == nil || !strings.Contains(err.Error(), "airflow.apiVersion is v2") {
 		t.Fatalf("err %v", err)
 	}
@@ -121,22 +121,22 @@ func TestExplicitVersionMismatch(t *testing.T) {
 
 func TestExplicitVersion(t *testing.T) {
 	_, srv2 := newServer(t, 2, 0)
-	if c, ver, err := Connect(context.Background(), srv2.URL, "v1", client(t)); err != nil || ver != "2.10.5" || c.APIVersion() != "v1" {
+	if c, ver, err := Connect(context.Background(), Options{BaseURL: srv2.URL, APIVersion: "v1", HTTPClient: client(t)}); err != nil || ver != "2.10.5" || c.APIVersion() != "v1" {
 		t.Fatalf("%q %v", ver, err)
 	}
 	_, srv3 := newServer(t, 3, 0)
-	if c, ver, err := Connect(context.Background(), srv3.URL, "v2", client(t)); err != nil || ver != "3.2.1" || c.APIVersion() != "v2" {
+	if c, ver, err := Connect(context.Background(), Options{BaseURL: srv3.URL, APIVersion: "v2", HTTPClient: client(t)}); err != nil || ver != "3.2.1" || c.APIVersion() != "v2" {
 		t.Fatalf("%q %v", ver, err)
 	}
 }
 
 func TestBadURLs(t *testing.T) {
 	for _, u := range []string{"airflow:8080", "ftp://airflow", "http://airflow:8080/api/v1", "http://airflow:8080/api/v2/"} {
-		if _, _, err := Connect(context.Background(), u, "auto", client(t)); err == nil || !strings.Contains(err.Error(), "airflow.url") {
+		if _, _, err := Connect(context.Background(), Options{BaseURL: u, APIVersion: "auto", HTTPClient: client(t)}); err == nil || !strings.Contains(err.Error(), "airflow.url") {
 			t.Errorf("%s: err %v", u, err)
 		}
 	}
-	if _, _, err := Connect(context.Background(), "http://airflow", "v3", client(t)); err == nil || !strings.Contains(err.Error(), "airflow.apiVersion") {
+	if _, _, err := Connect(context.Background(), Options{BaseURL: "http://airflow", APIVersion: "v3", HTTPClient: client(t)}); err == nil || !strings.Contains(err.Error(), "airflow.apiVersion") {
 		t.Errorf("err %v", err)
 	}
 }

@@ -42,6 +42,7 @@ const (
 	AuthBasic      = "basic"
 	AuthBearer     = "bearer"
 	AuthAirflowJWT = "airflow-jwt"
+	AuthGoogle     = "google"
 )
 
 // Options configures New.
@@ -57,7 +58,11 @@ type Options struct {
 	// Retry-After answer is honoured up to RetryWaitMax.
 	RetryWaitMin, RetryWaitMax time.Duration
 	Auth                       Auth
-	Logger                     *slog.Logger
+	TLS                        TLS
+	// Base replaces the network transport, for an Airflow reached through
+	// another service's SDK (MWAA's InvokeRestApi); TLS must be empty then.
+	Base   http.RoundTripper
+	Logger *slog.Logger
 	// Observer, if set, is called once per request sent to the server,
 	// retries and logins included, possibly from several goroutines at
 	// once. endpoint is a templated path such as
@@ -79,9 +84,25 @@ type Auth struct {
 	Password  string
 	Token     string
 	TokenFile string
+	// ClientID and ClientSecret make airflow-jwt log in with the OAuth2
+	// client_credentials grant (Keycloak auth manager) instead of a
+	// username and password.
+	ClientID     string
+	ClientSecret string
+	// CredentialsFile and Scopes configure google: a credentials JSON, or
+	// Application Default Credentials when empty.
+	CredentialsFile string
+	Scopes          []string
 	// BaseURL is the Airflow base URL; airflow-jwt logs in at
 	// POST {BaseURL}/auth/token.
 	BaseURL string
+}
+
+// TLS configures HTTPS beyond the system trust store.
+type TLS struct {
+	CAFile             string // PEM bundle trusted in addition to the system roots
+	CertFile, KeyFile  string // client certificate for mutual TLS
+	InsecureSkipVerify bool
 }
 
 // New builds the client. It does not contact Airflow.
@@ -108,7 +129,16 @@ func New(o Options) (*http.Client, error) {
 		o.now = time.Now
 	}
 
-	base := cleanhttp.DefaultPooledTransport()
+	var base http.RoundTripper = o.Base
+	if base == nil {
+		t := cleanhttp.DefaultPooledTransport() // honours HTTP(S)_PROXY and NO_PROXY
+		if err := configureTLS(t, o.TLS, o.Logger); err != nil {
+			return nil, err
+		}
+		base = t
+	} else if o.TLS != (TLS{}) {
+		return nil, errors.New("airflow.tls does not apply when the connection is made by another SDK (MWAA)")
+	}
 	observed := &observeRT{next: base, observer: o.Observer}
 	authed, err := newAuthRT(o, observed)
 	if err != nil {

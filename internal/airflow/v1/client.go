@@ -31,17 +31,18 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
 )
 
-// pageLimit is the v1 default page size; the task-instance endpoint would
-// take more, but rendered_fields make KubernetesPodOperator rows large.
-const pageLimit = 100
-
 type client struct {
 	api *af.APIClient
+	// limit is the page size; the task-instance endpoint would take more
+	// than the default 100, but rendered_fields make KubernetesPodOperator
+	// rows large.
+	limit int32
 }
 
 // New returns the client for the API at baseURL + "/api/v1". hc should come
 // from transport.New; nil means transport.New with defaults and no auth.
-func New(baseURL string, hc *http.Client) airflow.Client {
+// Airflow 2 has no cursor paging; paging.Cursor is ignored.
+func New(baseURL string, hc *http.Client, paging airflow.Paging) airflow.Client {
 	if hc == nil {
 		hc, _ = transport.New(transport.Options{MaxRetries: transport.DefaultMaxRetries})
 	}
@@ -49,7 +50,7 @@ func New(baseURL string, hc *http.Client) airflow.Client {
 	cfg.Servers = af.ServerConfigurations{{URL: strings.TrimRight(baseURL, "/") + "/api/v1"}}
 	cfg.HTTPClient = withExtraQuery(hc)
 	cfg.UserAgent = "kpo-reaper"
-	return &client{api: af.NewAPIClient(cfg)}
+	return &client{api: af.NewAPIClient(cfg), limit: int32(paging.Size())}
 }
 
 func (c *client) APIVersion() string { return "v1" }
@@ -103,7 +104,7 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string, states []stri
 		what = "GET /api/v1/dags/~/dagRuns/~/taskInstances"
 	}
 	fetch := func(ctx context.Context, offset int) (transport.Page[airflow.TaskInstance], error) {
-		req := c.api.TaskInstanceApi.GetTaskInstances(ctx, dagID, runID).Limit(pageLimit).Offset(int32(offset))
+		req := c.api.TaskInstanceApi.GetTaskInstances(ctx, dagID, runID).Limit(c.limit).Offset(int32(offset))
 		if len(states) > 0 {
 			req = req.State(states)
 		}
@@ -135,7 +136,7 @@ func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
 	const what = "GET /api/v1/dags"
 	fetch := func(ctx context.Context, offset int) (transport.Page[string], error) {
 		// only_active=false: DAGs whose file is gone still have pods.
-		col, resp, err := c.api.DAGApi.GetDags(ctx).OnlyActive(false).Limit(pageLimit).Offset(int32(offset)).Execute()
+		col, resp, err := c.api.DAGApi.GetDags(ctx).OnlyActive(false).Limit(c.limit).Offset(int32(offset)).Execute()
 		if err != nil {
 			return transport.Page[string]{}, fail(what, resp, err)
 		}
@@ -157,7 +158,7 @@ func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
 func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error) {
 	const what = "GET /api/v1/dags/{dag_id}/dagRuns"
 	fetch := func(ctx context.Context, offset int) (transport.Page[string], error) {
-		col, resp, err := c.api.DAGRunApi.GetDagRuns(ctx, dagID).Limit(pageLimit).Offset(int32(offset)).Execute()
+		col, resp, err := c.api.DAGRunApi.GetDagRuns(ctx, dagID).Limit(c.limit).Offset(int32(offset)).Execute()
 		if err != nil {
 			return transport.Page[string]{}, fail(what, resp, err)
 		}

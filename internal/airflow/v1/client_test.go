@@ -369,7 +369,7 @@ func newClient(t *testing.T, srv *httptest.Server) airflow.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(srv.URL, hc)
+	return New(srv.URL, hc, airflow.Paging{})
 }
 
 func TestFakeRejectsUnknownParameters(t *testing.T) {
@@ -571,7 +571,7 @@ func TestGetTaskInstanceNotFound(t *testing.T) {
 func TestUnknownRouteIsNotErrNotFound(t *testing.T) {
 	_, srv := newFakeV1(t)
 	hc, _ := transport.New(transport.Options{})
-	c := New(srv.URL+"/wrong-prefix", hc)
+	c := New(srv.URL+"/wrong-prefix", hc, airflow.Paging{})
 	_, err := c.GetTaskInstance(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1})
 	if err == nil || errors.Is(err, airflow.ErrNotFound) {
 		t.Fatalf("err %v", err)
@@ -756,7 +756,7 @@ func TestPodNameXComNotFound(t *testing.T) {
 		t.Fatalf("a proxy's HTML 404 must not be ErrNotFound: %v", err)
 	}
 	hc, _ := transport.New(transport.Options{})
-	if _, err := New(srv.URL+"/wrong-prefix", hc).PodNameXCom(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
+	if _, err := New(srv.URL+"/wrong-prefix", hc, airflow.Paging{}).PodNameXCom(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
 		t.Fatalf("a missing route must not be ErrNotFound: %v", err)
 	}
 }

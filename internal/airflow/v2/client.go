@@ -27,9 +27,6 @@ import (
 )
 
 const (
-	// pageLimit matches the default [api] maximum_page_limit; a server that
-	// caps lower is fine because paging advances by rows returned.
-	pageLimit = 100
 	// maxBody bounds one answer; a page of 100 task instances with large
 	// rendered_fields stays far below it.
 	maxBody = 64 << 20
@@ -37,11 +34,17 @@ const (
 
 type client struct {
 	api *gen.Client
+	// limit is the page size asked; a server that caps lower is fine
+	// because paging advances by the rows returned.
+	limit  int
+	cursor bool
 }
 
 // New returns the client for the API at baseURL + "/api/v2". hc should come
 // from transport.New; nil means transport.New with defaults and no auth.
-func New(baseURL string, hc *http.Client) (airflow.Client, error) {
+// paging.Cursor pages task-instance lists by cursor: only for servers that
+// have it (connect.HasCursorPaging).
+func New(baseURL string, hc *http.Client, paging airflow.Paging) (airflow.Client, error) {
 	if hc == nil {
 		var err error
 		if hc, err = transport.New(transport.Options{MaxRetries: transport.DefaultMaxRetries}); err != nil {
@@ -58,7 +61,7 @@ func New(baseURL string, hc *http.Client) (airflow.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("airflow.url %q: %w", baseURL, err)
 	}
-	return &client{api: api}, nil
+	return &client{api: api, limit: paging.Size(), cursor: paging.Cursor}, nil
 }
 
 func (c *client) APIVersion() string { return "v2" }
@@ -120,7 +123,7 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string, states *[]str
 	// stable order; a retried task gets a new id and may show up twice,
 	// which the dedupe by TIKey absorbs.
 	orderBy := []string{"id"}
-	limit := pageLimit
+	limit := c.limit
 	fetch := func(ctx context.Context, offset int) (transport.Page[airflow.TaskInstance], error) {
 		var col gen.TaskInstanceCollectionResponse
 		params := &gen.GetTaskInstancesParams{State: states, OrderBy: &orderBy, Limit: &limit, Offset: &offset}
@@ -142,7 +145,7 @@ func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
 	// exclude_stale defaults to true; stale DAGs (file gone) still have pods.
 	excludeStale := false
 	orderBy := []string{"dag_id"}
-	limit := pageLimit
+	limit := c.limit
 	fetch := func(ctx context.Context, offset int) (transport.Page[string], error) {
 		var col gen.DAGCollectionResponse
 		params := &gen.GetDagsParams{ExcludeStale: &excludeStale, OrderBy: &orderBy, Limit: &limit, Offset: &offset}
@@ -162,7 +165,7 @@ func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
 func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error) {
 	const what = "GET /api/v2/dags/{dag_id}/dagRuns"
 	orderBy := []string{"id"}
-	limit := pageLimit
+	limit := c.limit
 	fetch := func(ctx context.Context, offset int) (transport.Page[string], error) {
 		var col gen.DAGRunCollectionResponse
 		params := &gen.GetDagRunsParams{OrderBy: &orderBy, Limit: &limit, Offset: &offset}

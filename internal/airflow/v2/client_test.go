@@ -358,7 +358,7 @@ func newClient(t *testing.T, srv *httptest.Server) airflow.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(srv.URL, hc)
+	c, err := New(srv.URL, hc, airflow.Paging{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +530,7 @@ func TestNotFound(t *testing.T) {
 	// A route the server does not have (FastAPI's bare "Not Found") proves
 	// nothing about the task instance.
 	hc, _ := transport.New(transport.Options{})
-	wrong, _ := New(srv.URL+"/other-app", hc)
+	wrong, _ := New(srv.URL+"/other-app", hc, airflow.Paging{})
 	if _, err := wrong.GetTaskInstance(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
 		t.Fatalf("a missing route must not be ErrNotFound: %v", err)
 	}
@@ -687,7 +687,7 @@ func TestPodNameXComNotFound(t *testing.T) {
 		t.Fatalf("a proxy's HTML 404 must not be ErrNotFound: %v", err)
 	}
 	hc, _ := transport.New(transport.Options{})
-	wrong, _ := New(srv.URL+"/other-app", hc)
+	wrong, _ := New(srv.URL+"/other-app", hc, airflow.Paging{})
 	if _, err := wrong.PodNameXCom(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
 		t.Fatalf("a missing route must not be ErrNotFound: %v", err)
 	}
