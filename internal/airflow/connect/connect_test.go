@@ -78,7 +78,7 @@ func TestAutoDetectsV2(t *testing.T) {
 
 func TestAutoFallsBackToV1(t *testing.T) {
 	s, srv := newServer(t, 2, 0)
-	c, ver, err := Connect(context.Background(), Options{BaseURL: srv.URL+"/", APIVersion: "", HTTPClient: client(t)})
+	c, ver, err := Connect(context.Background(), Options{BaseURL: srv.URL + "/", APIVersion: "", HTTPClient: client(t)})
 	if err != nil || ver != "2.10.5" || c.APIVersion() != "v1" {
 		t.Fatalf("%v %q %v", c, ver, err)
 	}
@@ -89,7 +89,7 @@ func TestAutoFallsBackToV1(t *testing.T) {
 
 func TestAutoNeitherAnswers(t *testing.T) {
 	_, srv := newServer(t, 0, 0) // something else at that URL
-	_, _, err := Connect(context.Background(), Options{BaseURL: srv.URL+"/airflow", APIVersion: "auto", HTTPClient: client(t)})
+	_, _, err := Connect(context.Background(), Options{BaseURL: srv.URL + "/airflow", APIVersion: "auto", HTTPClient: client(t)})
 	if err == nil || !strings.Contains(err.Error(), "answered 404 for both /api/v2/version and /api/v1/version: is the URL the webserver's base URL without /api/v1?") {
 		t.Fatalf("err %v", err)
 	}
@@ -138,5 +138,59 @@ func TestBadURLs(t *testing.T) {
 	}
 	if _, _, err := Connect(context.Background(), Options{BaseURL: "http://airflow", APIVersion: "v3", HTTPClient: client(t)}); err == nil || !strings.Contains(err.Error(), "airflow.apiVersion") {
 		t.Errorf("err %v", err)
+	}
+}
+
+// mappedFront answers every /api/vN/version with one version, as MWAA's
+// InvokeRestApi does: its paths carry no API prefix.
+func mappedFront(t *testing.T, version string) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/version") {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"version":%q,"git_version":null}`, version)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestAutoMovesToV1WhenV2AnswersAirflow2(t *testing.T) {
+	c, ver, err := Connect(context.Background(), Options{BaseURL: mappedFront(t, "2.10.3"), HTTPClient: client(t)})
+	if err != nil || ver != "2.10.3" || c.APIVersion() != "v1" {
+		t.Fatalf("%v %q %v", c, ver, err)
+	}
+	c, ver, err = Connect(context.Background(), Options{BaseURL: mappedFront(t, "3.3.0"), HTTPClient: client(t)})
+	if err != nil || ver != "3.3.0" || c.APIVersion() != "v2" {
+		t.Fatalf("%v %q %v", c, ver, err)
+	}
+}
+
+func TestExplicitVersionMustMatchTheAnswer(t *testing.T) {
+	if _, _, err := Connect(context.Background(), Options{BaseURL: mappedFront(t, "2.9.3"), APIVersion: "v2", HTTPClient: client(t)}); err == nil || !strings.Contains(err.Error(), `answered Airflow "2.9.3", not 3.x`) {
+		t.Fatalf("err %v", err)
+	}
+	if _, _, err := Connect(context.Background(), Options{BaseURL: mappedFront(t, "3.1.8"), APIVersion: "v1", HTTPClient: client(t)}); err == nil || !strings.Contains(err.Error(), `answered Airflow "3.1.8", not 2.x`) {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestShownReplacesTheURLInErrors(t *testing.T) {
+	_, _, err := Connect(context.Background(), Options{BaseURL: mappedFront(t, "2.9.3"), Shown: "mwaa:eu-west-1/prod", APIVersion: "v2", HTTPClient: client(t)})
+	if err == nil || !strings.Contains(err.Error(), "mwaa:eu-west-1/prod") || strings.Contains(err.Error(), "127.0.0.1") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestHasCursorPaging(t *testing.T) {
+	for v, want := range map[string]bool{
+		"3.0.6": false, "3.1.8": false, "3.2.0": false, "3.2.1": false, "3.2.2": true, "3.2.10": true,
+		"3.3.0": true, "3.3.0rc1": true, "4.0.0": true, "2.11.0": false, "": false, "garbage": false,
+		"3.2.2+astro.1": true, "3.2.1.post1": false,
+	} {
+		if got := HasCursorPaging(v); got != want {
+			t.Errorf("HasCursorPaging(%q) = %v, want %v", v, got, want)
+		}
 	}
 }

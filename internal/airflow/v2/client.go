@@ -119,6 +119,17 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string, states *[]str
 	if dagID == "~" && runID == "~" {
 		what = "GET /api/v2/dags/~/dagRuns/~/taskInstances"
 	}
+	key := func(t airflow.TaskInstance) (airflow.TIKey, error) { return t.TIKey, nil }
+	if c.cursor {
+		tis, err := transport.ListByCursor(ctx, what, func(ctx context.Context, cursor string) (transport.CursorPage[airflow.TaskInstance], error) {
+			return c.cursorPage(ctx, dagID, runID, states, cursor)
+		}, key)
+		if !errors.Is(err, transport.ErrNoCursor) {
+			return tis, err
+		}
+		// The version said cursors, the server answered offsets: page by
+		// offset, with its completeness checks.
+	}
 	// order_by=id (the server appends id as a tie-breaker anyway) gives a
 	// stable order; a retried task gets a new id and may show up twice,
 	// which the dedupe by TIKey absorbs.
@@ -137,7 +148,61 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string, states *[]str
 		}
 		return p, nil
 	}
-	return transport.ListAll(ctx, what, fetch, func(t airflow.TaskInstance) (airflow.TIKey, error) { return t.TIKey, nil })
+	return transport.ListAll(ctx, what, fetch, key)
+}
+
+// cursorPage fetches one keyset page (Airflow 3.2.2+, apache/airflow#64845).
+// The generated client predates the cursor parameter, so a request editor
+// adds it; no offset goes out, the cursor replaces it. The answer has
+// next_cursor (maybe null) and no total_entries; an answer with
+// total_entries and no next_cursor is an offset page.
+func (c *client) cursorPage(ctx context.Context, dagID, runID string, states *[]string, cursor string) (transport.CursorPage[airflow.TaskInstance], error) {
+	var out transport.CursorPage[airflow.TaskInstance]
+	orderBy := []string{"id"}
+	limit := c.limit
+	params := &gen.GetTaskInstancesParams{State: states, OrderBy: &orderBy, Limit: &limit}
+	withCursor := func(_ context.Context, req *http.Request) error {
+		q := req.URL.Query()
+		q.Set("cursor", cursor)
+		req.URL.RawQuery = q.Encode()
+		return nil
+	}
+	resp, err := c.api.GetTaskInstances(ctx, dagID, runID, params, withCursor)
+	body, err := read(resp, err)
+	if err != nil {
+		return out, err
+	}
+	what := describe(resp)
+	var col map[string]json.RawMessage
+	if err := json.Unmarshal(body, &col); err != nil {
+		return out, fmt.Errorf("%s: cannot decode the answer: %w", what, err)
+	}
+	next, hasNext := col["next_cursor"]
+	if !hasNext {
+		if _, ok := col["total_entries"]; ok {
+			return out, nil // offset-shaped: Cursored stays false
+		}
+		return out, fmt.Errorf("%s: the answer lacks next_cursor", what)
+	}
+	out.Cursored = true
+	if err := checkItems(col, "task_instances", tiFields); err != nil {
+		return out, fmt.Errorf("%s: %w", what, err)
+	}
+	if string(next) != "null" {
+		var n string
+		if err := json.Unmarshal(next, &n); err != nil || n == "" {
+			return out, fmt.Errorf("%s: next_cursor is not a non-empty string", what)
+		}
+		out.Next = &n
+	}
+	var tis []gen.TaskInstanceResponse
+	if err := json.Unmarshal(col["task_instances"], &tis); err != nil {
+		return out, fmt.Errorf("%s: cannot decode task_instances: %w", what, err)
+	}
+	for _, t := range tis {
+		out.Items = append(out.Items, convertTI(t))
+	}
+	return out, nil
 }
 
 func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
@@ -345,7 +410,16 @@ func checkFields(body []byte, listKey string, required []string) error {
 	if err := dec.Decode(&col); err != nil {
 		return fmt.Errorf("cannot decode the answer: %w", err)
 	}
-	if err := present(col, []string{listKey, "total_entries"}); err != nil {
+	if err := present(col, []string{"total_entries"}); err != nil {
+		return err
+	}
+	return checkItems(col, listKey, required)
+}
+
+// checkItems checks that the list listKey is present and that every element
+// carries the fields in required.
+func checkItems(col map[string]json.RawMessage, listKey string, required []string) error {
+	if err := present(col, []string{listKey}); err != nil {
 		return err
 	}
 	var items []map[string]json.RawMessage

@@ -2,6 +2,7 @@ package v2
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"errors"
@@ -64,6 +65,11 @@ type fakeV2 struct {
 	fail500      int // answer this many requests with 500 first
 	allowPost    bool
 	nextID       int
+	// cursor makes the task instance lists page by keyset cursor when asked
+	// (3.2.2+); cursorNullAtEnd is 3.3's null next_cursor on the last page.
+	cursor          bool
+	cursorNullAtEnd bool
+	afterPage1      func() // runs once, after the first page of a scan
 
 	calls   map[string]int
 	queries []url.Values
@@ -269,7 +275,15 @@ func (f *fakeV2) listTIs(w http.ResponseWriter, seg []string, q url.Values, offs
 	for _, ti := range rows {
 		list = append(list, tiJSON(ti))
 	}
+	if cur, ok := q["cursor"]; ok && f.cursor {
+		f.cursorPage(w, rows, cur[0], limit)
+		return
+	}
 	writeJSON(w, 200, map[string]any{"task_instances": window(list, offset, limit), "total_entries": len(list)})
+	if offset == 0 && f.afterPage1 != nil {
+		f.afterPage1()
+		f.afterPage1 = nil
+	}
 	if offset == 0 && f.retryOnPage1 > 0 {
 		// A task is retried while the reaper pages: it gets a new id and
 		// moves to the end of the id order.
@@ -278,6 +292,47 @@ func (f *fakeV2) listTIs(w http.ResponseWriter, seg []string, q url.Values, offs
 		f.retried++
 		f.tis[k].id = f.uuid7ish()
 		f.tis[k].try++
+	}
+}
+
+// cursorPage answers a keyset page of rows (sorted by id): the cursor is the
+// last id served, base64-wrapped so the client cannot rely on its form.
+func (f *fakeV2) cursorPage(w http.ResponseWriter, rows []tiRow, cursor string, limit int) {
+	after := ""
+	if cursor != "" {
+		b, err := base64.StdEncoding.DecodeString(cursor)
+		if err != nil {
+			detail(w, 400, "Invalid cursor")
+			return
+		}
+		after = string(b)
+	}
+	var page []any
+	more := false
+	last := ""
+	for _, ti := range rows {
+		if ti.id <= after {
+			continue
+		}
+		if len(page) == limit {
+			more = true
+			break
+		}
+		page = append(page, tiJSON(ti))
+		last = ti.id
+	}
+	var next, prev any
+	if len(page) > 0 && (more || !f.cursorNullAtEnd) {
+		next = base64.StdEncoding.EncodeToString([]byte(last))
+		prev = next
+	}
+	if page == nil {
+		page = []any{}
+	}
+	writeJSON(w, 200, map[string]any{"task_instances": page, "next_cursor": next, "previous_cursor": prev})
+	if cursor == "" && f.afterPage1 != nil {
+		f.afterPage1()
+		f.afterPage1 = nil
 	}
 }
 
@@ -444,6 +499,100 @@ func TestRetriedTaskMidScan(t *testing.T) {
 		if ti.TaskID == "task_000" && ti.TryNumber != 2 {
 			t.Errorf("retried task %+v", ti)
 		}
+	}
+}
+
+func newCursorClient(t *testing.T, srv *httptest.Server) airflow.Client {
+	hc, err := transport.New(transport.Options{MaxRetries: 0, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(srv.URL, hc, airflow.Paging{Cursor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestCursorPagingListsEverything(t *testing.T) {
+	for _, nullAtEnd := range []bool{false, true} {
+		t.Run(fmt.Sprint("nullAtEnd=", nullAtEnd), func(t *testing.T) {
+			f, srv := newFakeV2(t)
+			f.cursor, f.cursorNullAtEnd = true, nullAtEnd
+			f.addTIs(250, "running")
+			f.addTIs(30, "success")
+			tis, err := newCursorClient(t, srv).ListUnfinished(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tis) != 250 {
+				t.Fatalf("%d rows, want 250", len(tis))
+			}
+			// 3.2.2 keeps a next_cursor on the last page: one more, empty, call.
+			if want := map[bool]int{true: 3, false: 4}[nullAtEnd]; f.calls["tis"] != want {
+				t.Fatalf("%d calls, want %d", f.calls["tis"], want)
+			}
+			for i, q := range f.queries {
+				if _, ok := q["cursor"]; !ok || q.Has("offset") {
+					t.Fatalf("request %d: %v, want a cursor and no offset", i, q)
+				}
+			}
+			if first := f.queries[0]; first.Get("cursor") != "" || first.Get("order_by") != "id" {
+				t.Fatalf("first page asked %v", first)
+			}
+		})
+	}
+}
+
+// A task that finishes while the reaper pages would shift every later row
+// under offsets (one skipped, a rescan); a keyset cursor skips none and
+// needs no rescan.
+func TestCursorPagingRowLeavingMidScan(t *testing.T) {
+	f, srv := newFakeV2(t)
+	f.cursor = true
+	f.addTIs(250, "running")
+	f.afterPage1 = func() { f.tis[0].state = "success" }
+	tis, err := newCursorClient(t, srv).ListUnfinished(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tis) != 250 || f.calls["tis"] != 4 {
+		t.Fatalf("%d rows in %d calls, want all 250 (the finished one as first seen) in one scan of 4 calls", len(tis), f.calls["tis"])
+	}
+}
+
+func TestCursorClientFallsBackToOffsets(t *testing.T) {
+	f, srv := newFakeV2(t) // a server without cursor paging ignores the parameter
+	f.addTIs(150, "running")
+	tis, err := newCursorClient(t, srv).ListUnfinished(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tis) != 150 {
+		t.Fatalf("%d rows, want 150", len(tis))
+	}
+	if last := f.queries[len(f.queries)-1]; last.Get("offset") != "100" {
+		t.Fatalf("last request %v, want offset paging", last)
+	}
+}
+
+func TestCursorMalformedAnswersFail(t *testing.T) {
+	for name, body := range map[string]string{
+		"cursor not a string": `{"task_instances": [], "next_cursor": 7, "previous_cursor": null}`,
+		"empty cursor":        `{"task_instances": [], "next_cursor": "", "previous_cursor": null}`,
+		"no list":             `{"next_cursor": null, "previous_cursor": null}`,
+		"neither shape":       `{"task_instances": []}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, body)
+			}))
+			t.Cleanup(srv.Close)
+			if _, err := newCursorClient(t, srv).ListUnfinished(context.Background()); err == nil {
+				t.Fatal("a malformed cursor page was accepted")
+			}
+		})
 	}
 }
 
