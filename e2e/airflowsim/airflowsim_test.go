@@ -338,9 +338,17 @@ func TestV1Paging(t *testing.T) {
 	if p := big.tiPage(big.expect(big.get("/api/v1/dags/~/dagRuns/~/taskInstances", "limit=0"), 200)); len(p.TaskInstances) != 0 || p.TotalEntries != 130 {
 		t.Fatalf("v1 limit=0: %+v", p)
 	}
-	// The 2.10.0 batch endpoint is unpaginated.
-	if p := big.tiPage(big.expect(big.post("/api/v1/dags/~/dagRuns/~/taskInstances/list", jsonBody(map[string]any{})), 200)); len(p.TaskInstances) != 130 {
-		t.Fatalf("v1 batch paginated: %d rows", len(p.TaskInstances))
+	// From 2.10.3 the batch endpoint pages (page_limit defaults to 100);
+	// before, it returns every match whatever the paging fields say.
+	if p := big.tiPage(big.expect(big.post("/api/v1/dags/~/dagRuns/~/taskInstances/list", jsonBody(map[string]any{})), 200)); len(p.TaskInstances) != 100 || p.TotalEntries != 130 {
+		t.Fatalf("2.10.5 batch: %d rows of %d, want 100 of 130", len(p.TaskInstances), p.TotalEntries)
+	}
+	if p := big.tiPage(big.expect(big.post("/api/v1/dags/~/dagRuns/~/taskInstances/list", jsonBody(map[string]any{"page_offset": 120, "page_limit": 50})), 200)); len(p.TaskInstances) != 10 {
+		t.Fatalf("2.10.5 batch at offset 120: %d rows, want 10", len(p.TaskInstances))
+	}
+	old := newClient(t, pagingScenario("2.10.2", 130, 100))
+	if p := old.tiPage(old.expect(old.post("/api/v1/dags/~/dagRuns/~/taskInstances/list", jsonBody(map[string]any{"page_offset": 120, "page_limit": 5})), 200)); len(p.TaskInstances) != 130 {
+		t.Fatalf("2.10.2 batch paginated: %d rows", len(p.TaskInstances))
 	}
 }
 

@@ -2,7 +2,6 @@ package airflowsim
 
 import (
 	"fmt"
-	"hash/fnv"
 	"regexp"
 	"sort"
 	"strings"
@@ -55,9 +54,7 @@ next:
 func hashOrder(vs []tiView) {
 	hashes := make(map[TIKey]uint64, len(vs))
 	for _, v := range vs {
-		f := fnv.New64a()
-		fmt.Fprintf(f, "%s\x00%s\x00%s\x00%d", v.ti.key.DagID, v.ti.key.RunID, v.ti.key.TaskID, v.ti.key.MapIndex)
-		hashes[v.ti.key] = f.Sum64()
+		hashes[v.ti.key] = keyHash(v.ti.key)
 	}
 	sort.Slice(vs, func(i, j int) bool {
 		a, b := vs[i].ti.key, vs[j].ti.key
@@ -308,26 +305,31 @@ type sortKey struct {
 func sortByKeys[T any](vs []T, keys []sortKey, val func(T, string) any) {
 	sort.SliceStable(vs, func(i, j int) bool {
 		for _, k := range keys {
-			a, b := val(vs[i], k.attr), val(vs[j], k.attr)
-			switch {
-			case a == nil && b == nil:
-				continue
-			case a == nil:
-				return false
-			case b == nil:
-				return true
+			if c := compareSortValues(val(vs[i], k.attr), val(vs[j], k.attr), k.desc); c != 0 {
+				return c < 0
 			}
-			c := compareValues(a, b)
-			if c == 0 {
-				continue
-			}
-			if k.desc {
-				return c > 0
-			}
-			return c < 0
 		}
 		return false
 	})
+}
+
+// compareSortValues compares two values of one sort key in the order of
+// that key: negative when a comes first. nil (SQL NULL) comes last in
+// either direction.
+func compareSortValues(a, b any, desc bool) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return 1
+	case b == nil:
+		return -1
+	}
+	c := compareValues(a, b)
+	if desc {
+		return -c
+	}
+	return c
 }
 
 // tiSortValue returns a comparable value for an order_by attribute, or nil
@@ -425,9 +427,13 @@ func parseSort(values, allowed []string) ([]sortKey, *apiError) {
 // whatever its direction, and the primary key (TaskInstance.id) is always
 // appended in the direction of the first key.
 func sortViewsV2(vs []tiView, keys []sortKey) {
+	sortByKeys(vs, withTieBreaker(keys), tiSortValue)
+}
+
+// withTieBreaker appends the primary key in the first key's direction.
+func withTieBreaker(keys []sortKey) []sortKey {
 	tieDesc := len(keys) > 0 && keys[0].desc
-	keys = append(keys[:len(keys):len(keys)], sortKey{attr: "id", desc: tieDesc})
-	sortByKeys(vs, keys, tiSortValue)
+	return append(keys[:len(keys):len(keys)], sortKey{attr: "id", desc: tieDesc})
 }
 
 // pyList renders a list of strings like Python's repr.

@@ -191,6 +191,22 @@ func v1Query(params []qparam, vals url.Values) (qvals, *apiError) {
 	return out, nil
 }
 
+// undeclared lists, sorted, the query parameters not in params.
+func undeclared(params []qparam, vals url.Values) []string {
+	var out []string
+	for name := range vals {
+		found := false
+		for _, pr := range params {
+			found = found || pr.name == name
+		}
+		if !found {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // v2Query parses the query the way FastAPI does: undeclared parameters are
 // ignored, every bad value is reported at once as a 422, and a repeated
 // scalar takes its last value.

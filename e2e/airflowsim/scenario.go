@@ -14,9 +14,10 @@ import (
 // Scenario is the state an Airflow simulator starts with. It is written as
 // YAML by the e2e tests and the demo; field names are part of that contract.
 type Scenario struct {
-	// AirflowVersion selects the API: "2.x" serves v1 under /api/v1 with
-	// HTTP basic auth, "3.x" serves v2 under /api/v2 with JWTs from
-	// /auth/token. It is also what the version endpoints report.
+	// AirflowVersion selects the API: "2.x" (2.5 or later) serves v1 under
+	// /api/v1 with HTTP basic auth, "3.x" serves v2 under /api/v2 with JWTs
+	// from /auth/token. It also selects the behaviours that changed between
+	// releases (versions.go), and it is what the version endpoints report.
 	AirflowVersion string   `json:"airflowVersion"`
 	Auth           AuthSpec `json:"auth"`
 	// PageLimitCap is Airflow's [api] maximum_page_limit: v2 list endpoints
@@ -33,6 +34,13 @@ type Scenario struct {
 type AuthSpec struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+	// BearerTokens are tokens an external issuer handed out (Cloud
+	// Composer's Google access tokens, Astronomer API tokens): accepted as
+	// "Authorization: Bearer <token>" on v1 and v2, besides basic auth and
+	// the simulator's own JWTs. With them (or WithBearerValidator), a
+	// bearer token that is neither is 401 on v2 too, as those platforms'
+	// auth layers answer. Username and password may then be left empty.
+	BearerTokens []string `json:"bearerTokens,omitempty"`
 	// TokenTTL is the v2 JWT lifetime ([api_auth] jwt_expiration_time),
 	// rounded up to whole seconds because JWT exp is in seconds.
 	// Default 24h, as in Airflow.
@@ -240,11 +248,16 @@ func normState(p *string) (*string, error) {
 
 func (s *Scenario) validate() error {
 	var errs []error
-	if !strings.HasPrefix(s.AirflowVersion, "2.") && !strings.HasPrefix(s.AirflowVersion, "3.") {
-		errs = append(errs, fmt.Errorf("airflowVersion %q: want 2.x (API v1) or 3.x (API v2)", s.AirflowVersion))
+	if _, err := parseRelease(s.AirflowVersion); err != nil {
+		errs = append(errs, err)
 	}
-	if s.Auth.Username == "" || s.Auth.Password == "" {
-		errs = append(errs, errors.New("auth.username and auth.password are required"))
+	if (s.Auth.Username == "" || s.Auth.Password == "") && len(s.Auth.BearerTokens) == 0 {
+		errs = append(errs, errors.New("auth.username and auth.password are required (unless auth.bearerTokens is set)"))
+	}
+	for i, tok := range s.Auth.BearerTokens {
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+			errs = append(errs, fmt.Errorf("auth.bearerTokens[%d]: empty or contains whitespace", i))
+		}
 	}
 	if s.Auth.TokenTTL < 0 || s.Auth.TokenLeeway < 0 {
 		errs = append(errs, errors.New("auth.tokenTTL and auth.tokenLeeway must not be negative"))

@@ -43,10 +43,38 @@ const (
 	// total_entries one larger than the rows paging can return, as when a
 	// row leaves the result set during a paged scan.
 	FaultShortListing Fault = "short-listing"
+
+	// The churn faults move rows between the pages of a task instance
+	// listing while a client pages through it. Each fires once, right
+	// after the simulator served the first page (offset 0, or the first
+	// cursor page) of a task instance listing that has more pages, on an
+	// active task instance of that page; then the fault is none again, so
+	// a rescan sees a stable store.
+
+	// FaultChurnFinish: the task instance finishes (success, end_date
+	// now). A listing filtered on unfinished states loses a row before the
+	// offset already read, so offset paging skips one later row, and
+	// total_entries changes between pages.
+	FaultChurnFinish Fault = "churn-finish"
+	// FaultChurnRetry: the task instance gets a new try (try_number+1, a
+	// new v2 id that sorts after every other, as a fresh UUIDv7 does);
+	// its state stays. Under order_by=id it leaves its place, so a later
+	// row is skipped and it shows up again at the end.
+	FaultChurnRetry Fault = "churn-retry"
+	// FaultChurnSwap: the task instance finishes and a new running task
+	// instance appears in the same run, sorting after every other row (in
+	// v1's hash order too). total_entries stays the same while a row is
+	// skipped: the case a count check cannot catch.
+	FaultChurnSwap Fault = "churn-swap"
 )
 
 // Faults lists every fault mode.
-var Faults = []Fault{FaultNone, FaultError500, FaultHTMLLogin, FaultHang, FaultUnauthorized, FaultShortListing}
+var Faults = []Fault{FaultNone, FaultError500, FaultHTMLLogin, FaultHang, FaultUnauthorized, FaultShortListing,
+	FaultChurnFinish, FaultChurnRetry, FaultChurnSwap}
+
+func (f Fault) churn() bool {
+	return f == FaultChurnFinish || f == FaultChurnRetry || f == FaultChurnSwap
+}
 
 // ParseFault checks a fault name; the empty string is FaultNone.
 func ParseFault(s string) (Fault, error) {
@@ -76,9 +104,14 @@ type RecordedRequest struct {
 	// answer was sent (FaultHang, client gone).
 	Status int
 	// AuthOK reports whether the request carried valid credentials: basic
-	// auth for v1, an unexpired token of this simulator for v2, and the
-	// right username and password in the body for /auth/token.
+	// auth for v1, an unexpired token of this simulator for v2, an
+	// externally issued bearer token (auth.bearerTokens,
+	// WithBearerValidator) for either, and the right username and password
+	// in the body for /auth/token.
 	AuthOK bool
+	// Ignored lists the query parameters the server ignored because the
+	// simulated version does not declare them (v2 only: v1 answers 400).
+	Ignored []string
 }
 
 // Option configures a Server.
@@ -86,6 +119,14 @@ type Option func(*Server)
 
 // WithClock replaces time.Now, for relative scenario times and JWT expiry.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// WithBearerValidator accepts, besides the scenario's auth.bearerTokens,
+// every bearer token for which valid returns true: tokens an external
+// issuer minted (a Composer or Astronomer stand-in). It is called
+// concurrently.
+func WithBearerValidator(valid func(token string) bool) Option {
+	return func(s *Server) { s.bearerValid = valid }
+}
 
 // WithLogf logs one line per answered request.
 func WithLogf(logf func(format string, args ...any)) Option {
@@ -98,6 +139,7 @@ type Server struct {
 	api      int
 	base     string
 	version  string
+	rel      release
 	user     string
 	password string
 	ttl      time.Duration
@@ -108,12 +150,19 @@ type Server struct {
 	key      []byte
 	start    time.Time
 	routes   []*route
+	// bearer holds the scenario's static tokens; bearerValid is
+	// WithBearerValidator's function.
+	bearer      map[string]bool
+	bearerValid func(string) bool
 
 	mu     sync.RWMutex
 	dags   map[string]*dagRec
 	runs   map[[2]string]*runRec
 	runSeq int
 	tis    map[TIKey]*tiRec
+	// idSeq numbers the v2 ids of tries made at run time by churn faults,
+	// so that each sorts after every earlier id (as UUIDv7s do).
+	idSeq int
 
 	fmu       sync.Mutex
 	fault     Fault
@@ -136,10 +185,14 @@ func New(sc *Scenario, opts ...Option) *Server {
 	if err := sc.validate(); err != nil {
 		panic("airflowsim: invalid scenario: " + err.Error())
 	}
-	s := &Server{api: sc.apiVersion(), version: sc.AirflowVersion, user: sc.Auth.Username,
+	rel, _ := parseRelease(sc.AirflowVersion) // checked by validate
+	s := &Server{api: sc.apiVersion(), version: sc.AirflowVersion, rel: rel, bearer: map[string]bool{}, user: sc.Auth.Username,
 		password: sc.Auth.Password, ttl: time.Duration(sc.Auth.TokenTTL), leeway: time.Duration(sc.Auth.TokenLeeway),
 		pageCap: sc.PageLimitCap, now: time.Now, fault: FaultNone, closed: make(chan struct{}),
 		dags: map[string]*dagRec{}, runs: map[[2]string]*runRec{}, tis: map[TIKey]*tiRec{}}
+	for _, tok := range sc.Auth.BearerTokens {
+		s.bearer[tok] = true
+	}
 	for _, o := range opts {
 		o(s)
 	}
@@ -155,9 +208,9 @@ func New(sc *Scenario, opts ...Option) *Server {
 	}
 	s.start = s.clock()
 	if s.api == 1 {
-		s.base, s.routes = "/api/v1", v1Routes()
+		s.base, s.routes = "/api/v1", v1Routes(s.rel)
 	} else {
-		s.base, s.routes = "/api/v2", v2Routes()
+		s.base, s.routes = "/api/v2", v2Routes(s.rel)
 	}
 	for _, d := range sc.DAGs {
 		s.dags[d.DagID] = buildDAG(d)
@@ -182,6 +235,12 @@ func New(sc *Scenario, opts ...Option) *Server {
 }
 
 func (s *Server) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// Profile is the behaviour profile of the simulated version.
+func (s *Server) Profile() Profile {
+	p, _ := ProfileOf(s.version)
+	return p
+}
 
 // APIVersion is 1 (Airflow 2.x, /api/v1) or 2 (Airflow 3.x, /api/v2).
 func (s *Server) APIVersion() int { return s.api }
@@ -249,8 +308,9 @@ func (s *Server) SetTaskState(key TIKey, state string, tryNumber int, endDate *t
 		return fmt.Errorf("airflowsim: no task instance %s", key)
 	}
 	ti.state = norm
-	if tryNumber > 0 {
+	if tryNumber > 0 && tryNumber != ti.try {
 		ti.try = tryNumber
+		ti.id = "" // derived from the try again
 	}
 	ti.end = nil
 	if endDate != nil {
@@ -360,6 +420,9 @@ type call struct {
 	q    qvals
 	body []byte
 	now  time.Time
+	// firstPage is set by a task instance listing that served its first
+	// page while more rows follow: what a churn fault acts on.
+	firstPage *servedPage
 }
 
 type statusWriter struct {
@@ -396,6 +459,14 @@ func (s *Server) record(r *http.Request, body []byte) int {
 	s.reqs = append(s.reqs, RecordedRequest{Time: s.now(), Method: r.Method, Path: r.URL.Path,
 		RawQuery: r.URL.RawQuery, Body: string(body)})
 	return len(s.reqs) - 1
+}
+
+func (s *Server) setIgnored(idx int, names []string) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if idx < len(s.reqs) {
+		s.reqs[idx].Ignored = names
+	}
 }
 
 func (s *Server) setAuthOK(idx int, ok bool) {
@@ -515,6 +586,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, body []byte, idx 
 		}
 		if aerr == nil {
 			c.q, aerr = v2Query(rt.params, query)
+			s.setIgnored(idx, undeclared(rt.params, query))
 		}
 	}
 	if aerr != nil {
@@ -530,6 +602,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, body []byte, idx 
 	if aerr != nil {
 		aerr.write(w, r)
 		return
+	}
+	// The answer is complete; a churn fault changes the store before the
+	// client has it, so its next page sees the change.
+	if c.firstPage != nil {
+		s.churn(c)
 	}
 	writeJSON(w, "application/json", http.StatusOK, out)
 }
@@ -587,11 +664,33 @@ const loginPage = `<!DOCTYPE html>
 </html>
 `
 
+// externalBearer reports whether external bearer tokens are configured,
+// and whether tok is one of them.
+func (s *Server) externalBearer(tok string) (configured, ok bool) {
+	configured = len(s.bearer) > 0 || s.bearerValid != nil
+	if tok == "" {
+		return configured, false
+	}
+	return configured, s.bearer[tok] || (s.bearerValid != nil && s.bearerValid(tok))
+}
+
+// bearerToken is the token of an "Authorization: Bearer" header, or "".
+func bearerToken(r *http.Request) string {
+	if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "bearer") {
+		return strings.TrimSpace(cred)
+	}
+	return ""
+}
+
 // authenticate checks the request's credentials; nil means valid.
 func (s *Server) authenticate(r *http.Request) *apiError {
+	configured, external := s.externalBearer(bearerToken(r))
+	if external {
+		return nil
+	}
 	if s.api == 1 {
 		u, pw, ok := r.BasicAuth()
-		if ok && u == s.user && pw == s.password {
+		if ok && s.user != "" && u == s.user && pw == s.password {
 			return nil
 		}
 		e := v1Problem(401, v1ErrType(401), "Unauthorized", "No credentials were provided or the credentials are invalid")
@@ -612,6 +711,13 @@ func (s *Server) authenticate(r *http.Request) *apiError {
 		return nil
 	case tokenExpired:
 		return v2Detail(401, "Token Expired")
+	case tokenInvalid:
+		if configured {
+			// The platform's own auth layer (Composer, Astronomer) sits in
+			// front and answers 401 to a token it does not know.
+			return v2Detail(401, "Not authenticated")
+		}
+		fallthrough
 	default:
 		// Airflow 3 maps PyJWT's InvalidTokenError (bad signature, a token
 		// of another server, garbage) to 403, not 401.

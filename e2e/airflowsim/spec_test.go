@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,33 +22,34 @@ import (
 )
 
 // The official specs every request and response of these tests is checked
-// against. v1 and v2 are the repository's copies (api/airflow, also used for
-// code generation); the auth manager spec is in testdata.
-var (
-	specV1Path   = filepath.Join("..", "..", "api", "airflow", "v1-2.10.0.yaml")
-	specV2Path   = filepath.Join("..", "..", "api", "airflow", "v2-3.2.1.yaml")
-	specAuthPath = filepath.Join("testdata", "v2-simple-auth-manager.yaml")
-)
+// against: each simulator against the spec closest to its version's
+// profile (Profile.Spec). Those in api/airflow are the repository's copies
+// (also used for code generation); the older ones and the auth manager
+// spec are in testdata.
+var specDirs = []string{filepath.Join("..", "..", "api", "airflow"), "testdata"}
+
+const specAuthFile = "v2-simple-auth-manager.yaml"
 
 type spec struct {
 	doc    *openapi3.T
 	router routers.Router
 	opts   []openapi3.SchemaValidationOption
+	v1     bool // API v1: errors are problem+json with the Error schema
 }
 
 var (
-	specsOnce sync.Once
-	specsErr  error
-	specV1    *spec
-	specV2    *spec
-	specAuth  *spec
+	specsMu sync.Mutex
+	// specCache holds loaded specs by file name ("+cursor" for the
+	// overlaid 3.2.1 of the cursor profile); a failed load is cached too.
+	specCache = map[string]*spec{}
+	specErrs  = map[string]error{}
 )
 
 // rfc3339 is what the non-standard v1 "format: datetime" fields carry;
 // registering it makes those fields checked instead of silently accepted.
 const rfc3339 = `^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$`
 
-func loadSpec(path string, v31 bool) (*spec, error) {
+func loadSpec(path string, v31 bool, overlay func(*openapi3.T)) (*spec, error) {
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromFile(path)
 	if err != nil {
@@ -57,6 +59,9 @@ func loadSpec(path string, v31 bool) (*spec, error) {
 	doc.Security = nil
 	if v31 {
 		restoreNullable(doc)
+	}
+	if overlay != nil {
+		overlay(doc)
 	}
 	if err := doc.Validate(context.Background(), openapi3.DisableExamplesValidation()); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -70,7 +75,37 @@ func loadSpec(path string, v31 bool) (*spec, error) {
 		openapi3.WithStringFormatValidator("uuid", openapi3.NewRegexpFormatValidator(
 			`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)),
 	}
-	return &spec{doc: doc, router: router, opts: opts}, nil
+	return &spec{doc: doc, router: router, opts: opts, v1: !v31}, nil
+}
+
+// cursorOverlay turns 3.2.1's get_task_instances into 3.2.2's, for which
+// no official spec could be obtained (apache/airflow#64845, backport
+// #65405): a cursor query parameter, and an answer that may carry
+// next_cursor and previous_cursor (nullable strings) instead of
+// total_entries, now optional. Only that operation changes: its 200
+// schema becomes a copy of TaskInstanceCollectionResponse, so the batch
+// and mapped listings keep the original.
+func cursorOverlay(doc *openapi3.T) {
+	op := doc.Paths.Value("/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances").Get
+	op.Parameters = append(op.Parameters, &openapi3.ParameterRef{
+		Value: openapi3.NewQueryParameter("cursor").WithSchema(openapi3.NewStringSchema())})
+	orig := doc.Components.Schemas["TaskInstanceCollectionResponse"].Value
+	s := openapi3.NewObjectSchema()
+	s.Title = "TaskInstanceCollectionResponse (3.2.2 cursor overlay)"
+	s.Properties = openapi3.Schemas{}
+	for k, v := range orig.Properties {
+		s.Properties[k] = v
+	}
+	nullableString := func() *openapi3.SchemaRef {
+		t := openapi3.Types{"string", "null"}
+		return &openapi3.SchemaRef{Value: &openapi3.Schema{Type: &t}}
+	}
+	s.Properties["next_cursor"] = nullableString()
+	s.Properties["previous_cursor"] = nullableString()
+	s.Required = []string{"task_instances"}
+	doc.Components.Schemas["TaskInstanceCursorOverlayResponse"] = &openapi3.SchemaRef{Value: s}
+	op.Responses.Status(http.StatusOK).Value.Content["application/json"].Schema =
+		&openapi3.SchemaRef{Ref: "#/components/schemas/TaskInstanceCursorOverlayResponse", Value: s}
 }
 
 // restoreNullable undoes a rewrite in the python-client copy of the v2
@@ -161,21 +196,55 @@ func containsNil(vals []any) bool {
 	return false
 }
 
+// specFile loads a spec by file name, once; "name+cursor" is the file
+// with cursorOverlay applied.
+func specFile(t *testing.T, name string) *spec {
+	t.Helper()
+	specsMu.Lock()
+	defer specsMu.Unlock()
+	if sp, ok := specCache[name]; ok {
+		return sp
+	}
+	if err, ok := specErrs[name]; ok {
+		t.Fatalf("loading spec %s: %v", name, err)
+	}
+	file, overlay := name, func(*openapi3.T) {}
+	if f, ok := strings.CutSuffix(name, "+cursor"); ok {
+		file, overlay = f, cursorOverlay
+	}
+	path := ""
+	for _, dir := range specDirs {
+		if _, err := os.Stat(filepath.Join(dir, file)); err == nil {
+			path = filepath.Join(dir, file)
+			break
+		}
+	}
+	var sp *spec
+	err := fmt.Errorf("%s is in none of %v", file, specDirs)
+	if path != "" {
+		sp, err = loadSpec(path, !strings.HasPrefix(file, "v1-"), overlay)
+	}
+	if err != nil {
+		specErrs[name] = err
+		t.Fatalf("loading spec %s: %v", name, err)
+	}
+	specCache[name] = sp
+	return sp
+}
+
+// specFor is the spec a simulator of the profile is validated against.
+func specFor(t *testing.T, p Profile) *spec {
+	t.Helper()
+	if p.From == "3.2.2" {
+		return specFile(t, p.Spec+"+cursor")
+	}
+	return specFile(t, p.Spec)
+}
+
+// specs returns the newest v1 and v2 specs and the auth manager's.
 func specs(t *testing.T) (v1, v2, auth *spec) {
 	t.Helper()
-	specsOnce.Do(func() {
-		if specV1, specsErr = loadSpec(specV1Path, false); specsErr != nil {
-			return
-		}
-		if specV2, specsErr = loadSpec(specV2Path, true); specsErr != nil {
-			return
-		}
-		specAuth, specsErr = loadSpec(specAuthPath, true)
-	})
-	if specsErr != nil {
-		t.Fatalf("loading specs: %v", specsErr)
-	}
-	return specV1, specV2, specAuth
+	return specFile(t, "v1-2.10.0.yaml"), specFile(t, "v2-3.2.1.yaml"), specFile(t, specAuthFile)
 }
 
 // recordOps, when set, sees every simulator's requests at the end of a
@@ -219,7 +288,7 @@ type client struct {
 
 func newClient(t *testing.T, sc *Scenario, opts ...Option) *client {
 	t.Helper()
-	v1, v2, auth := specs(t)
+	_, _, auth := specs(t)
 	sim := New(sc, opts...)
 	srv := httptest.NewServer(sim)
 	t.Cleanup(func() {
@@ -229,11 +298,7 @@ func newClient(t *testing.T, sc *Scenario, opts ...Option) *client {
 		sim.Close()
 		srv.Close()
 	})
-	c := &client{t: t, sim: sim, srv: srv, api: v2, auth: auth, user: sc.Auth.Username, pass: sc.Auth.Password}
-	if sim.APIVersion() == 1 {
-		c.api = v1
-	}
-	return c
+	return &client{t: t, sim: sim, srv: srv, api: specFor(t, sim.Profile()), auth: auth, user: sc.Auth.Username, pass: sc.Auth.Password}
 }
 
 func mustParse(t *testing.T, yamlText string) *Scenario {
@@ -422,7 +487,7 @@ func (c *client) checkResponse(sp *spec, in *openapi3filter.RequestValidationInp
 
 func (c *client) validateResponse(sp *spec, in *openapi3filter.RequestValidationInput, x exchange) error {
 	ct := x.header.Get("Content-Type")
-	if sp == specV1 && strings.HasPrefix(ct, "application/problem+json") {
+	if sp.v1 && strings.HasPrefix(ct, "application/problem+json") {
 		// Connexion serves RFC 7807 errors as application/problem+json
 		// while the spec declares them as application/json; only the
 		// media type differs, the body is checked against Error.
@@ -443,7 +508,7 @@ func (c *client) validateResponse(sp *spec, in *openapi3filter.RequestValidation
 		return fmt.Errorf("undeclared status %d with Content-Type %q", x.status, ct)
 	}
 	schema := "Error"
-	if sp != specV1 {
+	if !sp.v1 {
 		schema = "HTTPExceptionResponse"
 		if x.status == http.StatusUnprocessableEntity {
 			schema = "HTTPValidationError"

@@ -42,6 +42,9 @@ type tiRec struct {
 	end          *time.Time
 	updated      time.Time
 	xcom         map[string]string
+	// id, when set, is the v2 id of a try made at run time (churn
+	// faults); otherwise the id is derived from key and try.
+	id string
 }
 
 func (t *tiRec) duration() *float64 {
@@ -56,6 +59,9 @@ func (t *tiRec) duration() *float64 {
 // deriving it from key and try keeps it stable per try across requests and
 // restarts, and changes it on a retry as Airflow does.
 func (t *tiRec) uuid() string {
+	if t.id != "" {
+		return t.id
+	}
 	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%d\x00%d", t.key.DagID, t.key.RunID, t.key.TaskID, t.key.MapIndex, t.try)))
 	b := h[:16]
 	b[6] = b[6]&0x0f | 0x70 // version 7

@@ -10,17 +10,27 @@ import (
 	"time"
 )
 
-// Query parameters per operation, transcribed from v1-2.10.0.yaml (where
-// the task instance filters are declared on the path item).
-var (
-	v1TIFilters = append(append(
-		ranges(qTime, v1Bounds, "execution_date", "start_date", "end_date", "updated_at"),
-		ranges(qNum, v1Bounds, "duration")...),
-		p("state", qStrs), p("pool", qStrs), p("queue", qStrs), p("executor", qStrs))
-	v1Page = []qparam{p("limit", qInt), pMin("offset", qInt, 0)}
-)
+// v1Page is the limit/offset pair of the v1 list endpoints.
+var v1Page = []qparam{p("limit", qInt), pMin("offset", qInt, 0)}
 
-func v1Routes() []*route {
+// v1Routes are the operations and query parameters of the version,
+// transcribed from v1-2.10.0.yaml (where the task instance filters are
+// declared on the path item) and v1-2.5.0.yaml.
+func v1Routes(rel release) []*route {
+	since26 := rel.has(capV1ParamsSince26)
+	// when keeps params only if the version has them.
+	when := func(ok bool, params ...qparam) []qparam {
+		if ok {
+			return params
+		}
+		return nil
+	}
+	tiFilters := concat(
+		ranges(qTime, v1Bounds, "execution_date", "start_date", "end_date"),
+		when(since26, ranges(qTime, v1Bounds, "updated_at")...),
+		ranges(qNum, v1Bounds, "duration"),
+		[]qparam{p("state", qStrs), p("pool", qStrs), p("queue", qStrs)},
+		when(rel.has(capV1Executor), p("executor", qStrs)))
 	ti := "dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
 	version := newRoute(http.MethodGet, "version", "get_version", nil, (*Server).v1Version)
 	health := newRoute(http.MethodGet, "health", "get_health", nil, (*Server).v1Health)
@@ -28,29 +38,37 @@ func v1Routes() []*route {
 		// Neither handler has an auth decorator in Airflow 2.
 		rt.auth, rt.data = false, false
 	}
-	return []*route{
+	routes := []*route{
 		version, health,
-		newRoute(http.MethodGet, "dags", "get_dags", append(v1Page[:2:2],
-			p("order_by", qStr), p("tags", qStrs), p("only_active", qBool), p("paused", qBool),
-			p("fields", qStrs), p("dag_id_pattern", qStr)), (*Server).v1ListDAGs),
-		newRoute(http.MethodGet, "dags/{dag_id}", "get_dag", []qparam{p("fields", qStrs)}, (*Server).v1GetDAG),
-		newRoute(http.MethodGet, "dags/{dag_id}/dagRuns", "get_dag_runs", append(append(v1Page[:2:2],
-			ranges(qTime, v1Bounds, "execution_date", "start_date", "end_date", "updated_at")...),
-			p("state", qStrs), p("order_by", qStr), p("fields", qStrs)), (*Server).v1ListRuns),
-		newRoute(http.MethodGet, "dags/{dag_id}/dagRuns/{dag_run_id}", "get_dag_run", []qparam{p("fields", qStrs)}, (*Server).v1GetRun),
-		newRoute(http.MethodGet, ti, "get_task_instances", append(v1Page[:2:2], v1TIFilters...), (*Server).v1ListTIs),
+		newRoute(http.MethodGet, "dags", "get_dags", concat(v1Page,
+			[]qparam{p("order_by", qStr), p("tags", qStrs), p("only_active", qBool)},
+			when(since26, p("paused", qBool), p("fields", qStrs)),
+			[]qparam{p("dag_id_pattern", qStr)}), (*Server).v1ListDAGs),
+		newRoute(http.MethodGet, "dags/{dag_id}", "get_dag", when(since26, p("fields", qStrs)), (*Server).v1GetDAG),
+		newRoute(http.MethodGet, "dags/{dag_id}/dagRuns", "get_dag_runs", concat(v1Page,
+			ranges(qTime, v1Bounds, "execution_date", "start_date", "end_date"),
+			when(since26, ranges(qTime, v1Bounds, "updated_at")...),
+			[]qparam{p("state", qStrs), p("order_by", qStr)},
+			when(since26, p("fields", qStrs))), (*Server).v1ListRuns),
+		newRoute(http.MethodGet, "dags/{dag_id}/dagRuns/{dag_run_id}", "get_dag_run", when(since26, p("fields", qStrs)), (*Server).v1GetRun),
+		newRoute(http.MethodGet, ti, "get_task_instances", concat(v1Page, tiFilters), (*Server).v1ListTIs),
 		newRoute(http.MethodPost, "dags/~/dagRuns/~/taskInstances/list", "get_task_instances_batch", nil, (*Server).v1BatchTIs),
 		newRoute(http.MethodGet, ti+"/{task_id}", "get_task_instance", nil, (*Server).v1GetTI),
 		newRoute(http.MethodGet, ti+"/{task_id}/{map_index:int}", "get_mapped_task_instance", nil, (*Server).v1GetMappedTI),
-		newRoute(http.MethodGet, ti+"/{task_id}/xcomEntries", "get_xcom_entries", append(v1Page[:2:2],
-			p("map_index", qInt), p("xcom_key", qStr)), (*Server).v1ListXComs),
-		newRoute(http.MethodGet, ti+"/{task_id}/xcomEntries/{xcom_key}", "get_xcom_entry",
-			[]qparam{p("map_index", qInt), p("deserialize", qBool), p("stringify", qBool)}, (*Server).v1GetXCom),
+		newRoute(http.MethodGet, ti+"/{task_id}/xcomEntries", "get_xcom_entries", concat(v1Page,
+			when(since26, p("map_index", qInt), p("xcom_key", qStr))), (*Server).v1ListXComs),
+		newRoute(http.MethodGet, ti+"/{task_id}/xcomEntries/{xcom_key}", "get_xcom_entry", concat(
+			when(since26, p("map_index", qInt)), []qparam{p("deserialize", qBool)},
+			when(since26, p("stringify", qBool))), (*Server).v1GetXCom),
 		stub(newRoute(http.MethodGet, ti+"/{task_id}/listMapped", "get_mapped_task_instances", nil, v1Unimplemented)),
-		stub(newRoute(http.MethodGet, ti+"/{task_id}/tries", "get_task_instance_tries", nil, v1Unimplemented)),
 		stub(newRoute(http.MethodGet, ti+"/{task_id}/links", "get_extra_links", nil, v1Unimplemented)),
-		stub(newRoute(http.MethodGet, ti+"/{task_id}/dependencies", "get_task_instance_dependencies", nil, v1Unimplemented)),
 	}
+	if since26 {
+		routes = append(routes,
+			stub(newRoute(http.MethodGet, ti+"/{task_id}/tries", "get_task_instance_tries", nil, v1Unimplemented)),
+			stub(newRoute(http.MethodGet, ti+"/{task_id}/dependencies", "get_task_instance_dependencies", nil, v1Unimplemented)))
+	}
+	return routes
 }
 
 // v1Unimplemented answers real endpoints the simulator does not model.
@@ -90,7 +108,22 @@ type v1TI struct {
 	Unixname         string         `json:"unixname"`
 }
 
-func renderV1TI(v tiView) v1TI {
+// v1TryNumber is what v1 reports as try_number: before 2.10 the raw
+// column, which Airflow decremented on deferral and reschedule and only
+// increments when the attempt starts running, so it is one lower than the
+// attempt (the pod's try_number label) in these states.
+func (s *Server) v1TryNumber(ti *tiRec) int {
+	if s.has(capTryNumberIsAttempt) || ti.state == nil {
+		return ti.try
+	}
+	switch *ti.state {
+	case "deferred", "up_for_reschedule", "scheduled", "queued":
+		return max(ti.try-1, 0)
+	}
+	return ti.try
+}
+
+func (s *Server) renderV1TI(v tiView) v1TI {
 	weight := 1
 	return v1TI{DagID: v.ti.key.DagID, DagRunID: v.ti.key.RunID, Duration: v.ti.duration(),
 		EndDate: optTime(v.ti.end, v1Time), ExecutionDate: v1Time(*v.run.logical), Executor: cloneStr(v.ti.executor),
@@ -98,7 +131,7 @@ func renderV1TI(v tiView) v1TI {
 		Operator: cloneStr(v.ti.operator), Pool: v.ti.pool, PoolSlots: 1, PriorityWeight: &weight,
 		Queue: strp(v.ti.queue), QueuedWhen: optTime(v.ti.start, v1Time), RenderedFields: map[string]any{},
 		StartDate: optTime(v.ti.start, v1Time), State: cloneStr(v.ti.state), TaskDisplayName: v.ti.key.TaskID,
-		TaskID: v.ti.key.TaskID, TryNumber: v.ti.try, Unixname: "airflow"}
+		TaskID: v.ti.key.TaskID, TryNumber: s.v1TryNumber(v.ti), Unixname: "airflow"}
 }
 
 type v1TICollection struct {
@@ -106,13 +139,16 @@ type v1TICollection struct {
 	TotalEntries  int    `json:"total_entries"`
 }
 
-func (s *Server) v1TICollection(vs []tiView, offset, limit int) v1TICollection {
+func (s *Server) v1TICollection(c *call, vs []tiView, offset, limit int) v1TICollection {
 	total := len(vs)
 	hashOrder(vs)
 	rows := page(vs, offset, limit)
+	if offset == 0 && len(rows) < total {
+		c.markFirstPage(rows)
+	}
 	out := v1TICollection{TaskInstances: make([]v1TI, 0, len(rows)), TotalEntries: total}
 	for _, v := range rows {
-		out.TaskInstances = append(out.TaskInstances, renderV1TI(v))
+		out.TaskInstances = append(out.TaskInstances, s.renderV1TI(v))
 	}
 	if s.Fault() == FaultShortListing {
 		out.TotalEntries++
@@ -172,12 +208,13 @@ func (s *Server) v1ListTIs(c *call) (any, *apiError) {
 		inStrings(c.q.strs("queue"), func(v tiView) *string { return &v.ti.queue }),
 		inStrings(c.q.strs("executor"), func(v tiView) *string { return v.ti.executor }),
 	)
-	return s.v1TICollection(filterViews(s.views(), preds), c.q.intOr("offset", 0), limit), nil
+	return s.v1TICollection(c, filterViews(s.views(), preds), c.q.intOr("offset", 0), limit), nil
 }
 
-// v1BatchForm is ListTaskInstanceForm as marshmallow loads it. page_offset
-// and page_limit are accepted but not applied, as in Airflow up to 2.10.2
-// (and the 2.10.0 spec, which does not declare them).
+// v1BatchFields is ListTaskInstanceForm as marshmallow loads it, in its
+// newest form; v1BatchField drops what the version lacks. page_offset and
+// page_limit are always accepted (the schema had them long before they
+// were applied) but applied only with capV1BatchPaging.
 var v1BatchFields = map[string]string{
 	"dag_ids": "strs", "dag_run_ids": "strs", "task_ids": "strs", "pool": "strs", "queue": "strs", "executor": "strs",
 	"execution_date_gte": "time", "execution_date_lte": "time", "start_date_gte": "time", "start_date_lte": "time",
@@ -193,6 +230,7 @@ func (s *Server) v1BatchTIs(c *call) (any, *apiError) {
 	// Connexion checks types and the TaskState enum against the spec first;
 	// marshmallow then rejects fields it does not know.
 	strs := map[string][]string{}
+	ints := map[string]int{}
 	times := map[string]*time.Time{}
 	nums := map[string]*float64{}
 	var states []*string
@@ -205,6 +243,12 @@ func (s *Server) v1BatchTIs(c *call) (any, *apiError) {
 	for _, k := range names {
 		raw := body[k]
 		kind, ok := v1BatchFields[k]
+		switch k {
+		case "dag_run_ids", "task_ids":
+			ok = ok && s.has(capV1BatchRunTaskIDs)
+		case "executor":
+			ok = ok && s.has(capV1Executor)
+		}
 		if !ok {
 			unknown = append(unknown, k)
 			continue
@@ -244,6 +288,10 @@ func (s *Server) v1BatchTIs(c *call) (any, *apiError) {
 			if err := json.Unmarshal(raw, &v); err != nil {
 				return nil, v1BadRequest(v1ErrType(400), "Bad Request", fmt.Sprintf("{'%s': ['Not a valid integer.']}", k))
 			}
+			if min := map[string]int{"page_offset": 0, "page_limit": 1}[k]; v < min {
+				return nil, v1BadRequest(v1ErrType(400), "Bad Request", fmt.Sprintf("{'%s': ['Must be greater than or equal to %d.']}", k, min))
+			}
+			ints[k] = v
 		case "states":
 			var v []*string
 			if err := json.Unmarshal(raw, &v); err != nil {
@@ -305,7 +353,14 @@ func (s *Server) v1BatchTIs(c *call) (any, *apiError) {
 		inStrings(strs["executor"], func(v tiView) *string { return v.ti.executor }),
 	)
 	vs := filterViews(s.views(), preds)
-	return s.v1TICollection(vs, 0, len(vs)), nil
+	if !s.has(capV1BatchPaging) {
+		return s.v1TICollection(c, vs, 0, len(vs)), nil
+	}
+	limit, ok := ints["page_limit"]
+	if !ok {
+		limit = 100
+	}
+	return s.v1TICollection(c, vs, ints["page_offset"], limit), nil
 }
 
 func (s *Server) lookupTI(c *call, mapIndex int) (tiView, bool) {
@@ -335,7 +390,7 @@ func (s *Server) hasMapped(c *call) bool {
 
 func (s *Server) v1GetTI(c *call) (any, *apiError) {
 	if v, ok := s.lookupTI(c, -1); ok {
-		return renderV1TI(v), nil
+		return s.renderV1TI(v), nil
 	}
 	if s.hasMapped(c) {
 		return nil, v1NotFound("Task instance not found", "Task instance is mapped, add the map_index value to the URL")
@@ -346,7 +401,7 @@ func (s *Server) v1GetTI(c *call) (any, *apiError) {
 func (s *Server) v1GetMappedTI(c *call) (any, *apiError) {
 	mi, _ := strconv.Atoi(c.path["map_index"])
 	if v, ok := s.lookupTI(c, mi); ok {
-		return renderV1TI(v), nil
+		return s.renderV1TI(v), nil
 	}
 	return nil, v1NotFound("Task instance not found", "")
 }

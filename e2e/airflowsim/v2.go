@@ -12,8 +12,16 @@ import (
 
 // Query parameters per operation, transcribed from v2-3.2.1.yaml.
 var (
-	v2Page     = []qparam{pMin("limit", qInt, 0), pMin("offset", qInt, 0)}
-	v2TIParams = concat(
+	v2Page = []qparam{pMin("limit", qInt, 0), pMin("offset", qInt, 0)}
+)
+
+// v2TIParams are the task instance list's parameters in the version:
+// 3.2.1's, less the filters older versions lack (capV2TIFilters31), plus
+// cursor (capV2Cursor). Other parameters new after 3.0 are kept in every
+// version: the simulator does not model their absence.
+func v2TIParams(rel release) []qparam {
+	f31 := rel.has(capV2TIFilters31)
+	out := concat(
 		[]qparam{p("task_id", qStr)},
 		ranges(qTime, v2Bounds, "run_after", "logical_date", "start_date", "end_date", "updated_at"),
 		ranges(qNum, v2Bounds, "duration"),
@@ -21,12 +29,23 @@ var (
 			p("task_display_name_pattern", qStr), pUnimpl("task_group_id", qStr), p("dag_id_pattern", qStr),
 			p("run_id_pattern", qStr), p("state", qStrs), p("pool", qStrs), p("pool_name_pattern", qStr),
 			p("queue", qStrs), p("queue_name_pattern", qStr), p("executor", qStrs),
-			pUnimpl("version_number", qInts), p("try_number", qInts), p("operator", qStrs),
-			p("operator_name_pattern", qStr), p("map_index", qInts),
-		},
-		v2Page,
-		[]qparam{p("order_by", qStrs)},
-	)
+			pUnimpl("version_number", qInts),
+		})
+	if f31 {
+		out = append(out, p("try_number", qInts), p("operator", qStrs))
+	}
+	out = append(out, p("operator_name_pattern", qStr))
+	if f31 {
+		out = append(out, p("map_index", qInts))
+	}
+	out = concat(out, v2Page, []qparam{p("order_by", qStrs)})
+	if rel.has(capV2Cursor) {
+		out = append(out, p("cursor", qStr))
+	}
+	return out
+}
+
+var (
 	v2TIOrderAttrs = []string{"id", "state", "duration", "start_date", "end_date", "map_index", "try_number",
 		"logical_date", "run_after", "data_interval_start", "data_interval_end", "rendered_map_index", "operator"}
 	v2BatchOrderAttrs = []string{"id", "state", "duration", "start_date", "end_date", "map_index"}
@@ -40,7 +59,7 @@ func concat(parts ...[]qparam) []qparam {
 	return out
 }
 
-func v2Routes() []*route {
+func v2Routes(rel release) []*route {
 	ti := "dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
 	version := newRoute(http.MethodGet, "version", "get_version", nil, (*Server).v2Version)
 	health := newRoute(http.MethodGet, "monitor/health", "get_health", nil, (*Server).v2Health)
@@ -71,7 +90,7 @@ func v2Routes() []*route {
 				pUnimpl("partition_key_pattern", qStr),
 			}), (*Server).v2ListRuns),
 		newRoute(http.MethodGet, "dags/{dag_id}/dagRuns/{dag_run_id}", "get_dag_run", nil, (*Server).v2GetRun),
-		newRoute(http.MethodGet, ti, "get_task_instances", v2TIParams, (*Server).v2ListTIs),
+		newRoute(http.MethodGet, ti, "get_task_instances", v2TIParams(rel), (*Server).v2ListTIs),
 		newRoute(http.MethodPost, ti+"/list", "get_task_instances_batch", nil, (*Server).v2BatchTIs),
 		newRoute(http.MethodGet, ti+"/{task_id}", "get_task_instance", nil, (*Server).v2GetTI),
 		newRoute(http.MethodGet, ti+"/{task_id}/{map_index}", "get_mapped_task_instance", nil, (*Server).v2GetMappedTI),
@@ -159,10 +178,13 @@ type v2TICollection struct {
 	TotalEntries  int    `json:"total_entries"`
 }
 
-func (s *Server) v2TICollection(vs []tiView, keys []sortKey, offset, limit int) v2TICollection {
+func (s *Server) v2TICollection(c *call, vs []tiView, keys []sortKey, offset, limit int) v2TICollection {
 	total := len(vs)
 	sortViewsV2(vs, keys)
 	rows := page(vs, offset, limit)
+	if offset == 0 && len(rows) < total {
+		c.markFirstPage(rows)
+	}
 	out := v2TICollection{TaskInstances: make([]v2TI, 0, len(rows)), TotalEntries: total}
 	for _, v := range rows {
 		out.TaskInstances = append(out.TaskInstances, renderV2TI(v))
@@ -176,13 +198,13 @@ func (s *Server) v2TICollection(vs []tiView, keys []sortKey, offset, limit int) 
 // v2States is Airflow 3's _transform_ti_states. Its 422 carries a plain
 // string detail, not the list the spec's HTTPValidationError declares; the
 // real server does this, so clients must cope with it.
-func v2States(vals []string) ([]*string, *apiError) {
+func (s *Server) v2States(vals []string) ([]*string, *apiError) {
 	if len(vals) == 0 {
 		return nil, nil
 	}
 	out := []*string{}
 	for _, v := range vals {
-		if v == "none" || v == "no_status" {
+		if v == "none" || (v == "no_status" && s.has(capV2NoStatus)) {
 			out = append(out, nil)
 			continue
 		}
@@ -196,7 +218,7 @@ func v2States(vals []string) ([]*string, *apiError) {
 
 func (s *Server) v2Limit(c *call) int {
 	limit := c.q.intOr("limit", 50)
-	if limit > s.pageCap {
+	if limit > s.pageCap && s.has(capV2LimitCap) {
 		return s.pageCap
 	}
 	return limit
@@ -229,7 +251,7 @@ func coalesceNow(now time.Time, get func(tiView) *time.Time) func(tiView) *time.
 
 func (s *Server) v2ListTIs(c *call) (any, *apiError) {
 	dagID, runID := c.path["dag_id"], c.path["dag_run_id"]
-	states, aerr := v2States(c.q.strs("state"))
+	states, aerr := s.v2States(c.q.strs("state"))
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -279,7 +301,11 @@ func (s *Server) v2ListTIs(c *call) (any, *apiError) {
 		likeFilter(c.q, "operator_name_pattern", func(v tiView) *string { return v.ti.operatorName }),
 		inInts(c.q.ints("map_index"), func(v tiView) int { return v.ti.key.MapIndex }),
 	)
-	return s.v2TICollection(filterViews(s.views(), preds), keys, c.q.intOr("offset", 0), s.v2Limit(c)), nil
+	vs := filterViews(s.views(), preds)
+	if cursor, ok := c.q.str("cursor"); ok {
+		return s.v2CursorPage(c, vs, keys, cursor, s.v2Limit(c))
+	}
+	return s.v2TICollection(c, vs, keys, c.q.intOr("offset", 0), s.v2Limit(c)), nil
 }
 
 // v2BatchField types of TaskInstancesBatchBody (additionalProperties: false).
@@ -491,7 +517,7 @@ func (s *Server) v2BatchTIs(c *call) (any, *apiError) {
 		inStrings(b.strs["executor"], func(v tiView) *string { return v.ti.executor }),
 	)
 	// page_limit is a bare LimitFilter here: not capped by maximum_page_limit.
-	return s.v2TICollection(filterViews(s.views(), preds), keys, b.offset, b.limit), nil
+	return s.v2TICollection(c, filterViews(s.views(), preds), keys, b.offset, b.limit), nil
 }
 
 func (s *Server) v2GetTI(c *call) (any, *apiError) {
