@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,7 +37,12 @@ func main() {
 func run() error {
 	scenario := flag.String("scenario", "", "scenario YAML file (required)")
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on; port 0 picks a free port")
-	faultName := flag.String("fault", "none", "initial fault mode: none, error500, html-login, hang, unauthorized, short-listing")
+	faultNames := make([]string, len(airflowsim.Faults))
+	for i, f := range airflowsim.Faults {
+		faultNames[i] = string(f)
+	}
+	faultName := flag.String("fault", "none", "initial fault mode: "+strings.Join(faultNames, ", ")+
+		" (the churn modes fire once, after the first page of a multi-page task instance listing)")
 	portFile := flag.String("port-file", "", "write the base URL to this file once listening")
 	quiet := flag.Bool("quiet", false, "do not log requests")
 	flag.Parse()
@@ -75,7 +81,7 @@ func run() error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Println(url)
-	logger.Printf("serving Airflow %s (API v%d under %s) at %s, fault %s", sc.AirflowVersion, sim.APIVersion(), sim.BasePath(), url, fault)
+	logger.Printf("serving Airflow %s (profile %s, API v%d under %s) at %s, fault %s", sc.AirflowVersion, sim.Profile().Name, sim.APIVersion(), sim.BasePath(), url, fault)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
