@@ -108,8 +108,8 @@ func Notes(values map[string]any, namespace string) (string, error) {
 // the objects that make up its access: the ServiceAccount, Roles, RoleBindings
 // and, with kubernetes.allNamespaces, the ClusterRole and ClusterRoleBinding
 // (including the leader-election Role when leaderElection.enabled). Every
-// namespaced object carries its namespace. When values set no airflow.url,
-// PlaceholderAirflowURL is used.
+// namespaced object carries its namespace. When values set no airflow.url
+// (and airflow.auth.type is not mwaa), PlaceholderAirflowURL is used.
 func RenderRBAC(values map[string]any, namespace string) ([]byte, error) {
 	v := copyValues(values)
 	airflow, _ := v["airflow"].(map[string]any)
@@ -117,7 +117,12 @@ func RenderRBAC(values map[string]any, namespace string) ([]byte, error) {
 		airflow = map[string]any{}
 	}
 	airflow = copyValues(airflow)
-	if u, _ := airflow["url"].(string); u == "" {
+	authType := ""
+	if auth, ok := airflow["auth"].(map[string]any); ok {
+		authType, _ = auth["type"].(string)
+	}
+	// MWAA is named by airflow.mwaa, and the chart refuses a URL with it.
+	if u, _ := airflow["url"].(string); u == "" && authType != "mwaa" {
 		airflow["url"] = PlaceholderAirflowURL
 	}
 	v["airflow"] = airflow

@@ -927,6 +927,7 @@ func TestRenderRBACExport(t *testing.T) {
 		{"cronjob", map[string]any{"mode": "cronjob"}, "ServiceAccount Role RoleBinding"},
 		{"leader-election", map[string]any{"leaderElection": map[string]any{"enabled": true}, "replicaCount": 2}, "ServiceAccount Role RoleBinding Role RoleBinding"},
 		{"all-namespaces", map[string]any{"kubernetes": map[string]any{"allNamespaces": true}}, "ServiceAccount ClusterRole ClusterRoleBinding"},
+		{"mwaa", map[string]any{"airflow": map[string]any{"auth": map[string]any{"type": "mwaa"}, "mwaa": map[string]any{"environment": "e", "region": "eu-west-1"}}}, "ServiceAccount Role RoleBinding"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := RenderRBAC(tc.values, "kpo-e2e")

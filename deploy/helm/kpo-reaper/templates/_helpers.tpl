@@ -89,6 +89,27 @@ app.kubernetes.io/component: reaper
 {{- end -}}
 
 {{- define "kpo-reaper.tokenMountDir" -}}/var/run/secrets/kpo-reaper/airflow{{- end -}}
+{{- define "kpo-reaper.googleMountDir" -}}/var/run/secrets/kpo-reaper/google{{- end -}}
+{{- define "kpo-reaper.caMountDir" -}}/var/run/secrets/kpo-reaper/airflow-ca{{- end -}}
+{{- define "kpo-reaper.clientCertMountDir" -}}/var/run/secrets/kpo-reaper/airflow-client-tls{{- end -}}
+
+{{/* "true" when airflow-jwt logs in with the client_credentials grant (clientID + client secret). */}}
+{{- define "kpo-reaper.clientCredentials" -}}
+{{- $a := .Values.airflow.auth -}}
+{{- if and (eq $a.type "airflow-jwt") (or $a.clientID $a.clientIDKey) -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when basic or airflow-jwt logs in with a username and password. */}}
+{{- define "kpo-reaper.passwordLogin" -}}
+{{- $a := .Values.airflow.auth -}}
+{{- if and (or (eq $a.type "basic") (eq $a.type "airflow-jwt")) (not (include "kpo-reaper.clientCredentials" .)) -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when a Google credentials JSON is mounted from existingSecret (auth.type google). */}}
+{{- define "kpo-reaper.googleCredentialsMounted" -}}
+{{- $a := .Values.airflow.auth -}}
+{{- if and (eq $a.type "google") $a.existingSecret -}}true{{- end -}}
+{{- end -}}
 
 {{/* "true" when the bearer token is mounted from the Secret as a file. */}}
 {{- define "kpo-reaper.tokenMounted" -}}
@@ -115,8 +136,52 @@ template, so `helm template` and `helm install` fail before anything is applied.
 {{- define "kpo-reaper.validate" -}}
 {{- $v := .Values -}}
 {{- $a := $v.airflow.auth -}}
+{{- $tls := $v.airflow.tls -}}
+{{- if eq $a.type "mwaa" -}}
+{{- if $v.airflow.url -}}
+{{- fail "airflow.url must be empty with airflow.auth.type=mwaa: MWAA is reached through the AWS API, named by airflow.mwaa.environment and airflow.mwaa.region" -}}
+{{- end -}}
+{{- if not (and $v.airflow.mwaa.environment $v.airflow.mwaa.region) -}}
+{{- fail "airflow.auth.type=mwaa needs airflow.mwaa.environment and airflow.mwaa.region" -}}
+{{- end -}}
+{{- if or $a.existingSecret $a.createSecret $a.username $a.usernameKey $a.tokenFile $a.clientID $a.clientIDKey -}}
+{{- fail "airflow.auth.type=mwaa takes no credentials from the chart (existingSecret, createSecret, username, tokenFile, clientID): AWS credentials come from IRSA (serviceAccount.annotations eks.amazonaws.com/role-arn) or EKS Pod Identity" -}}
+{{- end -}}
+{{- if or $tls.caConfigMap $tls.caSecret $tls.clientCertSecret $tls.insecureSkipVerify -}}
+{{- fail "airflow.tls does not apply to airflow.auth.type=mwaa: the AWS SDK makes the connection" -}}
+{{- end -}}
+{{- else -}}
 {{- if not $v.airflow.url -}}
-{{- fail "airflow.url is required: the base URL of the Airflow 2.x webserver or Airflow 3.x API server, without /api/v1 (e.g. --set airflow.url=http://airflow-webserver.airflow:8080)" -}}
+{{- fail "airflow.url is required: the base URL of the Airflow 2.x webserver or Airflow 3.x API server, without /api/v1 (e.g. --set airflow.url=http://airflow-webserver.airflow:8080); only airflow.auth.type=mwaa goes without" -}}
+{{- end -}}
+{{- with $v.airflow.mwaa -}}
+{{- if or .environment .region .endpoint -}}
+{{- fail "airflow.mwaa is only used with airflow.auth.type=mwaa" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (or $a.clientID $a.clientIDKey) (ne $a.type "airflow-jwt") -}}
+{{- fail (printf "airflow.auth.clientID/clientIDKey are only used with airflow.auth.type=airflow-jwt (type is %s)" $a.type) -}}
+{{- end -}}
+{{- if and $a.scopes (ne $a.type "google") -}}
+{{- fail (printf "airflow.auth.scopes are only used with airflow.auth.type=google (type is %s)" $a.type) -}}
+{{- end -}}
+{{- if include "kpo-reaper.clientCredentials" . -}}
+{{- if or $a.username $a.usernameKey -}}
+{{- fail "airflow.auth.type=airflow-jwt takes either username and password or clientID and a client secret, not both: remove airflow.auth.username/usernameKey, or clientID/clientIDKey" -}}
+{{- end -}}
+{{- if or $a.createSecret (not $a.existingSecret) -}}
+{{- fail (printf "airflow-jwt with client credentials reads the client secret from airflow.auth.existingSecret (key airflow.auth.clientSecretKey, %s); createSecret is not supported. Create it first: kubectl create secret generic kpo-reaper-airflow --from-literal=%s=..." $a.clientSecretKey $a.clientSecretKey) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $a.type "google") (or $a.createSecret $a.username $a.usernameKey $a.tokenFile) -}}
+{{- fail "airflow.auth.type=google uses Application Default Credentials (GKE Workload Identity through serviceAccount.annotations iam.gke.io/gcp-service-account) or a credentials JSON in airflow.auth.existingSecret (key airflow.auth.credentialsKey); remove createSecret, username, usernameKey and tokenFile" -}}
+{{- end -}}
+{{- if and $tls.caConfigMap $tls.caSecret -}}
+{{- fail "set either airflow.tls.caConfigMap or airflow.tls.caSecret, not both" -}}
+{{- end -}}
+{{- if and $tls.insecureSkipVerify (or $tls.caConfigMap $tls.caSecret) -}}
+{{- fail "set either a CA (airflow.tls.caConfigMap / caSecret) or airflow.tls.insecureSkipVerify, not both" -}}
 {{- end -}}
 {{- if and (eq $v.mode "cronjob") $v.leaderElection.enabled -}}
 {{- fail "leaderElection.enabled is not allowed with mode=cronjob: kpo-reaper refuses leader election together with --once, and the CronJob's concurrencyPolicy already keeps one cycle at a time" -}}
@@ -133,7 +198,7 @@ template, so `helm template` and `helm install` fail before anything is applied.
 {{- if and $a.createSecret $a.existingSecret -}}
 {{- fail "set either airflow.auth.existingSecret (recommended) or airflow.auth.createSecret, not both" -}}
 {{- end -}}
-{{- if or (eq $a.type "basic") (eq $a.type "airflow-jwt") -}}
+{{- if include "kpo-reaper.passwordLogin" . -}}
 {{- if and (not $a.username) (not (and $a.existingSecret $a.usernameKey)) -}}
 {{- fail (printf "airflow.auth.type=%s needs airflow.auth.username (or airflow.auth.usernameKey in airflow.auth.existingSecret)" $a.type) -}}
 {{- end -}}
@@ -165,8 +230,19 @@ template, so `helm template` and `helm install` fail before anything is applied.
 {{- $v := .Values -}}
 {{- $a := $v.airflow.auth -}}
 {{- $auth := dict "type" $a.type -}}
-{{- if and $a.username (or (eq $a.type "basic") (eq $a.type "airflow-jwt")) -}}
+{{- if and $a.username (include "kpo-reaper.passwordLogin" .) -}}
 {{- $_ := set $auth "username" $a.username -}}
+{{- end -}}
+{{- if and (include "kpo-reaper.clientCredentials" .) $a.clientID (not $a.clientIDKey) -}}
+{{- $_ := set $auth "clientID" $a.clientID -}}
+{{- end -}}
+{{- if eq $a.type "google" -}}
+{{- if include "kpo-reaper.googleCredentialsMounted" . -}}
+{{- $_ := set $auth "credentialsFile" (printf "%s/credentials.json" (include "kpo-reaper.googleMountDir" .)) -}}
+{{- end -}}
+{{- with $a.scopes -}}
+{{- $_ := set $auth "scopes" . -}}
+{{- end -}}
 {{- end -}}
 {{- if eq $a.type "bearer" -}}
 {{- if $a.tokenFile -}}
@@ -175,7 +251,34 @@ template, so `helm template` and `helm install` fail before anything is applied.
 {{- $_ := set $auth "tokenFile" (printf "%s/token" (include "kpo-reaper.tokenMountDir" .)) -}}
 {{- end -}}
 {{- end -}}
-{{- $airflow := dict "url" $v.airflow.url "apiVersion" $v.airflow.apiVersion "timeout" $v.airflow.timeout "maxRetries" $v.airflow.maxRetries "auth" $auth -}}
+{{- $airflow := dict "apiVersion" $v.airflow.apiVersion "timeout" $v.airflow.timeout "maxRetries" $v.airflow.maxRetries "auth" $auth -}}
+{{- if eq $a.type "mwaa" -}}
+{{- $mwaa := dict "environment" $v.airflow.mwaa.environment "region" $v.airflow.mwaa.region -}}
+{{- with $v.airflow.mwaa.endpoint -}}
+{{- $_ := set $mwaa "endpoint" . -}}
+{{- end -}}
+{{- $_ := set $airflow "mwaa" $mwaa -}}
+{{- else -}}
+{{- $_ := set $airflow "url" $v.airflow.url -}}
+{{- end -}}
+{{- with $v.airflow.pageSize -}}
+{{- $_ := set $airflow "pageSize" (int .) -}}
+{{- end -}}
+{{- $t := $v.airflow.tls -}}
+{{- $tls := dict -}}
+{{- if or $t.caConfigMap $t.caSecret -}}
+{{- $_ := set $tls "caFile" (printf "%s/ca.crt" (include "kpo-reaper.caMountDir" .)) -}}
+{{- end -}}
+{{- if $t.clientCertSecret -}}
+{{- $_ := set $tls "certFile" (printf "%s/tls.crt" (include "kpo-reaper.clientCertMountDir" .)) -}}
+{{- $_ := set $tls "keyFile" (printf "%s/tls.key" (include "kpo-reaper.clientCertMountDir" .)) -}}
+{{- end -}}
+{{- if $t.insecureSkipVerify -}}
+{{- $_ := set $tls "insecureSkipVerify" true -}}
+{{- end -}}
+{{- if $tls -}}
+{{- $_ := set $airflow "tls" $tls -}}
+{{- end -}}
 {{- $kube := dict -}}
 {{- if $v.kubernetes.allNamespaces -}}
 {{- $_ := set $kube "allNamespaces" true -}}
@@ -241,19 +344,33 @@ containers:
         valueFrom:
           fieldRef:
             fieldPath: metadata.namespace
-      {{- if and $secret $a.usernameKey (or (eq $a.type "basic") (eq $a.type "airflow-jwt")) }}
+      {{- if and $secret $a.usernameKey (include "kpo-reaper.passwordLogin" .) }}
       - name: KPO_REAPER_AIRFLOW_AUTH_USERNAME
         valueFrom:
           secretKeyRef:
             name: {{ $secret }}
             key: {{ $a.usernameKey }}
       {{- end }}
-      {{- if and $secret (or (eq $a.type "basic") (eq $a.type "airflow-jwt")) }}
+      {{- if and $secret (include "kpo-reaper.passwordLogin" .) }}
       - name: KPO_REAPER_AIRFLOW_AUTH_PASSWORD
         valueFrom:
           secretKeyRef:
             name: {{ $secret }}
             key: {{ $a.passwordKey }}
+      {{- end }}
+      {{- if and $secret (include "kpo-reaper.clientCredentials" .) }}
+      {{- if $a.clientIDKey }}
+      - name: KPO_REAPER_AIRFLOW_AUTH_CLIENTID
+        valueFrom:
+          secretKeyRef:
+            name: {{ $secret }}
+            key: {{ $a.clientIDKey }}
+      {{- end }}
+      - name: KPO_REAPER_AIRFLOW_AUTH_CLIENTSECRET
+        valueFrom:
+          secretKeyRef:
+            name: {{ $secret }}
+            key: {{ $a.clientSecretKey }}
       {{- end }}
       {{- if and $secret (eq $a.type "bearer") (not $a.tokenFile) (not $a.mountToken) }}
       - name: KPO_REAPER_AIRFLOW_AUTH_TOKEN
@@ -298,6 +415,21 @@ containers:
         mountPath: {{ include "kpo-reaper.tokenMountDir" . }}
         readOnly: true
       {{- end }}
+      {{- if include "kpo-reaper.googleCredentialsMounted" . }}
+      - name: google-credentials
+        mountPath: {{ include "kpo-reaper.googleMountDir" . }}
+        readOnly: true
+      {{- end }}
+      {{- if or $v.airflow.tls.caConfigMap $v.airflow.tls.caSecret }}
+      - name: airflow-ca
+        mountPath: {{ include "kpo-reaper.caMountDir" . }}
+        readOnly: true
+      {{- end }}
+      {{- if $v.airflow.tls.clientCertSecret }}
+      - name: airflow-client-tls
+        mountPath: {{ include "kpo-reaper.clientCertMountDir" . }}
+        readOnly: true
+      {{- end }}
       {{- with $v.extraVolumeMounts }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -315,6 +447,41 @@ volumes:
       items:
         - key: {{ $a.tokenKey }}
           path: token
+  {{- end }}
+  {{- if include "kpo-reaper.googleCredentialsMounted" . }}
+  - name: google-credentials
+    secret:
+      secretName: {{ $a.existingSecret }}
+      items:
+        - key: {{ $a.credentialsKey }}
+          path: credentials.json
+  {{- end }}
+  {{- with $v.airflow.tls }}
+  {{- if .caConfigMap }}
+  - name: airflow-ca
+    configMap:
+      name: {{ .caConfigMap }}
+      items:
+        - key: {{ .caKey }}
+          path: ca.crt
+  {{- else if .caSecret }}
+  - name: airflow-ca
+    secret:
+      secretName: {{ .caSecret }}
+      items:
+        - key: {{ .caKey }}
+          path: ca.crt
+  {{- end }}
+  {{- if .clientCertSecret }}
+  - name: airflow-client-tls
+    secret:
+      secretName: {{ .clientCertSecret }}
+      items:
+        - key: tls.crt
+          path: tls.crt
+        - key: tls.key
+          path: tls.key
+  {{- end }}
   {{- end }}
   {{- with $v.extraVolumes }}
   {{- toYaml . | nindent 2 }}
