@@ -1,0 +1,122 @@
+package e2e_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/kpo-reaper/kpo-reaper/e2e/airflowsim"
+	"github.com/kpo-reaper/kpo-reaper/e2e/fixture"
+)
+
+// everyVersion is one Airflow release per simulator profile
+// (airflowsim.Profiles), two for the cursor profile, whose end of listing
+// differs between 3.2.x and 3.3.
+var everyVersion = []struct {
+	version string
+	api     int
+	cursor  bool // GET task instance lists take a cursor
+	rawTry  bool // try_number is the raw column (before 2.10)
+}{
+	{"2.5.3", 1, false, true},
+	{"2.9.3", 1, false, true},
+	{"2.10.2", 1, false, false},
+	{"2.10.5", 1, false, false},
+	{"3.0.6", 2, false, false},
+	{"3.1.8", 2, false, false},
+	{"3.2.1", 2, false, false},
+	{"3.2.2", 2, true, false},
+	{"3.3.0", 2, true, false},
+}
+
+// Deferrable KPO tasks of the seed run, added for every version: on
+// Airflow 2.0-2.9 the API reports their try_number one lower than the
+// attempt their pod is labelled with.
+const (
+	deferredPod = "deferrable-kpo-task-pod"
+	resumedPod  = "resumed-kpo-task-pod"
+)
+
+// TestSeedEveryVersion: the seed DAG on every simulated Airflow release,
+// with the API version detected: exactly the two seed zombies are deleted,
+// the live pods (two running, a deferred and a resumed deferrable task,
+// both on their second try) are kept, no request was refused or had a
+// parameter ignored by that release, and on 3.2.2+ the task instance
+// listings page with a cursor.
+func TestSeedEveryVersion(t *testing.T) {
+	t.Parallel()
+	for _, ev := range everyVersion {
+		t.Run(ev.version, func(t *testing.T) {
+			t.Parallel()
+			v := airflowVersions[ev.api-1]
+			e := newEnv(t)
+			e.createPods(append(fixture.SeedPods(),
+				fixture.PodSpec{Name: deferredPod, DagID: fixture.SeedDag, RunID: fixture.SeedRun, TaskID: "deferrable_kpo_task", MapIndex: -1, Try: 2},
+				fixture.PodSpec{Name: resumedPod, DagID: fixture.SeedDag, RunID: fixture.SeedRun, TaskID: "resumed_kpo_task", MapIndex: -1, Try: 2},
+			)...)
+			sc := seedScenario(t, v)
+			sc.AirflowVersion = ev.version
+			sc.TaskInstances = append(sc.TaskInstances,
+				tiSpec(fixture.SeedDag, fixture.SeedRun, "deferrable_kpo_task", 2, "deferred"),
+				// Queued again after its trigger fired, before it resumes.
+				tiSpec(fixture.SeedDag, fixture.SeedRun, "resumed_kpo_task", 2, "queued"))
+			s := e.startSim(sc, nil)
+			cfg := e.config(s.URL, v, nil) // apiVersion auto
+
+			plan := e.plan(cfg)
+			e.runOnce(cfg, 0)
+
+			e.expectGone(seedZombies)
+			e.expectWrites(seedZombies, nil)
+			// What the reaper read for the deferrable pods: the raw column
+			// (attempt - 1) before 2.10, and it kept them all the same.
+			wantTry := 2
+			if ev.rawTry {
+				wantTry = 1
+			}
+			for _, name := range []string{deferredPod, resumedPod} {
+				e.expectVerdict(plan, name, "keep", "ti-active")
+				if p := plan[name]; p.TITryNumber == nil || *p.TITryNumber != wantTry || p.PodTryNumber == nil || *p.PodTryNumber != 2 {
+					t.Errorf("plan: %s has TI try %v and pod try %v, want %d and 2", name, p.TITryNumber, p.PodTryNumber, wantTry)
+				}
+			}
+			checkRequests(t, s, ev.api)
+			if ev.cursor && !pagedWithCursor(s.Requests()) {
+				t.Errorf("Airflow %s: no task instance listing carried a cursor parameter: the reaper pages by offset where keyset paging is offered", ev.version)
+			}
+		})
+	}
+}
+
+// checkRequests fails on any request the simulated release refused (4xx)
+// or answered ignoring some of its query parameters. The one 4xx allowed is
+// auto-detection's GET /api/v2/version on an Airflow 2, which is 404.
+func checkRequests(t *testing.T, s *sim, api int) {
+	t.Helper()
+	for _, r := range s.Requests() {
+		if api == 1 && r.Method == http.MethodGet && r.Path == "/api/v2/version" && r.Status == http.StatusNotFound {
+			continue
+		}
+		if r.Status >= 400 && r.Status < 500 {
+			t.Errorf("%s %s?%s answered %d", r.Method, r.Path, r.RawQuery, r.Status)
+		}
+		if len(r.Ignored) > 0 {
+			t.Errorf("%s %s?%s: this release ignores %v", r.Method, r.Path, r.RawQuery, r.Ignored)
+		}
+	}
+}
+
+// pagedWithCursor reports whether some GET of a task instance list had a
+// cursor query parameter.
+func pagedWithCursor(reqs []airflowsim.RecordedRequest) bool {
+	for _, r := range reqs {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.Path, "/taskInstances") {
+			continue
+		}
+		if q, err := url.ParseQuery(r.RawQuery); err == nil && q.Has("cursor") {
+			return true
+		}
+	}
+	return false
+}
