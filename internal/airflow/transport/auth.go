@@ -38,27 +38,37 @@ func newAuthRT(o Options, next http.RoundTripper) (http.RoundTripper, error) {
 			if _, err := f.token(); err != nil {
 				return nil, err
 			}
-			return &bearerRT{next: next, token: f.token}, nil
+			return &bearerRT{next: next, token: f.token, file: f}, nil
 		}
 	case AuthAirflowJWT:
-		if a.Username == "" || a.Password == "" {
-			return nil, errors.New("airflow.auth type airflow-jwt needs a username and a password")
+		user, client := a.Username != "" || a.Password != "", a.ClientID != "" || a.ClientSecret != ""
+		switch {
+		case user && client:
+			return nil, errors.New("airflow.auth type airflow-jwt takes either a username and a password or a clientID and a clientSecret, not both")
+		case client && (a.ClientID == "" || a.ClientSecret == ""):
+			return nil, errors.New("airflow.auth type airflow-jwt with client credentials needs a clientID and a clientSecret")
+		case !client && (a.Username == "" || a.Password == ""):
+			return nil, errors.New("airflow.auth type airflow-jwt needs a username and a password, or a clientID and a clientSecret")
 		}
 		u, err := url.Parse(strings.TrimRight(a.BaseURL, "/") + "/auth/token")
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, errors.New("airflow.auth type airflow-jwt needs the Airflow base URL (airflow.url) to log in at /auth/token")
 		}
 		return &jwtRT{
-			next:     next,
-			login:    &http.Client{Transport: next, Timeout: o.Timeout, CheckRedirect: noRedirects},
-			tokenURL: u.String(),
-			username: a.Username,
-			password: a.Password,
-			logger:   o.Logger,
-			now:      o.now,
+			next:         next,
+			login:        &http.Client{Transport: next, Timeout: o.Timeout, CheckRedirect: noRedirects},
+			tokenURL:     u.String(),
+			username:     a.Username,
+			password:     a.Password,
+			clientID:     a.ClientID,
+			clientSecret: a.ClientSecret,
+			logger:       o.Logger,
+			now:          o.now,
 		}, nil
+	case AuthGoogle:
+		return newGoogleRT(o, next)
 	default:
-		return nil, fmt.Errorf("airflow.auth type %q is not one of none, basic, bearer, airflow-jwt", a.Type)
+		return nil, fmt.Errorf("airflow.auth type %q is not one of none, basic, bearer, airflow-jwt, google", a.Type)
 	}
 }
 
@@ -76,6 +86,7 @@ func (b *basicRT) RoundTrip(req *http.Request) (*http.Response, error) {
 type bearerRT struct {
 	next  http.RoundTripper
 	token func() (string, error)
+	file  *tokenFile // nil for a static token
 }
 
 func (b *bearerRT) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -83,7 +94,37 @@ func (b *bearerRT) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, &permanent{err}
 	}
-	return b.next.RoundTrip(withBearer(req, tok))
+	if b.file == nil {
+		return b.next.RoundTrip(withBearer(req, tok))
+	}
+	if req, err = replayable(req); err != nil {
+		return nil, err
+	}
+	resp, err := b.next.RoundTrip(withBearer(req, tok))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	// The Secret may have been rotated between reading the file and the
+	// server's answer (the old token revoked first): a changed file gets
+	// one more try.
+	drain(resp)
+	fresh, err := b.token()
+	if err != nil {
+		return nil, &permanent{err}
+	}
+	if fresh != tok {
+		retry := withBearer(req, fresh)
+		if req.GetBody != nil {
+			if retry.Body, err = req.GetBody(); err != nil {
+				return nil, err
+			}
+		}
+		if resp, err = b.next.RoundTrip(retry); err != nil || resp.StatusCode != http.StatusUnauthorized {
+			return resp, err
+		}
+		drain(resp)
+	}
+	return nil, &permanent{fmt.Errorf("airflow.auth.tokenFile %s: Airflow rejected the token it holds (401 Unauthorized; the file last changed %s): put a valid API token for this Airflow in it", b.file.path, b.file.changed().UTC().Format(time.RFC3339))}
 }
 
 func withBearer(req *http.Request, tok string) *http.Request {
@@ -101,6 +142,13 @@ type tokenFile struct {
 	modTime time.Time
 	size    int64
 	tok     string
+}
+
+// changed is the modification time of the token last read.
+func (f *tokenFile) changed() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.modTime
 }
 
 func (f *tokenFile) token() (string, error) {
@@ -135,8 +183,12 @@ type jwtRT struct {
 	tokenURL string
 	username string
 	password string
-	logger   *slog.Logger
-	now      func() time.Time
+	// clientID and clientSecret, when set, replace username and password:
+	// the Keycloak auth manager's client_credentials grant.
+	clientID     string
+	clientSecret string
+	logger       *slog.Logger
+	now          func() time.Time
 
 	// mu serialises logins, so that concurrent requests that all find the
 	// token missing or rejected cause a single login.
@@ -153,15 +205,8 @@ func (j *jwtRT) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	// The request may have to be sent twice; make its body replayable first.
-	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
-		b, err := io.ReadAll(req.Body)
-		_ = req.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		req = req.Clone(ctx)
-		req.Body = io.NopCloser(bytes.NewReader(b))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	if req, err = replayable(req); err != nil {
+		return nil, err
 	}
 	resp, err := j.next.RoundTrip(withBearer(req, tok))
 	if err != nil || !rejectsToken(resp) {
@@ -251,9 +296,22 @@ func (j *jwtRT) token(ctx context.Context, rejected uint64) (string, uint64, err
 
 // doLogin never puts the answer body into an error: FastAPI's 422 echoes
 // the submitted credentials.
+//
+// With a client ID it sends the Keycloak auth manager's client_credentials
+// body, {"grant_type":"client_credentials","client_id":…,"client_secret":…}
+// as JSON to the same POST /auth/token (apache-airflow-providers-keycloak's
+// TokenClientCredentialsBody; the model forbids other fields). Airflow then
+// asks Keycloak for a token of the client's service account and answers
+// with its own JWT, like a password login.
 func (j *jwtRT) doLogin(ctx context.Context) (string, error) {
 	const ep = "POST /auth/token"
-	body, _ := json.Marshal(map[string]string{"username": j.username, "password": j.password})
+	login := map[string]string{"username": j.username, "password": j.password}
+	check := "check airflow.auth.username and airflow.auth.password"
+	if j.clientID != "" {
+		login = map[string]string{"grant_type": "client_credentials", "client_id": j.clientID, "client_secret": j.clientSecret}
+		check = "check airflow.auth.clientID and airflow.auth.clientSecret, and that the Keycloak client has Client authentication and Service account roles on, in the realm Airflow's Keycloak auth manager uses"
+	}
+	body, _ := json.Marshal(login)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.tokenURL, bytes.NewReader(body))
 	if err != nil {
 		return "", &permanent{fmt.Errorf("%s: %w", ep, err)}
@@ -275,7 +333,11 @@ func (j *jwtRT) doLogin(ctx context.Context) (string, error) {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return "", fmt.Errorf("airflow-jwt login %s: Airflow answered %s", ep, resp.Status)
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return "", &permanent{fmt.Errorf("airflow-jwt login %s: Airflow answered %s: check airflow.auth.username and airflow.auth.password", ep, resp.Status)}
+		return "", &permanent{fmt.Errorf("airflow-jwt login %s: Airflow answered %s: %s", ep, resp.Status, check)}
+	case j.clientID != "" && (resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnprocessableEntity):
+		// The password-only token body of other auth managers, and of
+		// Keycloak providers before client_credentials, refuses these fields.
+		return "", &permanent{fmt.Errorf("airflow-jwt login %s: Airflow answered %s to a client_credentials login: clientID and clientSecret need Airflow 3 with the Keycloak auth manager (apache-airflow-providers-keycloak with client_credentials support); other auth managers take airflow.auth.username and airflow.auth.password", ep, resp.Status)}
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
 		return "", &permanent{fmt.Errorf("airflow-jwt login %s: Airflow answered %s: airflow-jwt needs Airflow 3 at airflow.url (Airflow 2 takes airflow.auth.type basic)", ep, resp.Status)}
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:

@@ -9,8 +9,11 @@
 //	sanity  – rejects redirects and 2xx answers that are not JSON
 //	retry   – go-retryablehttp: GET/HEAD on 5xx, 429 and connection errors
 //	auth    – basic, bearer (static or file), airflow-jwt with re-login
+//	          (password or Keycloak client credentials), google (Cloud
+//	          Composer access tokens)
 //	observe – Options.Observer, once per request sent (retries included)
-//	base    – a pooled net/http transport
+//	base    – a pooled net/http transport (HTTP(S)_PROXY and NO_PROXY,
+//	          airflow.tls), whose TLS failures name airflow.tls
 package transport
 
 import (
@@ -79,7 +82,7 @@ type Options struct {
 
 // Auth holds the credentials. They never appear in errors or logs.
 type Auth struct {
-	Type      string // none|basic|bearer|airflow-jwt; "" is none
+	Type      string // none|basic|bearer|airflow-jwt|google; "" is none
 	Username  string
 	Password  string
 	Token     string
@@ -135,7 +138,7 @@ func New(o Options) (*http.Client, error) {
 		if err := configureTLS(t, o.TLS, o.Logger); err != nil {
 			return nil, err
 		}
-		base = t
+		base = &tlsErrorRT{next: t, clientCert: o.TLS.CertFile != ""}
 	} else if o.TLS != (TLS{}) {
 		return nil, errors.New("airflow.tls does not apply when the connection is made by another SDK (MWAA)")
 	}
