@@ -74,6 +74,12 @@ type Client interface {
 // meets one fails closed.
 var ErrNotFound = errors.New("not found in Airflow")
 
+// ErrUnsupported is wrapped when this Airflow version's API cannot answer
+// the question at all (Airflow before 2.7 cannot read one map index's
+// XCom): the answer is unknown for good, so the caller keeps what depends
+// on it instead of failing every cycle.
+var ErrUnsupported = errors.New("this Airflow version's API cannot answer it")
+
 // FinishedStates are the terminal task-instance states of Airflow 2 and 3.
 var FinishedStates = map[string]bool{
 	"success":         true,

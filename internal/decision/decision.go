@@ -41,6 +41,7 @@ const (
 	ReasonUnresolved       = "unresolved"
 	ReasonAmbiguous        = "ambiguous"
 	ReasonChangedOnRecheck = "changed-on-recheck"
+	ReasonPodNameUnknown   = "pod-name-unknown"
 )
 
 // Pod is what the decisions read of a Kubernetes pod.

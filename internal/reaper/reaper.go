@@ -199,6 +199,14 @@ func (r *Reaper) cycle(ctx context.Context, now time.Time) (*Report, error) {
 		fresh, err := r.Resolver.Recheck(ctx, st.cand.Identity, st.ref, st.knownTI)
 		if err == nil && v.Reason == decision.ReasonStaleTry && fresh.Status == decision.Found {
 			fresh.CurrentPodName, err = r.currentPodName(ctx, fresh.TI.TIKey)
+			if errors.Is(err, airflow.ErrUnsupported) {
+				// This Airflow can never say which pod the current try uses:
+				// keep this pod, and do not stall the other deletes on it.
+				pr.Action = ActionChanged
+				pr.Verdict.Verdict, pr.Verdict.Reason = decision.Skip, decision.ReasonPodNameUnknown
+				pr.Verdict.Detail = fmt.Sprintf("stale try, but this Airflow's API cannot tell which pod the current try uses: %v", err)
+				continue
+			}
 		}
 		if err != nil {
 			// Fail closed for the rest of the cycle: the API stopped answering.

@@ -3,6 +3,7 @@ package reaper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -35,6 +36,7 @@ type fakeAirflow struct {
 	onGet     func() // mutate state right before a single-TI fetch
 	getCalled int
 	xcom      map[airflow.TIKey]string
+	xcomErr   error
 }
 
 func (f *fakeAirflow) APIVersion() string                            { return "v2" }
@@ -127,6 +129,9 @@ func (f *fakeAirflow) PodNameXCom(_ context.Context, k airflow.TIKey) (string, e
 	f.calls++
 	if name, ok := f.xcom[k]; ok {
 		return name, nil
+	}
+	if f.xcomErr != nil {
+		return "", f.xcomErr
 	}
 	return "", airflow.ErrNotFound
 }
@@ -433,6 +438,43 @@ func BenchmarkCycle1000Pods(b *testing.B) {
 		if err != nil || rep.Count()[decision.Reap] != 500 {
 			b.Fatalf("%v %v", err, rep.Count())
 		}
+	}
+}
+
+// Airflow before 2.7 cannot read one map index's XCom: a stale-try pod whose
+// current pod is unknowable is kept, and the other deletes of the cycle go
+// on instead of failing closed in every cycle.
+func TestStaleTryKeptWhenPodNameUnknowable(t *testing.T) {
+	af, c := seed()
+	retried := ti("healthy_kpo_task", -1, "running")
+	retried.TryNumber = 2
+	af.tis[1] = retried
+	old := c.pods["healthy"]
+	old.Labels[labels.AlreadyChecked] = "True"
+	c.pods["healthy"] = old
+	af.xcomErr = fmt.Errorf("pod_name XCom: 400 (%w)", airflow.ErrUnsupported)
+	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
+	if err != nil {
+		t.Fatalf("the cycle must go on: %v", err)
+	}
+	for _, p := range rep.Pods {
+		if p.Pod.Name == "healthy" && (p.Verdict.Verdict != decision.Skip || p.Reason != decision.ReasonPodNameUnknown) {
+			t.Fatalf("healthy: %s/%s action %s", p.Verdict.Verdict, p.Reason, p.Action)
+		}
+	}
+	if _, ok := c.pods["healthy"]; !ok {
+		t.Fatal("deleted a stale-try pod whose current pod could not be known")
+	}
+	if len(c.deleted) == 0 {
+		t.Fatal("the other zombies were not reaped")
+	}
+	// Any other XCom error still fails the cycle closed.
+	af.xcomErr = errors.New("connection reset")
+	if _, err := newReaper(af, c, 1, nil).Cycle(context.Background()); !errors.Is(err, ErrCycleFailed) {
+		t.Fatalf("got %v, want ErrCycleFailed", err)
+	}
+	if _, ok := c.pods["healthy"]; !ok {
+		t.Fatal("deleted on an XCom error")
 	}
 }
 

@@ -235,7 +235,7 @@ func (c *client) PodNameXCom(ctx context.Context, key airflow.TIKey) (string, er
 		if key.MapIndex >= 0 && transport.IsStatus(err, http.StatusBadRequest) {
 			// Connexion rejects query parameters its spec lacks: map_index
 			// came with Airflow 2.7 (apache/airflow#32453).
-			return "", fmt.Errorf("pod_name XCom of %s: %w: Airflow before 2.7 cannot read the XCom of one map index, so the pod name of a mapped task instance is unknown", key, err)
+			return "", fmt.Errorf("pod_name XCom of %s: %w: Airflow before 2.7 cannot read the XCom of one map index, so the pod name of a mapped task instance is unknown (%w)", key, err, airflow.ErrUnsupported)
 		}
 		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
 	}
@@ -255,7 +255,7 @@ func (c *client) PodNameXCom(ctx context.Context, key airflow.TIKey) (string, er
 	// only acceptable for an unmapped task, where -1 is the only index.
 	switch {
 	case raw.MapIndex == nil && key.MapIndex >= 0:
-		return "", fmt.Errorf("pod_name XCom of %s: %s answered without map_index, so it may be another map index's (Airflow before 2.7?)", key, what)
+		return "", fmt.Errorf("pod_name XCom of %s: %s answered without map_index, so it may be another map index's (Airflow before 2.7?): %w", key, what, airflow.ErrUnsupported)
 	case raw.MapIndex != nil && *raw.MapIndex != key.MapIndex:
 		return "", fmt.Errorf("pod_name XCom of %s: %s answered for map index %d", key, what, *raw.MapIndex)
 	}

@@ -713,7 +713,7 @@ func TestPodNameXComMappedBefore27Fails(t *testing.T) {
 	f.xcoms[xcomID{"d", "r", "u", -1, "pod_name"}] = "pod-u"
 	c := newClient(t, srv)
 	_, err := c.PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 0})
-	if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "Airflow before 2.7") || !strings.Contains(err.Error(), "400") {
+	if err == nil || errors.Is(err, airflow.ErrNotFound) || !errors.Is(err, airflow.ErrUnsupported) || !strings.Contains(err.Error(), "Airflow before 2.7") || !strings.Contains(err.Error(), "400") {
 		t.Fatalf("err %v", err)
 	}
 	// An unmapped task has only map index -1, so the old query is exact.
