@@ -412,15 +412,16 @@ func (t *invoker) describe(ctx context.Context, err error) *Error {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
 		code, msg := apiErr.ErrorCode(), apiErr.ErrorMessage()
+		// AWS documents the message, not the error code that carries it.
+		if strings.Contains(msg, "Update your environment to use InvokeRestApi") {
+			return permanentf(code, "%s: the environment is too old for InvokeRestApi: update it (MWAA needs Airflow 2.4.3 or later on a current platform version)%s", where, quoted(msg))
+		}
 		switch code {
 		case "AccessDeniedException":
 			return permanentf(code, "%s: access denied%s: the AWS identity needs IAM permission airflow:InvokeRestApi on %s (the role suffix is the Airflow role it acts as; Viewer suffices)%s", where, reqID, role, quoted(msg))
 		case "ResourceNotFoundException":
 			return permanentf(code, "%s: MWAA has no such environment%s: check airflow.mwaa.environment and airflow.mwaa.region%s", where, reqID, quoted(msg))
 		case "ValidationException":
-			if strings.Contains(msg, "Update your environment to use InvokeRestApi") {
-				return permanentf(code, "%s: the environment is too old for InvokeRestApi: update it (MWAA needs Airflow 2.4.3 or later on a current platform version)%s", where, quoted(msg))
-			}
 			return permanentf(code, "%s: MWAA rejected the request as invalid%s%s", where, reqID, quoted(msg))
 		case "UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException", "SignatureDoesNotMatch",
 			"IncompleteSignature", "MissingAuthenticationToken", "ExpiredToken", "ExpiredTokenException", "InvalidToken":
