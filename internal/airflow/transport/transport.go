@@ -259,7 +259,11 @@ type permanent struct{ err error }
 func (p *permanent) Error() string { return p.err.Error() }
 func (p *permanent) Unwrap() error { return p.err }
 
+// isPermanent also honours errors of a Base transport that know they are
+// final (MWAA's access denied or unknown environment): retrying cannot
+// change them and only delays the failure.
 func isPermanent(err error) bool {
 	var p *permanent
-	return errors.As(err, &p)
+	var final interface{ Permanent() bool }
+	return errors.As(err, &p) || (errors.As(err, &final) && final.Permanent())
 }

@@ -358,3 +358,38 @@ func TestEndpoint(t *testing.T) {
 		}
 	}
 }
+
+type finalErr struct{ permanent bool }
+
+func (e finalErr) Error() string   { return "base transport failed" }
+func (e finalErr) Permanent() bool { return e.permanent }
+
+type countingBase struct {
+	n   atomic.Int32
+	err error
+}
+
+func (c *countingBase) RoundTrip(*http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return nil, c.err
+}
+
+// A Base transport's error that says it is final (MWAA: access denied) is
+// not retried; one that does not is, like any connection error.
+func TestBaseTransportPermanentErrorsAreNotRetried(t *testing.T) {
+	for _, permanent := range []bool{true, false} {
+		base := &countingBase{err: finalErr{permanent}}
+		o := fastOptions()
+		o.Base = base
+		if _, err := get(t, mustNew(t, o), "https://mwaa.invalid/api/v1/version"); err == nil {
+			t.Fatal("no error")
+		}
+		want := int32(1)
+		if !permanent {
+			want = int32(1 + o.MaxRetries)
+		}
+		if got := base.n.Load(); got != want {
+			t.Errorf("permanent=%v: %d attempts, want %d", permanent, got, want)
+		}
+	}
+}
