@@ -161,7 +161,22 @@ func (g *googleRT) token(rejected uint64) (string, uint64, error) {
 	}
 	t, err := g.src.Token()
 	if err != nil {
-		return "", 0, googleFetchError(err)
+		ferr := googleFetchError(err)
+		if !isPermanent(ferr) {
+			return "", 0, ferr
+		}
+		// The token endpoint refused the credentials: after a key rotation
+		// the old key is deleted while the file (a mounted Secret) already
+		// holds the new one. Reload once; a second refusal is final.
+		src, lerr := g.load()
+		if lerr != nil {
+			return "", 0, &permanent{lerr}
+		}
+		g.src = src
+		g.gen++
+		if t, err = g.src.Token(); err != nil {
+			return "", 0, googleFetchError(err)
+		}
 	}
 	if t.AccessToken == "" {
 		return "", 0, &permanent{errors.New("airflow.auth type google: the token endpoint answered without an access token")}

@@ -265,6 +265,43 @@ func TestGoogle401FetchesOneFreshToken(t *testing.T) {
 	}
 }
 
+// TestGoogleKeyRotation: the old key is deleted after the mounted file got
+// the new one; the refused refresh reloads the file instead of failing for
+// good.
+func TestGoogleKeyRotation(t *testing.T) {
+	f := newFakeGoogle(t)
+	f.expiresIn = 10 // renewed at every use
+	file := f.credentials(t)
+	hc := mustNew(t, googleOptions(file))
+	if _, err := get(t, hc, f.srv.URL+"/api/v2/version"); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.tokenErr = []int{400} // the old key, now deleted
+	f.mu.Unlock()
+	// The rotated file: rewriting it proves it is read again.
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, bytes.Replace(b, []byte(`"key-1"`), []byte(`"key-2"`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := get(t, hc, f.srv.URL+"/api/v2/version"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after a key rotation: %v", err)
+	}
+	f.mu.Lock()
+	last := f.assertions[len(f.assertions)-1]
+	f.mu.Unlock()
+	head, _ := base64.RawURLEncoding.DecodeString(strings.Split(last, ".")[0])
+	if !strings.Contains(string(head), "key-2") {
+		t.Fatalf("the token after the refusal was not signed with the reloaded file's key id: %s", head)
+	}
+	if n := f.tokenCalls.Load(); n != 3 {
+		t.Fatalf("%d token requests, want 3 (first, refused, after reload)", n)
+	}
+}
+
 func TestGoogleTokenEndpointErrors(t *testing.T) {
 	f := newFakeGoogle(t)
 	var logs bytes.Buffer
@@ -273,13 +310,13 @@ func TestGoogleTokenEndpointErrors(t *testing.T) {
 	o.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	hc := mustNew(t, o)
 
-	f.tokenErr = []int{400}
+	f.tokenErr = []int{400, 400}
 	_, err := get(t, hc, f.srv.URL+"/api/v2/version")
 	if err == nil || !strings.Contains(err.Error(), "airflow.auth") || !strings.Contains(err.Error(), "invalid_grant") {
 		t.Fatalf("refused credentials: %v, want an error naming airflow.auth and invalid_grant", err)
 	}
-	if n := f.tokenCalls.Load(); n != 1 {
-		t.Fatalf("refused credentials were asked for %d times, want once", n)
+	if n := f.tokenCalls.Load(); n != 2 {
+		t.Fatalf("refused credentials were asked for %d times, want twice (once more after reloading them)", n)
 	}
 	if f.apiCalls.Load() != 0 {
 		t.Fatal("a request went to Airflow without a token")
