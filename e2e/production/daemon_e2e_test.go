@@ -1,6 +1,7 @@
 package production_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"os"
@@ -53,8 +54,8 @@ func (e *env) configFile(url, authType, kubeconfig string, dryRun bool, extra st
 
 // daemonArgs are the arguments of a daemon run from a config file with a
 // 1s interval and JSON logs.
-func daemonArgs(cfg string) []string {
-	return []string{"run", "--config", cfg, "--interval", "1s", "--log-format", "json"}
+func daemonArgs(cfg string, extra ...string) []string {
+	return append([]string{"run", "--config", cfg, "--interval", "1s", "--log-format", "json"}, extra...)
 }
 
 // TestFailClosedWarning: when Airflow's API answers 500, the daemon's
@@ -158,10 +159,16 @@ func TestDryRunEmitsNothing(t *testing.T) {
 	kubeconfig, user := e.shippedSetup()
 	self := e.createPlaceholderPod("kpo-reaper-7c9d8b6f5-dry")
 	e.createPods(fixture.SeedPods()...)
-	sim, url := e.startSim(seedScenario(t, "seed-v1.yaml"))
+	// The password comes from the environment, as from a Secret, and must
+	// show in no metric and no log line.
+	const password = "daemon-Pa55word-never-shown"
+	sc := seedScenario(t, "seed-v1.yaml")
+	sc.Auth.Password = password
+	sim, url := e.startSim(sc)
 	cfg := e.configFile(url, "basic", kubeconfig, true, "")
-	env := append(baseEnv(), "POD_NAMESPACE="+e.ns, "POD_NAME="+self.Name, "POD_UID="+string(self.UID))
-	d := startDaemon(t, "reaper", daemonArgs(cfg), env, "/healthz")
+	env := append(baseEnv(), "POD_NAMESPACE="+e.ns, "POD_NAME="+self.Name, "POD_UID="+string(self.UID),
+		"KPO_REAPER_AIRFLOW_AUTH_PASSWORD="+password)
+	d := startDaemon(t, "reaper", daemonArgs(cfg, "--log-level", "debug"), env, "/healthz")
 
 	// It sees the zombies, twice, and would delete them.
 	d.waitMetric(e.ctx, 30*time.Second, "kpo_reaper_cycles_total", map[string]string{"result": "success"}, ">= 2", atLeast(2))
@@ -171,9 +178,21 @@ func TestDryRunEmitsNothing(t *testing.T) {
 	// A failing cycle, which in a real run emits a Warning.
 	sim.SetFault(airflowsim.FaultError500)
 	d.waitMetric(e.ctx, 30*time.Second, "kpo_reaper_cycles_total", map[string]string{"result": "failure"}, ">= 1", atLeast(1))
+	_, scrape, err := d.get("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
 	d.signal(syscall.SIGTERM)
 	if code := d.exitCode(30 * time.Second); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+	for what, secret := range map[string]string{"password": password, "basic credential": base64.StdEncoding.EncodeToString([]byte("admin:" + password))} {
+		if strings.Contains(scrape, secret) {
+			t.Errorf("/metrics shows the %s", what)
+		}
+		if strings.Contains(d.output(), secret) {
+			t.Errorf("the log shows the %s", what)
+		}
 	}
 
 	e.expectPresent(append(append([]string(nil), seedZombies...), seedLive...)...)
