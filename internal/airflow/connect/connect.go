@@ -52,7 +52,7 @@ func Connect(ctx context.Context, o Options) (airflow.Client, string, error) {
 	}
 	shown := o.Shown
 	if shown == "" {
-		shown = redacted(u)
+		shown = transport.RedactURL(o.BaseURL)
 	}
 	if p := strings.TrimRight(u.Path, "/"); strings.HasSuffix(p, "/api/v1") || strings.HasSuffix(p, "/api/v2") {
 		return nil, "", fmt.Errorf("airflow.url %s: remove the %s suffix, give the webserver's base URL", shown, p[len(p)-7:])
@@ -150,11 +150,4 @@ func parse(version string) [3]int {
 		out[i], _ = strconv.Atoi(part[:end])
 	}
 	return out
-}
-
-func redacted(u *url.URL) string {
-	c := *u
-	c.User = nil
-	c.RawQuery, c.Fragment = "", ""
-	return c.String()
 }

@@ -40,6 +40,8 @@ import (
 	smithydocument "github.com/aws/smithy-go/document"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
 )
 
 // BaseURL is the Airflow base URL the API clients are given; the transport
@@ -115,7 +117,7 @@ func NewTransport(ctx context.Context, o Options) (http.RoundTripper, error) {
 	})
 	endpoint := "the public AWS endpoint"
 	if o.Endpoint != "" {
-		endpoint = redactURL(o.Endpoint)
+		endpoint = transport.RedactURL(o.Endpoint)
 	}
 	o.Logger.Info("Airflow is reached through MWAA InvokeRestApi", "environment", o.Environment, "region", o.Region, "endpoint", endpoint)
 	return &invoker{client: client, creds: creds, env: o.Environment, region: o.Region, log: o.Logger}, nil
@@ -498,14 +500,4 @@ func (p *recordingProvider) scrubber() func(string) string {
 		return func(s string) string { return s }
 	}
 	return strings.NewReplacer(pairs...).Replace
-}
-
-// redactURL drops userinfo and query from an endpoint for the log.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable)"
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
 }

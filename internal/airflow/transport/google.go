@@ -246,17 +246,17 @@ func googleError(err error) string {
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return ue.Op + " " + redactURL(ue.URL) + ": " + ue.Err.Error()
+		return ue.Op + " " + RedactURL(ue.URL) + ": " + ue.Err.Error()
 	}
 	return err.Error()
 }
 
-// redactURL drops a URL's query, where a metadata server or token endpoint
-// URL could carry parameters.
-func redactURL(raw string) string {
+// RedactURL is a URL fit for logs and errors: no userinfo, query or
+// fragment, where credentials or tokens could ride.
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "(token endpoint)"
+		return "(unparsable URL)"
 	}
 	u.RawQuery, u.Fragment, u.User = "", "", nil
 	return u.String()
