@@ -699,25 +699,11 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"allNamespaces \"yes\"":           with(baseValues(), "kubernetes.allNamespaces", "yes"),
 		"alert ratio 2":                   with(baseValues(), "prometheusRule.cyclesFailing.ratio", 2),
 	}
-	for name, v := range cases {
-		t.Run(name, func(t *testing.T) {
-			err := renderErr(t, v)
-			if err == nil {
-				t.Fatalf("rendered; want a schema error")
-			}
-			if !strings.Contains(err.Error(), "schema") {
-				t.Errorf("want a schema error, got: %v", err)
-			}
-		})
-	}
+	expectSchemaErrors(t, cases)
 }
 
 func TestChecksFailWithClearMessage(t *testing.T) {
-	cases := []struct {
-		name   string
-		values map[string]any
-		want   []string
-	}{
+	cases := []checkCase{
 		{"replicas>1 without leader election", with(baseValues(), "replicaCount", 2), []string{"replicaCount is 2", "leaderElection.enabled"}},
 		{"RollingUpdate without leader election", with(baseValues(), "strategy", map[string]any{"type": "RollingUpdate"}), []string{"RollingUpdate", "leaderElection.enabled"}},
 		{"no airflow.url", with(baseValues(), "airflow.url", ""), []string{"airflow.url is required"}},
@@ -728,19 +714,7 @@ func TestChecksFailWithClearMessage(t *testing.T) {
 		{"serviceMonitor in cronjob mode", withAll(baseValues(), "mode", "cronjob", "serviceMonitor.enabled", true), []string{"serviceMonitor.enabled needs mode=deployment"}},
 		{"serviceMonitor without service", withAll(baseValues(), "serviceMonitor.enabled", true, "service.enabled", false), []string{"service.enabled"}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			err := renderErr(t, tc.values)
-			if err == nil {
-				t.Fatalf("rendered; want an error")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-		})
-	}
+	expectCheckErrors(t, cases)
 }
 
 func TestDryRunValue(t *testing.T) {
@@ -1004,5 +978,46 @@ func TestValuesOverridesApplied(t *testing.T) {
 	}
 	if r2 := renderObjects(t, with(baseValues(), "image.digest", "sha256:"+strings.Repeat("a", 64))); !strings.Contains(fmt.Sprint(r2.container(t)["image"]), "@sha256:") {
 		t.Errorf("digest not used")
+	}
+}
+
+// expectSchemaErrors: every values set fails values.schema.json.
+func expectSchemaErrors(t *testing.T, cases map[string]map[string]any) {
+	t.Helper()
+	for name, v := range cases {
+		t.Run(name, func(t *testing.T) {
+			err := renderErr(t, v)
+			if err == nil {
+				t.Fatalf("rendered; want a schema error")
+			}
+			if !strings.Contains(err.Error(), "schema") {
+				t.Errorf("want a schema error, got: %v", err)
+			}
+		})
+	}
+}
+
+// checkCase is a values set a template check refuses with a message that
+// says every string in want.
+type checkCase struct {
+	name   string
+	values map[string]any
+	want   []string
+}
+
+func expectCheckErrors(t *testing.T, cases []checkCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := renderErr(t, tc.values)
+			if err == nil {
+				t.Fatalf("rendered; want an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
 	}
 }

@@ -393,25 +393,11 @@ func TestPlatformSchemaRejects(t *testing.T) {
 		"pageSize \"50\"":                    with(baseValues(), "airflow.pageSize", "50"),
 		"pageSize 2.5":                       with(baseValues(), "airflow.pageSize", 2.5),
 	}
-	for name, v := range cases {
-		t.Run(name, func(t *testing.T) {
-			err := renderErr(t, v)
-			if err == nil {
-				t.Fatalf("rendered; want a schema error")
-			}
-			if !strings.Contains(err.Error(), "schema") {
-				t.Errorf("want a schema error, got: %v", err)
-			}
-		})
-	}
+	expectSchemaErrors(t, cases)
 }
 
 func TestPlatformChecksFailWithClearMessage(t *testing.T) {
-	cases := []struct {
-		name   string
-		values map[string]any
-		want   []string
-	}{
+	cases := []checkCase{
 		{"mwaa with existingSecret", with(mwaaValues(), "airflow.auth.existingSecret", "aws-keys"), []string{"mwaa", "IRSA"}},
 		{"mwaa with a CA", with(mwaaValues(), "airflow.tls.caSecret", "ca"), []string{"airflow.tls does not apply", "mwaa"}},
 		{"mwaa with insecureSkipVerify", with(mwaaValues(), "airflow.tls.insecureSkipVerify", true), []string{"airflow.tls does not apply"}},
@@ -424,19 +410,7 @@ func TestPlatformChecksFailWithClearMessage(t *testing.T) {
 		{"CA and insecureSkipVerify", withAll(baseValues(), "airflow.tls.caSecret", "b", "airflow.tls.insecureSkipVerify", true), []string{"insecureSkipVerify", "not both"}},
 		{"no url without mwaa", with(baseValues(), "airflow.url", ""), []string{"airflow.url is required", "mwaa"}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			err := renderErr(t, tc.values)
-			if err == nil {
-				t.Fatalf("rendered; want an error")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-		})
-	}
+	expectCheckErrors(t, cases)
 }
 
 // TestPlatformWorkaroundsStillRender: the values the platform pages gave
