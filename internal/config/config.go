@@ -112,7 +112,28 @@ type Reaper struct {
 	TerminalGracePeriod time.Duration `mapstructure:"terminalGracePeriod"`
 	OrphanMinAge        time.Duration `mapstructure:"orphanMinAge"`
 	Confirmations       int           `mapstructure:"confirmations"`
+	// ConfirmationSpacing is the least time between two sightings that both
+	// count toward Confirmations (the previous counted one is kept in the pod
+	// annotation kpo-reaper.io/zombie-last-seen). Load sets it to Interval
+	// when the configuration leaves it unset or 0, so a loaded Config always
+	// carries the effective value.
+	ConfirmationSpacing time.Duration `mapstructure:"confirmationSpacing"`
 	MaxDeletesPerCycle  int           `mapstructure:"maxDeletesPerCycle"`
+	// ReapOrphans lets a pod whose DAG run or task instance this Airflow
+	// does not have be deleted (reason orphan); false keeps it (verdict skip,
+	// reason orphan-not-enabled). Safe only when the selected pods
+	// (kubernetes.namespaces + kubernetes.labelSelector) belong to this
+	// Airflow alone.
+	ReapOrphans bool `mapstructure:"reapOrphans"`
+}
+
+// EffectiveConfirmationSpacing is ConfirmationSpacing, or Interval when it
+// is 0 (a Config built in code rather than by Load).
+func (r Reaper) EffectiveConfirmationSpacing() time.Duration {
+	if r.ConfirmationSpacing == 0 {
+		return r.Interval
+	}
+	return r.ConfirmationSpacing
 }
 
 type Log struct {
@@ -154,7 +175,9 @@ var defaults = map[string]any{
 	"reaper.terminalGracePeriod":     "2m",
 	"reaper.orphanMinAge":            "1h",
 	"reaper.confirmations":           2,
+	"reaper.confirmationSpacing":     "0s",
 	"reaper.maxDeletesPerCycle":      20,
+	"reaper.reapOrphans":             false,
 	"server.address":                 ":8080",
 	"leaderElection.enabled":         false,
 	"leaderElection.leaseName":       "kpo-reaper",
@@ -232,6 +255,11 @@ func Load(file string, fs *pflag.FlagSet) (*Config, error) {
 		return nil, explainDecodeError(err)
 	}
 	c.Kubernetes.Namespaces = compact(c.Kubernetes.Namespaces)
+	// An unset (0) spacing is reaper.interval; a negative one is left for
+	// Validate to refuse.
+	if c.Reaper.ConfirmationSpacing == 0 && c.Reaper.Interval > 0 {
+		c.Reaper.ConfirmationSpacing = c.Reaper.Interval
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -378,6 +406,9 @@ func (c *Config) Validate() error {
 	}
 	if r.Confirmations < 1 {
 		bad("reaper.confirmations", "must be at least 1 (1 deletes on the first evaluation that finds a zombie)")
+	}
+	if r.ConfirmationSpacing < 0 {
+		bad("reaper.confirmationSpacing", "must not be negative: the least time between two sightings that both count toward reaper.confirmations; leave it unset (or 0) for reaper.interval")
 	}
 	if r.MaxDeletesPerCycle < 1 {
 		bad("reaper.maxDeletesPerCycle", "must be at least 1; use reaper.dryRun: true to delete nothing")

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,8 +35,77 @@ func TestDefaults(t *testing.T) {
 	if !c.Reaper.DryRun || c.Reaper.Confirmations != 2 || c.Reaper.Interval != time.Minute ||
 		c.Reaper.MinPodAge != 5*time.Minute || c.Reaper.TerminalGracePeriod != 2*time.Minute ||
 		c.Reaper.OrphanMinAge != time.Hour || c.Reaper.MaxDeletesPerCycle != 20 ||
-		c.Airflow.APIVersion != "auto" || c.Airflow.Timeout != 30*time.Second || c.Airflow.Auth.Type != "none" {
+		c.Airflow.APIVersion != "auto" || c.Airflow.Timeout != 30*time.Second || c.Airflow.Auth.Type != "none" ||
+		c.Reaper.ReapOrphans || c.Reaper.ConfirmationSpacing != time.Minute {
 		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+// TestOrphanAndSpacingKeys: reaper.reapOrphans and reaper.confirmationSpacing
+// from the file, the environment and their defaults; the spacing follows
+// reaper.interval unless set, and the start-up log line shows the effective
+// value.
+func TestOrphanAndSpacingKeys(t *testing.T) {
+	cases := []struct {
+		name        string
+		body        string
+		env         map[string]string
+		flags       []string
+		wantOrphans bool
+		wantSpacing time.Duration
+	}{
+		{name: "defaults", body: minimal, wantSpacing: time.Minute},
+		{name: "spacing follows interval from the file", body: minimal + "reaper:\n  interval: 5m\n", wantSpacing: 5 * time.Minute},
+		{name: "spacing follows interval from the flag", body: minimal, flags: []string{"--interval=30s"}, wantSpacing: 30 * time.Second},
+		{name: "spacing follows interval from env", body: minimal, env: map[string]string{"KPO_REAPER_REAPER_INTERVAL": "2m"}, wantSpacing: 2 * time.Minute},
+		{name: "spacing 0 is the interval", body: minimal + "reaper:\n  interval: 3m\n  confirmationSpacing: 0s\n", wantSpacing: 3 * time.Minute},
+		{name: "spacing set in the file", body: minimal + "reaper:\n  confirmationSpacing: 10m\n", wantSpacing: 10 * time.Minute},
+		{name: "spacing shorter than the interval", body: minimal + "reaper:\n  interval: 5m\n  confirmationSpacing: 30s\n", wantSpacing: 30 * time.Second},
+		{name: "spacing from env", body: minimal, env: map[string]string{"KPO_REAPER_REAPER_CONFIRMATIONSPACING": "15m"}, wantSpacing: 15 * time.Minute},
+		{name: "reapOrphans in the file", body: minimal + "reaper:\n  reapOrphans: true\n", wantOrphans: true, wantSpacing: time.Minute},
+		{name: "reapOrphans false in the file", body: minimal + "reaper:\n  reapOrphans: false\n", wantSpacing: time.Minute},
+		{name: "reapOrphans from env", body: minimal, env: map[string]string{"KPO_REAPER_REAPER_REAPORPHANS": "true"}, wantOrphans: true, wantSpacing: time.Minute},
+		{name: "env reapOrphans false beats the file", body: minimal + "reaper:\n  reapOrphans: true\n", env: map[string]string{"KPO_REAPER_REAPER_REAPORPHANS": "false"}, wantSpacing: time.Minute},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			AddFlags(fs)
+			if err := fs.Parse(tc.flags); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(write(t, tc.body), fs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Reaper.ReapOrphans != tc.wantOrphans || c.Reaper.ConfirmationSpacing != tc.wantSpacing {
+				t.Fatalf("reapOrphans=%v confirmationSpacing=%v, want %v %v", c.Reaper.ReapOrphans, c.Reaper.ConfirmationSpacing, tc.wantOrphans, tc.wantSpacing)
+			}
+			if got := c.Reaper.EffectiveConfirmationSpacing(); got != tc.wantSpacing {
+				t.Errorf("EffectiveConfirmationSpacing() = %v, want %v", got, tc.wantSpacing)
+			}
+			s := c.String()
+			for _, want := range []string{
+				"reaper.confirmationSpacing=" + tc.wantSpacing.String(),
+				fmt.Sprintf("reaper.reapOrphans=%v", tc.wantOrphans),
+			} {
+				if !strings.Contains(s, want) {
+					t.Errorf("the logged configuration lacks %q: %s", want, s)
+				}
+			}
+		})
+	}
+}
+
+func TestEffectiveConfirmationSpacingInCode(t *testing.T) {
+	if got := (Reaper{Interval: 2 * time.Minute}).EffectiveConfirmationSpacing(); got != 2*time.Minute {
+		t.Errorf("unset: %v", got)
+	}
+	if got := (Reaper{Interval: 2 * time.Minute, ConfirmationSpacing: time.Hour}).EffectiveConfirmationSpacing(); got != time.Hour {
+		t.Errorf("set: %v", got)
 	}
 }
 
@@ -103,6 +173,10 @@ func TestBadInputNamesTheKey(t *testing.T) {
 		"cert without key":     {"airflow:\n  url: https://a\n  tls: {certFile: /c}\nkubernetes:\n  namespaces: [x]\n", "airflow.tls"},
 		"ca and insecure":      {"airflow:\n  url: https://a\n  tls: {caFile: /c, insecureSkipVerify: true}\nkubernetes:\n  namespaces: [x]\n", "airflow.tls.insecureSkipVerify"},
 		"page size":            {"airflow:\n  url: http://a\n  pageSize: 5000\nkubernetes:\n  namespaces: [x]\n", "airflow.pageSize"},
+		"negative spacing":     {minimal + "reaper:\n  confirmationSpacing: -1m\n", "reaper.confirmationSpacing: must not be negative"},
+		"bad spacing":          {minimal + "reaper:\n  confirmationSpacing: often\n", "reaper.confirmationSpacing"},
+		"bad reapOrphans":      {minimal + "reaper:\n  reapOrphans: maybe\n", "reaper.reapOrphans"},
+		"typo reapOrphan":      {minimal + "reaper:\n  reapOrphan: true\n", "reaporphan"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
