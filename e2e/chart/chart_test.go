@@ -58,6 +58,12 @@ var modes = []struct {
 		kinds:  map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Role": 1, "RoleBinding": 1, "CronJob": 1, "PrometheusRule": 1},
 	},
 	{
+		name: "cronjob-reap-orphans-confirmation-spacing",
+		values: withAll(baseValues(), "mode", "cronjob", "reaper.reapOrphans", true, "reaper.confirmationSpacing", "5m",
+			"kubernetes.labelSelector", "airflow-instance=prod"),
+		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Role": 1, "RoleBinding": 1, "CronJob": 1},
+	},
+	{
 		name: "bearer-all-namespaces-leader-election",
 		values: withAll(baseValues(), "airflow.auth", map[string]any{"type": "bearer", "existingSecret": "astro-token"},
 			"kubernetes.allNamespaces", true, "leaderElection.enabled", true, "replicaCount", 3),
@@ -698,6 +704,10 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"leaderElection.enabled \"true\"": with(baseValues(), "leaderElection.enabled", "true"),
 		"allNamespaces \"yes\"":           with(baseValues(), "kubernetes.allNamespaces", "yes"),
 		"alert ratio 2":                   with(baseValues(), "prometheusRule.cyclesFailing.ratio", 2),
+		"reapOrphans \"true\" (a string)": with(baseValues(), "reaper.reapOrphans", "true"),
+		"confirmationSpacing -1m":         with(baseValues(), "reaper.confirmationSpacing", "-1m"),
+		"confirmationSpacing \"often\"":   with(baseValues(), "reaper.confirmationSpacing", "often"),
+		"confirmationSpacing 60 (number)": with(baseValues(), "reaper.confirmationSpacing", 60),
 	}
 	expectSchemaErrors(t, cases)
 }

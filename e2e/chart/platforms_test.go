@@ -535,6 +535,35 @@ func podEnv(t *testing.T, c map[string]any) []string {
 	return out
 }
 
+// loadRendered renders values, then loads the rendered kpo-reaper.yaml with
+// the container's environment through the loader bin (buildChartcheck). It
+// returns the loaded keys and the rendered file; when the loader refuses the
+// configuration, its stderr and an error that quotes it.
+func loadRendered(t *testing.T, bin string, values map[string]any) (map[string]string, string, error) {
+	t.Helper()
+	r := renderObjects(t, values)
+	cm := r.one(t, "ConfigMap")
+	data, _, _ := unstructured.NestedString(cm.Object, "data", "kpo-reaper.yaml")
+	file := filepath.Join(t.TempDir(), "kpo-reaper.yaml")
+	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, file)
+	cmd.Env = podEnv(t, r.container(t))
+	cmd.Dir = t.TempDir()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, stderr.String(), fmt.Errorf("%w\n%s\nrendered kpo-reaper.yaml:\n%s", err, stderr.String(), data)
+	}
+	var loaded map[string]string
+	if err := json.Unmarshal(out, &loaded); err != nil {
+		t.Fatalf("loader output: %v\n%s", err, out)
+	}
+	return loaded, data, nil
+}
+
 // TestPlatformConfigLoads loads each platform's rendered kpo-reaper.yaml,
 // with the container's environment, through kpo-reaper's own configuration
 // loader and validation (internal/config, built from the main module), so a
@@ -542,31 +571,9 @@ func podEnv(t *testing.T, c map[string]any) []string {
 // that sets no key, is caught here rather than at start-up.
 func TestPlatformConfigLoads(t *testing.T) {
 	bin := buildChartcheck(t, t.TempDir())
-	// load returns the loaded keys and the rendered file; when the loader
-	// refuses the configuration, its stderr and an error that quotes it.
 	load := func(t *testing.T, values map[string]any) (map[string]string, string, error) {
 		t.Helper()
-		r := renderObjects(t, values)
-		cm := r.one(t, "ConfigMap")
-		data, _, _ := unstructured.NestedString(cm.Object, "data", "kpo-reaper.yaml")
-		file := filepath.Join(t.TempDir(), "kpo-reaper.yaml")
-		if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, file)
-		cmd.Env = podEnv(t, r.container(t))
-		cmd.Dir = t.TempDir()
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return nil, stderr.String(), fmt.Errorf("%w\n%s\nrendered kpo-reaper.yaml:\n%s", err, stderr.String(), data)
-		}
-		var loaded map[string]string
-		if err := json.Unmarshal(out, &loaded); err != nil {
-			t.Fatalf("loader output: %v\n%s", err, out)
-		}
-		return loaded, data, nil
+		return loadRendered(t, bin, values)
 	}
 	for _, p := range platforms {
 		t.Run(p.name, func(t *testing.T) {

@@ -289,6 +289,12 @@ template, so `helm template` and `helm install` fail before anything is applied.
 {{- $_ := set $kube "labelSelector" . -}}
 {{- end -}}
 {{- $reaper := dict "dryRun" $v.dryRun "interval" $v.reaper.interval "minPodAge" $v.reaper.minPodAge "terminalGracePeriod" $v.reaper.terminalGracePeriod "orphanMinAge" $v.reaper.orphanMinAge "confirmations" $v.reaper.confirmations "maxDeletesPerCycle" $v.reaper.maxDeletesPerCycle -}}
+{{- if $v.reaper.reapOrphans -}}
+{{- $_ := set $reaper "reapOrphans" true -}}
+{{- end -}}
+{{- with $v.reaper.confirmationSpacing -}}
+{{- $_ := set $reaper "confirmationSpacing" . -}}
+{{- end -}}
 {{- $server := dict "address" "" -}}
 {{- if eq $v.mode "deployment" -}}
 {{- $_ := set $server "address" (printf ":%d" (int $v.server.port)) -}}
