@@ -1,8 +1,14 @@
 package chart
 
 import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // TestReapOrphansAndConfirmationSpacing: reaper.reapOrphans and
@@ -77,5 +83,45 @@ func TestReapOrphansAndSpacingNotes(t *testing.T) {
 	}
 	if n := notes(withAll(baseValues(), "mode", "cronjob", "reaper.confirmationSpacing", "10m")); !strings.Contains(n, "reaper.confirmationSpacing (10m)") {
 		t.Errorf("cronjob NOTES do not give the spacing:\n%s", n)
+	}
+}
+
+// TestManifestConfigsLoad: the plain manifests' and the scheduler sidecar's
+// configurations load through kpo-reaper's own loader (the password from
+// the environment, as their Secret gives it), keep orphans, and space
+// confirmations by the interval.
+func TestManifestConfigsLoad(t *testing.T) {
+	bin := buildChartcheck(t, t.TempDir())
+	for _, f := range []string{"deploy/manifests/configmap.yaml", "deploy/manifests/cronjob/configmap-patch.yaml", "deploy/airflow-chart-sidecar/configmap.yaml"} {
+		t.Run(f, func(t *testing.T) {
+			objs, err := parseStream(repoFile(t, f))
+			if err != nil || len(objs) != 1 {
+				t.Fatalf("%v (%d objects)", err, len(objs))
+			}
+			data, _, _ := unstructured.NestedString(objs[0].Object, "data", "kpo-reaper.yaml")
+			file := filepath.Join(t.TempDir(), "kpo-reaper.yaml")
+			if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, file)
+			cmd.Env = []string{"KPO_REAPER_AIRFLOW_AUTH_PASSWORD=from-the-secret"}
+			cmd.Dir = t.TempDir()
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("kpo-reaper refuses %s: %v\n%s", f, err, stderr.String())
+			}
+			var loaded map[string]string
+			if err := json.Unmarshal(out, &loaded); err != nil {
+				t.Fatal(err)
+			}
+			if loaded["reaper.reapOrphans"] != "false" || loaded["reaper.confirmationSpacing"] != loaded["reaper.interval"] {
+				t.Errorf("reapOrphans=%s confirmationSpacing=%s interval=%s", loaded["reaper.reapOrphans"], loaded["reaper.confirmationSpacing"], loaded["reaper.interval"])
+			}
+			if !strings.Contains(data, "confirmationSpacing") || !strings.Contains(data, "one-airflow-per-selected-pods") {
+				t.Errorf("%s does not explain confirmationSpacing and the one-Airflow rule", f)
+			}
+		})
 	}
 }
