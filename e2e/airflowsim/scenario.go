@@ -62,6 +62,11 @@ type DAGSpec struct {
 	// Stale means the DAG file is gone: v1 is_active=false, v2
 	// is_stale=true. Stale DAGs are hidden from /dags unless asked for.
 	Stale bool `json:"stale,omitempty"`
+	// NotInBag means the DAG is missing from Airflow 3's serialized DAG bag
+	// (its file fails to import) while the DAG itself is still listed and
+	// readable: the per-run task instance listing answers 404 about the
+	// DAG (evidence.go). No effect on Airflow 2.
+	NotInBag bool `json:"notInBag,omitempty"`
 }
 
 // DagRunSpec describes one DAG run. Its DAG must be declared.

@@ -175,6 +175,9 @@ type Server struct {
 	// hangHook, if set before serving, runs when a request starts to hang;
 	// tests use it to know the hang is in place without sleeping.
 	hangHook func()
+
+	// ev holds the DAG-bag and run-GET 404s of evidence.go.
+	ev evidenceState
 }
 
 // New builds a simulator for a scenario. Relative times in the scenario are
@@ -215,6 +218,7 @@ func New(sc *Scenario, opts ...Option) *Server {
 	for _, d := range sc.DAGs {
 		s.dags[d.DagID] = buildDAG(d)
 	}
+	s.initEvidence(sc)
 	for _, r := range sc.Runs {
 		rec, err := buildRun(r, s.start, s.api)
 		if err != nil {

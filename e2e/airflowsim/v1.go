@@ -613,7 +613,7 @@ func sortRuns(runs []*runRec, q qvals, v2 bool) *apiError {
 
 func (s *Server) v1GetRun(c *call) (any, *apiError) {
 	r := s.runs[[2]string{c.path["dag_id"], c.path["dag_run_id"]}]
-	if r == nil {
+	if r == nil || s.runGetNotFound(c.path["dag_id"], c.path["dag_run_id"]) {
 		return nil, v1NotFound("DAGRun not found", fmt.Sprintf("DAGRun with DAG ID: '%s' and DagRun ID: '%s' not found", c.path["dag_id"], c.path["dag_run_id"]))
 	}
 	return v1Fields(s.v1Run(r), c.q.strs("fields"))

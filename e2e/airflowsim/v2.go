@@ -264,7 +264,7 @@ func (s *Server) v2ListTIs(c *call) (any, *apiError) {
 			return nil, v2Detail(404, fmt.Sprintf("DagRun with run_id: `%s` was not found", runID))
 		}
 	}
-	if dagID != "~" && s.dags[dagID] == nil {
+	if dagID != "~" && (s.dags[dagID] == nil || s.dagNotInBag(dagID)) {
 		return nil, v2Detail(404, fmt.Sprintf("The Dag with ID: `%s` was not found", dagID))
 	}
 	order := c.q.strs("order_by")
@@ -718,7 +718,7 @@ func (s *Server) v2ListRuns(c *call) (any, *apiError) {
 
 func (s *Server) v2GetRun(c *call) (any, *apiError) {
 	r := s.runs[[2]string{c.path["dag_id"], c.path["dag_run_id"]}]
-	if r == nil {
+	if r == nil || s.runGetNotFound(c.path["dag_id"], c.path["dag_run_id"]) {
 		return nil, v2Detail(404, fmt.Sprintf("The DagRun with dag_id: `%s` and run_id: `%s` was not found", c.path["dag_id"], c.path["dag_run_id"]))
 	}
 	return s.v2Run(r), nil
