@@ -172,6 +172,10 @@ type Server struct {
 	rmu  sync.Mutex
 	reqs []RecordedRequest
 
+	// busy is continuous churn (WithBusy), stats what was served (busy.go).
+	busy  *busyState
+	stats statCounters
+
 	// hangHook, if set before serving, runs when a request starts to hang;
 	// tests use it to know the hang is in place without sleeping.
 	hangHook func()
@@ -235,6 +239,7 @@ func New(sc *Scenario, opts ...Option) *Server {
 		}
 		s.tis[rec.key] = rec
 	}
+	s.initBusy(sc.TaskInstances)
 	return s
 }
 
@@ -452,6 +457,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	idx := s.record(r, body)
+	s.stats.requests.Add(1)
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() { s.finish(idx, sw.status, r) }()
 	s.serve(sw, r, body, idx)
@@ -612,6 +618,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, body []byte, idx 
 	if c.firstPage != nil {
 		s.churn(c)
 	}
+	s.answered(c, out)
 	writeJSON(w, "application/json", http.StatusOK, out)
 }
 

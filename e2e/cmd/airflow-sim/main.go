@@ -45,6 +45,10 @@ func run() error {
 		" (the churn modes fire once, after the first page of a multi-page task instance listing)")
 	portFile := flag.String("port-file", "", "write the base URL to this file once listening")
 	quiet := flag.Bool("quiet", false, "do not log requests")
+	busy := flag.Int("busy", 0, "continuous churn: task instances moved one state forward after every task instance listing page (finished ones are replaced by new no-status ones)")
+	busyRuns := flag.Int("busy-runs", 0, "continuous churn: new queued DAG runs after every DAG run listing page")
+	busySeed := flag.Uint64("busy-seed", 1, "seed of the continuous churn")
+	busyProtect := flag.String("busy-protect-dags", "", "comma-separated DAG ids whose declared task instances the churn never moves")
 	flag.Parse()
 	if *scenario == "" || flag.NArg() > 0 {
 		flag.Usage()
@@ -62,6 +66,16 @@ func run() error {
 	var opts []airflowsim.Option
 	if !*quiet {
 		opts = append(opts, airflowsim.WithLogf(logger.Printf))
+	}
+	if *busy > 0 || *busyRuns > 0 {
+		protect := map[string]bool{}
+		for _, d := range strings.Split(*busyProtect, ",") {
+			if d = strings.TrimSpace(d); d != "" {
+				protect[d] = true
+			}
+		}
+		opts = append(opts, airflowsim.WithBusy(airflowsim.Busy{PerPage: *busy, RunsPerPage: *busyRuns, Seed: *busySeed,
+			Protect: func(t airflowsim.TaskInstanceSpec) bool { return protect[t.DagID] }}))
 	}
 	sim := airflowsim.New(sc, opts...)
 	sim.SetFault(fault)
