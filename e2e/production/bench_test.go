@@ -19,8 +19,6 @@ import (
 )
 
 const (
-	benchPods    = 1000
-	benchCycles  = 10 // cycles per measured window
 	benchDag     = "bench_kpo_dag"
 	benchRun     = "scheduled__2026-11-27T00:00:00+00:00"
 	userHZ       = 100 // /proc/<pid>/stat clock ticks per second (USER_HZ, 100 on Linux)
@@ -29,28 +27,19 @@ const (
 
 // BenchmarkIdleWith1000Pods measures the daemon's steady state with 1,000
 // KPO pods in its namespace (500 zombies of finished task instances, 500
-// pods of running ones), in dry run with a 1s interval: after the watch
-// cache synced and two cycles ran, it reports the process's resident set
-// (VmRSS, and VmHWM, the peak) and its CPU time (utime+stime from
-// /proc/<pid>/stat) per cycle over windows of benchCycles cycles, counted
-// with kpo_reaper_cycles_total. Also reported: the mean cycle duration and
-// Airflow API calls per cycle, from the reaper's own metrics.
+// pods of running ones, all in one DAG run, and nothing else in Airflow),
+// in dry run with a 1s interval: after the watch cache synced and two
+// cycles ran, it reports the process's resident set (VmRSS, and VmHWM, the
+// peak) and its CPU time (utime+stime from /proc/<pid>/stat) per cycle over
+// windows of 10 cycles, counted with kpo_reaper_cycles_total. Also
+// reported: the mean cycle duration, Airflow API calls per cycle, from the
+// reaper's own metrics, and the info log lines per cycle.
 //
 //	go test -run '^$' -bench BenchmarkIdleWith1000Pods -benchtime 1x ./production/
 func BenchmarkIdleWith1000Pods(b *testing.B) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	ns := fmt.Sprintf("prod-%02d-bench-idle-1000", nsSeq.Add(1))
-	kubeconfig, err := fixture.ApplyShippedRBAC(ctx, cluster, ns)
-	if err != nil {
-		b.Fatal(err)
-	}
-
-	// The pods first, then the simulator, whose finished task instances
-	// end when it starts (after the pods were created).
 	var specs []fixture.PodSpec
 	var tis []airflowsim.TaskInstanceSpec
-	for i := 0; i < benchPods; i++ {
+	for i := 0; i < 1000; i++ {
 		task, state, end := fmt.Sprintf("live_task_%04d", i), "running", airflowsim.TimeSpec("")
 		if i%2 == 0 {
 			task, state, end = fmt.Sprintf("zombie_task_%04d", i), "success", "-0s"
@@ -59,9 +48,6 @@ func BenchmarkIdleWith1000Pods(b *testing.B) {
 		tis = append(tis, airflowsim.TaskInstanceSpec{DagID: benchDag, RunID: benchRun, TaskID: task, State: ptr(state),
 			Operator: ptr("KubernetesPodOperator"), StartDate: "-1h", EndDate: end})
 	}
-	start := time.Now()
-	createPodsFast(ctx, b, ns, specs)
-	b.Logf("created %d pods in %v", len(specs), time.Since(start).Round(time.Millisecond))
 	sc := &airflowsim.Scenario{
 		AirflowVersion: "2.10.5",
 		Auth:           airflowsim.AuthSpec{Username: "admin", Password: "admin"},
@@ -69,9 +55,54 @@ func BenchmarkIdleWith1000Pods(b *testing.B) {
 		Runs:           []airflowsim.DagRunSpec{{DagID: benchDag, RunID: benchRun, State: "running", StartDate: "-2h"}},
 		TaskInstances:  tis,
 	}
+	benchIdle(b, "idle-1000", specs, sc, 10)
+}
+
+// BenchmarkIdleWith2000Pods is BenchmarkIdleWith1000Pods on issue 10's
+// large installation (scaleShape): 2,000 KPO pods (1,000 zombies) over 20
+// DAGs x 5 KPO tasks x 20 runs, next to 20,000 unfinished task instances
+// without pods, Airflow 2.10.5, windows of 3 cycles.
+//
+//	go test -run '^$' -bench BenchmarkIdleWith2000Pods -benchtime 1x -timeout 60m ./production/
+func BenchmarkIdleWith2000Pods(b *testing.B) {
+	sh := issue10Shape
+	sc, _ := sh.scenario("2.10.5")
+	benchIdle(b, "idle-2000", sh.podSpecs(), sc, 3)
+}
+
+// BenchmarkIdleWith10000Pods is BenchmarkIdleWith2000Pods with 100 runs per
+// DAG: 10,000 KPO pods (5,000 zombies), the same 20,000 task instances
+// without pods.
+//
+//	go test -run '^$' -bench BenchmarkIdleWith10000Pods -benchtime 1x -timeout 60m ./production/
+func BenchmarkIdleWith10000Pods(b *testing.B) {
+	sh := issue10Shape
+	sh.runs = 100
+	sc, _ := sh.scenario("2.10.5")
+	benchIdle(b, "idle-10000", sh.podSpecs(), sc, 3)
+}
+
+// benchIdle runs the daemon against the pods (half of them zombies) and
+// the scenario, and measures windows of cycles cycles.
+func benchIdle(b *testing.B, name string, specs []fixture.PodSpec, sc *airflowsim.Scenario, cycles int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	defer cancel()
+	pods := len(specs)
+	ns := fmt.Sprintf("prod-%02d-bench-%s", nsSeq.Add(1), name)
+	kubeconfig, err := fixture.ApplyShippedRBAC(ctx, cluster, ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	// The pods first, then the simulator, whose finished task instances
+	// end when it starts (after the pods were created).
+	start := time.Now()
+	createPodsFast(ctx, b, ns, specs)
+	b.Logf("created %d pods in %v", pods, time.Since(start).Round(time.Millisecond))
 	_, url := startSim(b, sc)
 	dry := true
-	cfg, err := fixture.Config{AirflowURL: url, AuthType: "basic", Kubeconfig: kubeconfig, Namespace: ns, DryRun: &dry, MaxRetries: 1}.Write(b.TempDir())
+	cfg, err := fixture.Config{AirflowURL: url, AuthType: "basic", Kubeconfig: kubeconfig, Namespace: ns, DryRun: &dry, MaxRetries: 1,
+		Timeout: 60 * time.Second}.Write(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -79,29 +110,31 @@ func BenchmarkIdleWith1000Pods(b *testing.B) {
 
 	// Warm: the cache synced (cycles only start after it) and two cycles
 	// judged every pod.
-	d.waitMetric(ctx, 2*time.Minute, cyclesMetric, map[string]string{"result": "success"}, ">= 2", atLeast(2))
+	d.waitMetric(ctx, 20*time.Minute, cyclesMetric, map[string]string{"result": "success"}, ">= 2", atLeast(2))
 	m := d.metrics()
 	for _, c := range []struct{ verdict, reason string }{{"reap", "ti-finished"}, {"keep", "ti-active"}} {
-		if v, _ := m.value("kpo_reaper_pods", map[string]string{"verdict": c.verdict, "reason": c.reason}); v != benchPods/2 {
-			b.Fatalf("kpo_reaper_pods{verdict=%q,reason=%q} = %v, want %d: the benchmark would not measure what it says", c.verdict, c.reason, v, benchPods/2)
+		if v, _ := m.value("kpo_reaper_pods", map[string]string{"verdict": c.verdict, "reason": c.reason}); v != float64(pods/2) {
+			b.Fatalf("kpo_reaper_pods{verdict=%q,reason=%q} = %v, want %d: the benchmark would not measure what it says", c.verdict, c.reason, v, pods/2)
 		}
 	}
 
-	var cpu, cycles, dur, calls float64
+	var cpu, counted, dur, calls, info float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		m0 := d.metrics()
 		cpu0 := cpuSeconds(b, d.pid())
 		logged := d.log.cycles.Load()
+		info0 := d.log.info.Load()
 		// Wait for the cycles by their log lines: polling /metrics would
 		// cost the process the CPU being measured.
-		eventually(ctx, b, 2*time.Minute, fmt.Sprintf("%d more cycles", benchCycles), func() (bool, string) {
+		eventually(ctx, b, 30*time.Minute, fmt.Sprintf("%d more cycles", cycles), func() (bool, string) {
 			n := d.log.cycles.Load() - logged
-			return n >= benchCycles, strconv.FormatInt(n, 10)
+			return n >= int64(cycles), strconv.FormatInt(n, 10)
 		})
 		cpu1 := cpuSeconds(b, d.pid())
+		info += float64(d.log.info.Load() - info0)
 		m1 := d.metrics()
-		cycles += total(m1, cyclesMetric) - total(m0, cyclesMetric)
+		counted += total(m1, cyclesMetric) - total(m0, cyclesMetric)
 		cpu += cpu1 - cpu0
 		dur += total(m1, "kpo_reaper_cycle_duration_seconds_sum") - total(m0, "kpo_reaper_cycle_duration_seconds_sum")
 		calls += total(m1, "kpo_reaper_airflow_requests_total") - total(m0, "kpo_reaper_airflow_requests_total")
@@ -110,18 +143,21 @@ func BenchmarkIdleWith1000Pods(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	if cycles < 1 {
+	if counted < 1 {
 		b.Fatalf("no cycle counted by %s during the measurement", cyclesMetric)
 	}
 	rss, hwm := memoryKB(b, d.pid())
 	b.ReportMetric(float64(rss)/1024, "RSS-MB")
 	b.ReportMetric(float64(hwm)/1024, "peakRSS-MB")
-	b.ReportMetric(cpu/cycles, "cpu-s/cycle")
-	b.ReportMetric(dur/cycles, "s/cycle")
-	b.ReportMetric(calls/cycles, "airflow-calls/cycle")
+	b.ReportMetric(cpu/counted, "cpu-s/cycle")
+	b.ReportMetric(dur/counted, "s/cycle")
+	b.ReportMetric(calls/counted, "airflow-calls/cycle")
+	b.ReportMetric(info/counted, "info-lines/cycle")
 	b.ReportMetric(0, "ns/op") // wall time per op is the interval, not a cost
-	b.Logf("%d pods, %v cycles measured: RSS %.1f MB (peak %.1f MB), %.4f CPU s/cycle, %.3f s/cycle, %.1f Airflow calls/cycle",
-		benchPods, cycles, float64(rss)/1024, float64(hwm)/1024, cpu/cycles, dur/cycles, calls/cycles)
+	b.Logf("%d pods, %v cycles measured: RSS %.1f MB (peak %.1f MB), %.4f CPU s/cycle, %.3f s/cycle, %.1f Airflow calls/cycle, %.1f info log lines/cycle",
+		pods, counted, float64(rss)/1024, float64(hwm)/1024, cpu/counted, dur/counted, calls/counted, info/counted)
+	fmt.Printf("daemon with %d pods: RSS %.1f MiB, peak %.1f MiB, %.3f CPU s/cycle, %.2f s/cycle, %.0f Airflow calls/cycle, %.1f info log lines/cycle\n",
+		pods, float64(rss)/1024, float64(hwm)/1024, cpu/counted, dur/counted, calls/counted, info/counted)
 }
 
 // total sums the series of a metric; name may carry a {label="v"} filter.

@@ -60,6 +60,7 @@ type logSink struct {
 	f       *os.File
 	partial []byte
 	cycles  atomic.Int64 // "cycle" (success) and "cycle failed" lines
+	info    atomic.Int64 // lines at level INFO (JSON or text logs)
 }
 
 func (s *logSink) Write(p []byte) (int, error) {
@@ -76,6 +77,9 @@ func (s *logSink) Write(p []byte) (int, error) {
 		if bytes.Contains(line, []byte(`"msg":"cycle"`)) || bytes.Contains(line, []byte(`"msg":"cycle failed"`)) ||
 			bytes.Contains(line, []byte(" msg=cycle ")) || bytes.Contains(line, []byte(` msg="cycle failed"`)) {
 			s.cycles.Add(1)
+		}
+		if bytes.Contains(line, []byte(`"level":"INFO"`)) || bytes.Contains(line, []byte(" level=INFO ")) {
+			s.info.Add(1)
 		}
 		s.partial = s.partial[i+1:]
 	}

@@ -1,0 +1,209 @@
+package production_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kpo-reaper/kpo-reaper/e2e/airflowsim"
+	"github.com/kpo-reaper/kpo-reaper/e2e/fixture"
+)
+
+// Continuous churn of the busy runs: a few task instances change state
+// after every task instance listing page, a run appears after every run
+// listing page.
+const (
+	busyPerPage     = 5
+	busyRunsPerPage = 1
+)
+
+// scaleResult is one evaluation's cost, for the table.
+type scaleResult struct {
+	version, mode     string
+	rows, requests    int64
+	runRows           int64
+	seconds           float64
+	exitCode          int
+	reap, keep, other int
+}
+
+// BenchmarkScalePlan runs one evaluation (`plan -o json`) of issue 10's
+// large installation (scaleShape: 2,000 KPO pods, 1,000 of them zombies,
+// next to 20,000 unfinished task instances without pods) against Airflow
+// 2.10.5, 3.2.1 and 3.3.0, quiet and busy (continuous churn, WithBusy:
+// busyPerPage task instances move one state forward after every task
+// instance listing page, finished ones replaced by new no-status ones). It
+// reports per evaluation the task instance rows the reaper read (listing
+// rows plus single GETs), rows per pod, requests, wall seconds, whether the
+// evaluation completed (exit code 0) and the pods judged reap, and prints
+// them as a table. An evaluation that fails closed is a result, not a
+// benchmark failure; a live pod judged reap is.
+//
+//	make bench-scale
+//	cd e2e && KPO_REAPER_BIN=/path/to/kpo-reaper go test -run '^$' -bench BenchmarkScalePlan -benchtime 1x -timeout 60m ./production/
+func BenchmarkScalePlan(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	defer cancel()
+	sh := issue10Shape
+	ns := fmt.Sprintf("prod-%02d-bench-scale-plan", nsSeq.Add(1))
+	kubeconfig, err := fixture.ApplyShippedRBAC(ctx, cluster, ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	createPodsFast(ctx, b, ns, sh.podSpecs())
+	b.Logf("created %d pods in %v", sh.pods(), time.Since(start).Round(time.Millisecond))
+
+	var results []scaleResult
+	for _, version := range []string{"2.10.5", "3.2.1", "3.3.0"} {
+		for _, busy := range []bool{false, true} {
+			mode := "quiet"
+			if busy {
+				mode = "busy"
+			}
+			b.Run("airflow="+version+"/"+mode, func(b *testing.B) {
+				sc, protect := sh.scenario(version)
+				var opts []airflowsim.Option
+				if busy {
+					opts = append(opts, airflowsim.WithBusy(airflowsim.Busy{PerPage: busyPerPage, RunsPerPage: busyRunsPerPage,
+						Seed: 10, Protect: protect}))
+				}
+				sim := airflowsim.New(sc, opts...)
+				srv := httptest.NewServer(sim)
+				defer func() {
+					sim.Close()
+					srv.Close()
+				}()
+				api := 1
+				if !strings.HasPrefix(version, "2.") {
+					api = 2
+				}
+				cfg, err := fixture.Config{AirflowURL: srv.URL, AuthType: fixture.AuthFor(api), Kubeconfig: kubeconfig,
+					Namespace: ns, MaxRetries: 1, Timeout: 60 * time.Second}.Write(b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				var sum scaleResult
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					sim.ResetStats()
+					r := planOnce(ctx, b, cfg, sh)
+					st := sim.Stats()
+					sum.rows += st.TIRowsRead()
+					sum.runRows += st.RunRows
+					sum.requests += st.Requests
+					sum.seconds += r.seconds
+					sum.exitCode = max(sum.exitCode, r.exitCode)
+					sum.reap, sum.keep, sum.other = r.reap, r.keep, r.other
+					b.Logf("Airflow %s %s: exit %d, %s, %.1fs", version, mode, r.exitCode, st, r.seconds)
+				}
+				b.StopTimer()
+				n := float64(b.N)
+				completed := 0.0
+				if sum.exitCode == 0 {
+					completed = 1
+				}
+				b.ReportMetric(float64(sum.rows)/n, "ti-rows/eval")
+				b.ReportMetric(float64(sum.rows)/n/float64(sh.pods()), "rows/pod")
+				b.ReportMetric(float64(sum.requests)/n, "requests/eval")
+				b.ReportMetric(sum.seconds/n, "s/eval")
+				b.ReportMetric(completed, "completed")
+				b.ReportMetric(float64(sum.reap), "reap-pods")
+				b.ReportMetric(0, "ns/op")
+				// The function runs again when b.N grows: keep the last.
+				if k := len(results); k > 0 && results[k-1].version == version && results[k-1].mode == mode {
+					results = results[:k-1]
+				}
+				results = append(results, scaleResult{version: version, mode: mode, rows: sum.rows / int64(b.N),
+					runRows: sum.runRows / int64(b.N), requests: sum.requests / int64(b.N), seconds: sum.seconds / n,
+					exitCode: sum.exitCode, reap: sum.reap, keep: sum.keep, other: sum.other})
+			})
+		}
+	}
+	printScaleTable(sh, results)
+}
+
+type planOutcome struct {
+	seconds           float64
+	exitCode          int
+	reap, keep, other int
+}
+
+// planOnce runs `plan -o json` once. A non-zero exit (the evaluation failed
+// closed) is reported, not fatal; a live pod judged reap is fatal.
+func planOnce(ctx context.Context, b *testing.B, cfg string, sh scaleShape) planOutcome {
+	b.Helper()
+	runCtx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	res, err := fixture.Run(runCtx, reaperBin, "plan", "--config", cfg, "-o", "json")
+	out := planOutcome{seconds: time.Since(start).Seconds(), exitCode: res.ExitCode}
+	if err != nil {
+		b.Fatalf("running %s plan: %v", reaperBin, err)
+	}
+	if res.ExitCode != 0 {
+		b.Logf("plan exit code %d (failed closed): %s", res.ExitCode, lastLines(res.Stderr, 3))
+		return out
+	}
+	var plan struct {
+		Pods []struct {
+			Name    string `json:"name"`
+			Verdict string `json:"verdict"`
+			Reason  string `json:"reason"`
+			RunID   string `json:"runId"`
+		} `json:"pods"`
+	}
+	if err := json.Unmarshal([]byte(res.Stdout), &plan); err != nil {
+		b.Fatalf("plan -o json is not JSON: %v\n%s", err, lastLines(res.Stdout, 5))
+	}
+	live := map[string]bool{}
+	for r := 0; r < sh.runs; r++ {
+		live[scaleRun(r)] = !sh.zombieRun(r)
+	}
+	for _, p := range plan.Pods {
+		switch p.Verdict {
+		case "reap":
+			out.reap++
+			if live[p.RunID] {
+				b.Errorf("live pod %s judged reap (%s)", p.Name, p.Reason)
+			}
+		case "keep":
+			out.keep++
+		default:
+			out.other++
+		}
+	}
+	if len(plan.Pods) != sh.pods() {
+		b.Errorf("plan judged %d pods, want %d", len(plan.Pods), sh.pods())
+	}
+	return out
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+func printScaleTable(sh scaleShape, results []scaleResult) {
+	w := os.Stdout
+	fmt.Fprintf(w, "\nplan of %d KPO pods (%d zombies) next to %d unfinished task instances without pods; reaper %s\n",
+		sh.pods(), sh.zombies(), sh.backlog, reaperBin)
+	fmt.Fprintf(w, "%-8s %-6s %10s %9s %9s %9s %9s %10s %6s %6s\n", "airflow", "mode", "ti-rows", "rows/pod", "requests", "run-rows", "seconds", "completed", "reap", "keep")
+	for _, r := range results {
+		done := "yes"
+		if r.exitCode != 0 {
+			done = fmt.Sprintf("no (%d)", r.exitCode)
+		}
+		fmt.Fprintf(w, "%-8s %-6s %10d %9.2f %9d %9d %9.1f %10s %6d %6d\n", r.version, r.mode, r.rows,
+			float64(r.rows)/float64(sh.pods()), r.requests, r.runRows, r.seconds, done, r.reap, r.keep)
+	}
+	fmt.Fprintln(w)
+}
