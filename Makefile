@@ -1,12 +1,16 @@
 # kpo-reaper. `make demo` shows the reaper working; `make test` runs every test.
 SHELL := /bin/bash
 GO ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The version is the chart's appVersion (a test keeps the chart, the manifests
+# and the image in step), "-dirty" when tracked files have changes. The commit
+# id has a fixed length, so that every clone stamps the same bytes.
+VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' deploy/helm/kpo-reaper/Chart.yaml)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo -dirty)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/kpo-reaper/kpo-reaper/internal/buildinfo.Version=$(VERSION) -X github.com/kpo-reaper/kpo-reaper/internal/buildinfo.Commit=$(COMMIT)
 BIN := bin/kpo-reaper
 
 .PHONY: all build test test-unit test-e2e e2e-bins demo bench lint generate clean
+.PHONY: image image-push test-image
 
 all: build
 
@@ -15,7 +19,7 @@ build:
 
 # Unit tests (race detector on), then the end-to-end suite against a real
 # kube-apiserver + etcd and the Airflow simulator.
-test: lint test-unit test-e2e
+test: lint test-unit test-e2e test-image
 
 test-unit:
 	$(GO) test -race -count=1 ./...
@@ -27,6 +31,39 @@ test-e2e: build e2e-bins
 
 e2e-bins:
 	./e2e/tools/build.sh
+
+# The container image, with Go alone (no Docker engine, no base image): a
+# static binary per platform, alone in one layer, in one OCI index, written to
+# bin/image/oci (an OCI image layout) and bin/kpo-reaper-image.tar (the same,
+# one oci-archive). Times come from the commit, so the same commit and Go
+# toolchain give the same digest.
+IMAGE_PLATFORMS := linux/amd64 linux/arm64
+IMAGE_SOURCE := https://github.com/kpo-reaper/kpo-reaper
+IMAGE_REPO ?= $(REGISTRY)/kpo-reaper
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+image:
+	@set -e; for p in $(IMAGE_PLATFORMS); do \
+	  echo "building $$p"; \
+	  CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} GOAMD64=v1 GOARM64=v8.0 $(GO) build -trimpath -buildvcs=false \
+	    -ldflags '$(LDFLAGS)' -o bin/image/$${p/\//-}/kpo-reaper ./cmd/kpo-reaper; \
+	done
+	cd e2e/image && $(GO) run . build -out $(CURDIR)/bin/image/oci -archive $(CURDIR)/bin/kpo-reaper-image.tar \
+	  $(foreach p,$(IMAGE_PLATFORMS),-platform $(p)=$(CURDIR)/bin/image/$(subst /,-,$(p))/kpo-reaper) \
+	  -version '$(VERSION)' -revision '$(REVISION)' -created '$(SOURCE_DATE_EPOCH)' -source '$(IMAGE_SOURCE)'
+
+# Pushes bin/image/oci as $(IMAGE_REPO):$(VERSION), with the credentials of
+# ~/.docker/config.json (docker login, podman login, credential helpers).
+image-push: image
+	@if [ -z "$(REGISTRY)" ] && [ "$(origin IMAGE_REPO)" = file ]; then \
+	  echo "usage: make image-push REGISTRY=ghcr.io/kpo-reaper (or IMAGE_REPO=host/path/name)"; exit 2; fi
+	cd e2e/image && $(GO) run . push -layout $(CURDIR)/bin/image/oci -ref '$(IMAGE_REPO):$(VERSION)'
+
+# Builds the image and checks it: platforms, config, the layer's one file,
+# the binary's version, a rebuild's digest, a push to an in-process registry.
+test-image: image
+	cd e2e/image && $(GO) vet ./... && KPO_REAPER_IMAGE=$(CURDIR)/bin/image/oci $(GO) test -count=1 ./...
 
 demo: build e2e-bins
 	cd e2e && $(GO) run ./cmd/demo --reaper $(CURDIR)/$(BIN)
