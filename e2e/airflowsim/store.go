@@ -45,6 +45,10 @@ type tiRec struct {
 	// id, when set, is the v2 id of a try made at run time (churn
 	// faults); otherwise the id is derived from key and try.
 	id string
+	// derived is the id derived for try derivedTry, computed when the
+	// record is built (never written later, so reads need no lock).
+	derived    string
+	derivedTry int
 }
 
 func (t *tiRec) duration() *float64 {
@@ -62,6 +66,13 @@ func (t *tiRec) uuid() string {
 	if t.id != "" {
 		return t.id
 	}
+	if t.derived != "" && t.derivedTry == t.try {
+		return t.derived
+	}
+	return t.deriveID()
+}
+
+func (t *tiRec) deriveID() string {
 	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%d\x00%d", t.key.DagID, t.key.RunID, t.key.TaskID, t.key.MapIndex, t.try)))
 	b := h[:16]
 	b[6] = b[6]&0x0f | 0x70 // version 7
@@ -142,6 +153,7 @@ func buildTI(t TaskInstanceSpec, base time.Time) (*tiRec, error) {
 	if t.TryNumber != nil {
 		rec.try = *t.TryNumber
 	}
+	rec.derived, rec.derivedTry = rec.deriveID(), rec.try
 	rec.state, _ = normState(t.State)
 	if rec.operatorName == nil {
 		rec.operatorName = cloneStr(rec.operator)
