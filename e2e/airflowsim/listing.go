@@ -314,25 +314,29 @@ func sortByKeys[T any](vs []T, keys []sortKey, val func(T, string) any) {
 	// Each value is computed once, not per comparison (a v2 id is a
 	// SHA-256): listings of tens of thousands of rows are sorted on every
 	// page of the scale benchmark.
+	// Ties keep their input order (the position is the last key), so an
+	// unstable sort of pointers is as stable as SliceStable and much
+	// faster on big listings.
 	type row struct {
 		vals []any
+		pos  int
 		v    T
 	}
-	rows := make([]row, len(vs))
+	rows := make([]*row, len(vs))
 	for i, v := range vs {
-		r := row{vals: make([]any, len(keys)), v: v}
+		r := &row{vals: make([]any, len(keys)), pos: i, v: v}
 		for k, key := range keys {
 			r.vals[k] = val(v, key.attr)
 		}
 		rows[i] = r
 	}
-	sort.SliceStable(rows, func(i, j int) bool {
+	sort.Slice(rows, func(i, j int) bool {
 		for k, key := range keys {
 			if c := compareSortValues(rows[i].vals[k], rows[j].vals[k], key.desc); c != 0 {
 				return c < 0
 			}
 		}
-		return false
+		return rows[i].pos < rows[j].pos
 	})
 	for i := range rows {
 		vs[i] = rows[i].v
