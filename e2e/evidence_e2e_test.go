@@ -351,8 +351,10 @@ func orphanControl(sc *airflowsim.Scenario) (fixture.PodSpec, func(*sim) error) 
 // answers 404 "The Dag with ID: `ghost_dag` was not found". That 404 is
 // about the DAG, not the run or the task instance. The pod is a new try's:
 // the API still shows the previous try finished, so the active listing
-// does not match it and only the per-run lookups could tell. Judged with
-// reaper.reapOrphans on; control: a real orphan.
+// does not match it and only the per-run lookups could tell. Its task id
+// has a hashed label (a leading and trailing '_'), so the reaper has to
+// list the run's task instances to learn the id: the 404 is met. Judged
+// with reaper.reapOrphans on; control: a real orphan.
 func TestIssue9DagMissingFromBag(t *testing.T) {
 	t.Parallel()
 	v := airflowVersions[1]
@@ -360,16 +362,16 @@ func TestIssue9DagMissingFromBag(t *testing.T) {
 		t.Fatalf("airflowVersions[1] is %s, want an Airflow 3", v.version)
 	}
 	e := newEnv(t)
-	const ghostDag, ghostRun = "ghost_dag", "manual__2026-11-27T08:00:00+00:00"
+	const ghostDag, ghostRun, ghostTask = "ghost_dag", "manual__2026-11-27T08:00:00+00:00", "_ghost_task_"
 	sc := &airflowsim.Scenario{
 		AirflowVersion: v.version,
 		Auth:           airflowsim.AuthSpec{Username: "admin", Password: "admin"},
 		DAGs:           []airflowsim.DAGSpec{{DagID: ghostDag, NotInBag: true}},
 		Runs:           []airflowsim.DagRunSpec{{DagID: ghostDag, RunID: ghostRun, StartDate: "-1h"}},
-		TaskInstances:  []airflowsim.TaskInstanceSpec{tiSpec(ghostDag, ghostRun, "ghost_task", 1, "success")},
+		TaskInstances:  []airflowsim.TaskInstanceSpec{tiSpec(ghostDag, ghostRun, ghostTask, 1, "success")},
 	}
 	orphanSpec, removeOrphanRun := orphanControl(sc)
-	live := e.createPod(fixture.PodSpec{Name: "ghost-dag-pod", DagID: ghostDag, RunID: ghostRun, TaskID: "ghost_task",
+	live := e.createPod(fixture.PodSpec{Name: "ghost-dag-pod", DagID: ghostDag, RunID: ghostRun, TaskID: ghostTask,
 		MapIndex: -1, Try: 2}.Pod(e.ns))
 	orphan := e.createPod(orphanSpec.Pod(e.ns))
 	s := e.startSim(sc, nil)
@@ -391,7 +393,7 @@ func TestIssue9DagMissingFromBag(t *testing.T) {
 		notInBag = notInBag || (r.Path == "/api/v2/dags/"+ghostDag+"/dagRuns/"+ghostRun+"/taskInstances" && r.Status == 404)
 	}
 	if !notInBag {
-		t.Logf("note: the reaper never met the 404 of the per-run listing of %s/%s", ghostDag, ghostRun)
+		t.Errorf("the reaper never met the 404 of the per-run listing of %s/%s: the case is not exercised", ghostDag, ghostRun)
 	}
 }
 
@@ -399,11 +401,16 @@ func TestIssue9DagMissingFromBag(t *testing.T) {
 // has no task instance listed), then GET of that run answers 404 in the
 // same cycle. Two answers that contradict each other are not "the run was
 // deleted". Judged with reaper.reapOrphans on; control: a real orphan.
+//
+// The run id is a custom one (allowed by Airflow's default
+// allowed_run_id_pattern) whose hashed label cannot be turned back into
+// the id, so the reaper has to list the DAG's runs to resolve it: the
+// listing half of the contradiction is not optional.
 func TestIssue9RunGetContradicts(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
 		e := newEnv(t)
-		const run = "manual__2026-11-27T07:00:00+00:00"
+		const run = "rerun:2026-11-27+7"
 		sc := &airflowsim.Scenario{
 			AirflowVersion: v.version,
 			Auth:           airflowsim.AuthSpec{Username: "admin", Password: "admin"},
@@ -429,6 +436,16 @@ func TestIssue9RunGetContradicts(t *testing.T) {
 		e.reaperEnv(0, env, nil, "run", "--once", "--dry-run=false", "--config", cfg)
 		e.expectPresent(live)
 		e.expectDeletes([]string{e.ns}, nsName(orphan))
+
+		listed, got404 := false, false
+		for _, r := range s.Requests() {
+			listed = listed || (r.Method == "GET" && r.Path == s.BasePath()+"/dags/"+hazardDag+"/dagRuns" && r.Status == 200)
+			got404 = got404 || (r.Method == "GET" && r.Path == s.BasePath()+"/dags/"+hazardDag+"/dagRuns/"+run && r.Status == 404)
+		}
+		if !listed {
+			t.Errorf("the reaper never listed the runs of %s: the case is not exercised", hazardDag)
+		}
+		t.Logf("the reaper listed the runs of %s; GET of run %s answered 404: %t", hazardDag, run, got404)
 	})
 }
 
