@@ -55,9 +55,10 @@ image:
 
 # Pushes bin/image/oci as $(IMAGE_REPO):$(VERSION), with the credentials of
 # ~/.docker/config.json (docker login, podman login, credential helpers).
-image-push: image
+image-push:
 	@if [ -z "$(REGISTRY)" ] && [ "$(origin IMAGE_REPO)" = file ]; then \
 	  echo "usage: make image-push REGISTRY=ghcr.io/kpo-reaper (or IMAGE_REPO=host/path/name)"; exit 2; fi
+	$(MAKE) image
 	cd e2e/image && $(GO) run . push -layout $(CURDIR)/bin/image/oci -ref '$(IMAGE_REPO):$(VERSION)'
 
 # Builds the image and checks it: platforms, config, the layer's one file,
