@@ -282,6 +282,9 @@ func WriteArchive(dir, file string, created time.Time) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
 	return os.Rename(tmp.Name(), file)
 }
 
