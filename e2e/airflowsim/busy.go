@@ -23,7 +23,10 @@ import (
 // id sorts after every other, as a UUIDv7 minted now does. After every
 // DAG run listing page, RunsPerPage new queued runs appear (round robin
 // over the DAGs of the churned task instances); later replacements fill
-// them.
+// them. After every other data read answered 200 (a single task instance,
+// DAG run or XCom), PerRead task instances move: a client that looks up
+// each pod's task instance alone meets a scheduler as busy as one that
+// pages.
 //
 // Only task instances the scenario declares in one of those four states,
 // and the ones the churn itself creates, ever move; Protect excludes
@@ -34,14 +37,15 @@ import (
 type Busy struct {
 	PerPage     int
 	RunsPerPage int
+	PerRead     int
 	Seed        uint64
 	// Protect, when set, is asked once per declared task instance; true
 	// keeps that task instance as it is.
 	Protect func(TaskInstanceSpec) bool
 }
 
-// WithBusy turns on continuous churn (see Busy). PerPage and RunsPerPage
-// of 0 leave the respective listings alone.
+// WithBusy turns on continuous churn (see Busy). PerPage, RunsPerPage and
+// PerRead of 0 leave the respective requests alone.
 func WithBusy(b Busy) Option {
 	return func(s *Server) {
 		cfg := b
@@ -94,18 +98,19 @@ func (s *Server) initBusy(declared []TaskInstanceSpec) {
 	sort.Strings(b.dags)
 }
 
-// busyTIPage moves PerPage task instances after a task instance listing
-// page.
-func (s *Server) busyTIPage(now time.Time) {
+// busyMoves moves count task instances (PerPage after a task instance
+// listing page, PerRead after another read).
+func (s *Server) busyMoves(count func(Busy) int, now time.Time) {
 	b := s.busy
-	if b == nil || b.cfg.PerPage <= 0 {
+	if b == nil || count(b.cfg) <= 0 {
 		return
 	}
+	moves := count(b.cfg)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for n := 0; n < b.cfg.PerPage && len(b.keys) > 0; n++ {
+	for n := 0; n < moves && len(b.keys) > 0; n++ {
 		i := b.rng.IntN(len(b.keys))
 		ti := s.tis[b.keys[i]]
 		if ti == nil || !busyMovable(ti) {
@@ -280,17 +285,18 @@ func (s *Server) answered(c *call, out any) {
 	case v1TICollection:
 		st.tiPages.Add(1)
 		st.tiRows.Add(int64(len(v.TaskInstances)))
-		s.busyTIPage(c.now)
+		s.busyMoves(perPage, c.now)
 	case v2TICollection:
 		st.tiPages.Add(1)
 		st.tiRows.Add(int64(len(v.TaskInstances)))
-		s.busyTIPage(c.now)
+		s.busyMoves(perPage, c.now)
 	case v2TICursorCollection:
 		st.tiPages.Add(1)
 		st.tiRows.Add(int64(len(v.TaskInstances)))
-		s.busyTIPage(c.now)
+		s.busyMoves(perPage, c.now)
 	case v1TI, v2TI:
 		st.tiGets.Add(1)
+		s.busyMoves(perRead, c.now)
 	case map[string]any:
 		switch {
 		case v["dag_runs"] != nil:
@@ -300,8 +306,13 @@ func (s *Server) answered(c *call, out any) {
 			s.busyRunPage(c.now)
 		case v["dag_run_id"] != nil:
 			st.runGets.Add(1)
+			s.busyMoves(perRead, c.now)
 		case v["xcom_entries"] != nil, v["key"] != nil && v["value"] != nil:
 			st.xcomGets.Add(1)
+			s.busyMoves(perRead, c.now)
 		}
 	}
 }
+
+func perPage(b Busy) int { return b.PerPage }
+func perRead(b Busy) int { return b.PerRead }

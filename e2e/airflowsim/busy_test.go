@@ -165,9 +165,9 @@ func sorted(m map[TIKey]string) []string {
 }
 
 // TestBusyEveryListing: each kind of task instance listing page churns (v1
-// GET and batch POST, v2 GET, batch POST and cursor page); single GETs and
-// other routes do not. DAG run listing pages add runs. Stats count rows,
-// pages, gets and every request, and ResetStats clears them.
+// GET and batch POST, v2 GET, batch POST and cursor page); single GETs do
+// not unless PerRead is set. DAG run listing pages add runs. Stats count
+// rows, pages, gets and every request, and ResetStats clears them.
 func TestBusyEveryListing(t *testing.T) {
 	v1 := newClient(t, busyScenario("2.10.5", 30), WithBusy(Busy{PerPage: 2, RunsPerPage: 3, Seed: 3, Protect: protectPods}))
 	v1.expect(v1.get("/api/v1/dags/~/dagRuns/~/taskInstances", "limit=10"), 200)
@@ -197,6 +197,15 @@ func TestBusyEveryListing(t *testing.T) {
 	v2.expect(v2.get("/api/v2/dags/pods/dagRuns/scheduled__2026-11-27T07:00:00+00:00/taskInstances/live1", ""), 200)
 	if st := v2.sim.Stats(); st.TIPages != 3 || st.TIGets != 1 || st.Moves != 9 || st.Requests != 5 {
 		t.Errorf("v2 stats %s, want 3 pages, 1 get, 9 moves, 5 requests (with the login)", st)
+	}
+
+	reads := newClient(t, busyScenario("3.2.1", 30), WithBusy(Busy{PerPage: 3, PerRead: 2, Seed: 3, Protect: protectPods}))
+	reads.login()
+	reads.expect(reads.get("/api/v2/dags/pods/dagRuns/scheduled__2026-11-27T07:00:00+00:00/taskInstances/live1", ""), 200)
+	reads.expect(reads.get("/api/v2/dags/pods/dagRuns/scheduled__2026-11-27T07:00:00+00:00", ""), 200)
+	reads.expect(reads.get("/api/v2/dags/pods/dagRuns/scheduled__2026-11-27T07:00:00+00:00/taskInstances/nope", ""), 404)
+	if st := reads.sim.Stats(); st.TIGets != 1 || st.RunGets != 1 || st.Moves != 4 {
+		t.Errorf("PerRead 2 stats %s, want 1 task instance get, 1 run get, 4 moves", st)
 	}
 }
 

@@ -15,10 +15,12 @@ import (
 )
 
 // Continuous churn of the busy runs: a few task instances change state
-// after every task instance listing page, a run appears after every run
-// listing page.
+// after every task instance listing page (of 100 rows), one after every
+// other read (a single task instance, run or XCom), a run appears after
+// every run listing page.
 const (
 	busyPerPage     = 5
+	busyPerRead     = 1
 	busyRunsPerPage = 1
 )
 
@@ -37,7 +39,8 @@ type scaleResult struct {
 // next to 20,000 unfinished task instances without pods) against Airflow
 // 2.10.5, 3.2.1 and 3.3.0, quiet and busy (continuous churn, WithBusy:
 // busyPerPage task instances move one state forward after every task
-// instance listing page, finished ones replaced by new no-status ones). It
+// instance listing page and busyPerRead after every single read, finished
+// ones replaced by new no-status ones). It
 // reports per evaluation the task instance rows the reaper read (listing
 // rows plus single GETs), rows per pod, every Airflow row read (task
 // instances, runs, XComs), requests, wall seconds (the simulator's share
@@ -72,7 +75,7 @@ func BenchmarkScalePlan(b *testing.B) {
 				sc, protect := sh.scenario(version)
 				var opts []airflowsim.Option
 				if busy {
-					opts = append(opts, airflowsim.WithBusy(airflowsim.Busy{PerPage: busyPerPage, RunsPerPage: busyRunsPerPage,
+					opts = append(opts, airflowsim.WithBusy(airflowsim.Busy{PerPage: busyPerPage, PerRead: busyPerRead, RunsPerPage: busyRunsPerPage,
 						Seed: 10, Protect: protect}))
 				}
 				sim := airflowsim.New(sc, opts...)

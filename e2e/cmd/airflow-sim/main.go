@@ -47,6 +47,7 @@ func run() error {
 	quiet := flag.Bool("quiet", false, "do not log requests")
 	busy := flag.Int("busy", 0, "continuous churn: task instances moved one state forward after every task instance listing page (finished ones are replaced by new no-status ones)")
 	busyRuns := flag.Int("busy-runs", 0, "continuous churn: new queued DAG runs after every DAG run listing page")
+	busyReads := flag.Int("busy-reads", 0, "continuous churn: task instances moved after every other read (a single task instance, run or XCom)")
 	busySeed := flag.Uint64("busy-seed", 1, "seed of the continuous churn")
 	busyProtect := flag.String("busy-protect-dags", "", "comma-separated DAG ids whose declared task instances the churn never moves")
 	flag.Parse()
@@ -67,14 +68,14 @@ func run() error {
 	if !*quiet {
 		opts = append(opts, airflowsim.WithLogf(logger.Printf))
 	}
-	if *busy > 0 || *busyRuns > 0 {
+	if *busy > 0 || *busyRuns > 0 || *busyReads > 0 {
 		protect := map[string]bool{}
 		for _, d := range strings.Split(*busyProtect, ",") {
 			if d = strings.TrimSpace(d); d != "" {
 				protect[d] = true
 			}
 		}
-		opts = append(opts, airflowsim.WithBusy(airflowsim.Busy{PerPage: *busy, RunsPerPage: *busyRuns, Seed: *busySeed,
+		opts = append(opts, airflowsim.WithBusy(airflowsim.Busy{PerPage: *busy, RunsPerPage: *busyRuns, PerRead: *busyReads, Seed: *busySeed,
 			Protect: func(t airflowsim.TaskInstanceSpec) bool { return protect[t.DagID] }}))
 	}
 	sim := airflowsim.New(sc, opts...)
