@@ -170,3 +170,50 @@ func ParseIdentity(podLabels map[string]string) (Identity, error) {
 	id.AlreadyChecked = podLabels[AlreadyChecked] == "True"
 	return id, nil
 }
+
+// hashSuffix is what SafeValue appends to a value it had to change.
+var hashSuffix = regexp.MustCompile(`-[0-9a-f]{9}$`)
+
+// Exact reports whether a label value can only stand for the id equal to
+// it: SafeValue leaves such an id as it is, and any other id it changes
+// gets a "-" and nine hex digits at the end, which v lacks. The API can
+// then be asked about v directly, no listing needed.
+func Exact(v string) bool {
+	return alreadySafe(v) && !hashSuffix.MatchString(v)
+}
+
+// isoInLabel finds Airflow's run-id timestamp (isoformat() of an aware
+// datetime, "2026-11-27T09:00:00.123456+00:00") as SafeValue leaves it:
+// colons and the "+" dropped, the "." and a "-" offset kept.
+var isoInLabel = regexp.MustCompile(`^(.*\d{4}-\d{2}-\d{2}T)(\d{2})(\d{2})(\d{2})(\.\d{1,6})?(-?)(\d{2})(\d{2})(.*)$`)
+
+// RunIDCandidates returns the run ids whose label is v that can be rebuilt
+// from it: v itself when Exact, else Airflow's generated run ids
+// ("scheduled__<isoformat>", "manual__<isoformat>", Airflow 3's
+// "<type>__<isoformat>_<random>"), whose only unsafe characters are the
+// timestamp's colons and "+". Each candidate is verified by its hash, so a
+// candidate's label is v; another id with the same label would need the
+// same 53-character prefix and an MD5 collision in 36 bits, which would
+// break Airflow's own pod search by labels as well.
+func RunIDCandidates(v string) []string {
+	if Exact(v) {
+		return []string{v}
+	}
+	i := strings.LastIndexByte(v, '-')
+	if i < 0 || !hashSuffix.MatchString(v) {
+		return nil
+	}
+	m := isoInLabel.FindStringSubmatch(v[:i])
+	if m == nil {
+		return nil
+	}
+	sign := "+"
+	if m[6] == "-" {
+		sign = "-"
+	}
+	c := m[1] + m[2] + ":" + m[3] + ":" + m[4] + m[5] + sign + m[7] + ":" + m[8] + m[9]
+	if SafeValue(c) != v {
+		return nil
+	}
+	return []string{c}
+}

@@ -153,3 +153,46 @@ func BenchmarkSafeValue(b *testing.B) {
 		SafeValue(id)
 	}
 }
+
+func TestExact(t *testing.T) {
+	for v, want := range map[string]bool{
+		"kpo_dag": true, "group.task": true, "a-b": true,
+		"task-0123456ab": false, // could be another id's hashed label
+		"_private":       false, "x-": false, "": false,
+		"a_very_long_identifier_that_is_certainly_longer_than_sixty_three_characters": false,
+	} {
+		if got := Exact(v); got != want {
+			t.Errorf("Exact(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+func TestRunIDCandidates(t *testing.T) {
+	for _, id := range []string{
+		"scheduled__2026-11-27T09:00:00+00:00",
+		"manual__2026-11-27T09:00:00.123456+00:00",
+		"backfill__2026-01-02T03:04:05-05:00",
+		"manual__2026-11-27T09:00:00+00:00_AbCd1234",
+		"asset_triggered__2026-11-27T09:00:00.5+05:30",
+		"plain_run_id",
+	} {
+		got := RunIDCandidates(SafeValue(id))
+		if len(got) != 1 || got[0] != id {
+			t.Errorf("RunIDCandidates(SafeValue(%q)) = %q, want [%q]", id, got, id)
+		}
+	}
+	// Ids that cannot be rebuilt give nothing rather than a guess.
+	for _, id := range []string{
+		"manual run with spaces",
+		"scheduled__2026-11-27T09:00:00Z",
+		"a_very_long_run_id_prefix_that_pushes_the_timestamp_out__2026-11-27T09:00:00+00:00",
+	} {
+		if got := RunIDCandidates(SafeValue(id)); len(got) != 0 {
+			t.Errorf("RunIDCandidates(SafeValue(%q)) = %q, want none", id, got)
+		}
+	}
+	// A wrong hash is refused even when the shape fits.
+	if got := RunIDCandidates("scheduled__2026-11-27T0900000000-000000000"); len(got) != 0 {
+		t.Errorf("forged hash accepted: %q", got)
+	}
+}
