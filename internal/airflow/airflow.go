@@ -47,6 +47,9 @@ type Client interface {
 	APIVersion() string
 	// ServerVersion asks the server for its Airflow version.
 	ServerVersion(ctx context.Context) (string, error)
+	// ProbeTaskInstances reads one task instance of any DAG (one page of
+	// one row), to check at start-up that the API user may read them.
+	ProbeTaskInstances(ctx context.Context) error
 	// ListUnfinished lists every task instance in an unfinished state
 	// (including null) of every DAG the API user can read.
 	ListUnfinished(ctx context.Context) ([]TaskInstance, error)
@@ -56,6 +59,12 @@ type Client interface {
 	// ListRunIDs lists the run ids of a DAG. ErrNotFound when the DAG does
 	// not exist.
 	ListRunIDs(ctx context.Context, dagID string) ([]string, error)
+	// GetDag asks whether the DAG exists and the API user can read it:
+	// nil when it does, ErrNotFound (about EntityDAG) when it does not.
+	GetDag(ctx context.Context, dagID string) error
+	// GetDagRun asks whether the DAG run exists: nil when it does,
+	// ErrNotFound (about EntityRun, or EntityDAG) when it does not.
+	GetDagRun(ctx context.Context, dagID, runID string) error
 	// ListRunTaskInstances lists every task instance of one DAG run, mapped
 	// ones included. ErrNotFound when the run does not exist.
 	ListRunTaskInstances(ctx context.Context, dagID, runID string) ([]TaskInstance, error)
@@ -118,3 +127,69 @@ func (p Paging) Size() int {
 	}
 	return p.PageSize
 }
+
+// Entity names what a definitive 404 was about, in the API's own words.
+type Entity string
+
+const (
+	EntityDAG          Entity = "dag"
+	EntityRun          Entity = "dag run"
+	EntityTaskInstance Entity = "task instance"
+	EntityXCom         Entity = "xcom"
+	// EntityOther is a definitive 404 whose words name none of the above
+	// (or name a mapped task instance asked for without its map index):
+	// it proves nothing about the entity that was asked for.
+	EntityOther Entity = "other"
+)
+
+// NotFoundAbout says what a definitive 404 (errors.Is(err, ErrNotFound))
+// was about; "" when err is no definitive 404. A 404 counts as evidence
+// that something is gone only when it is about the entity that was asked
+// for: Airflow 3 answers a run's task-instance listing with a 404 about the
+// DAG when the DAG is missing from its DAG bag, which says nothing about the
+// run.
+func NotFoundAbout(err error) Entity {
+	if !errors.Is(err, ErrNotFound) {
+		return ""
+	}
+	var a interface{ NotFoundAbout() Entity }
+	if errors.As(err, &a) {
+		return a.NotFoundAbout()
+	}
+	return EntityOther
+}
+
+// RequestScoped reports whether err concerns only the request that met it
+// (Airflow's own 5xx or 429 after the retries, a 400/422 about this
+// request's ids, an inconsistent listing, a timeout): the pod that needed
+// the answer is skipped and the others are still judged. Anything else
+// (unreachable, authentication refused, an HTML page, a redirect, a missing
+// route) means this Airflow cannot be trusted right now, and the whole
+// cycle fails closed.
+func RequestScoped(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrUnsupported) {
+		return true
+	}
+	var s interface{ RequestScoped() bool }
+	if errors.As(err, &s) {
+		return s.RequestScoped()
+	}
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// NotFoundError is a definitive 404 about an entity, for clients that do
+// not speak HTTP themselves and for tests: errors.Is(err, ErrNotFound) and
+// NotFoundAbout(err) == About.
+type NotFoundError struct {
+	About Entity
+	What  string
+}
+
+func (e *NotFoundError) Error() string         { return fmt.Sprintf("%s %s not found", e.About, e.What) }
+func (e *NotFoundError) Is(target error) bool  { return target == ErrNotFound }
+func (e *NotFoundError) NotFoundAbout() Entity { return e.About }
+func (e *NotFoundError) RequestScoped() bool   { return true }

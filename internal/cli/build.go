@@ -96,7 +96,7 @@ func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, obser
 func newReaper(c *config.Config, e *edges, pods reaper.PodLister, dryRun bool, log *slog.Logger) *reaper.Reaper {
 	var d deleter.Deleter = deleter.Force{Client: e.kube}
 	if dryRun {
-		d = deleter.DryRunDeleter{}
+		d = &deleter.DryRunDeleter{}
 		log.Info("dry run: nothing will be deleted or annotated; set reaper.dryRun: false (or --dry-run=false) to delete")
 	}
 	return &reaper.Reaper{
@@ -108,12 +108,17 @@ func newReaper(c *config.Config, e *edges, pods reaper.PodLister, dryRun bool, l
 			MinPodAge:           c.Reaper.MinPodAge,
 			TerminalGracePeriod: c.Reaper.TerminalGracePeriod,
 			OrphanMinAge:        c.Reaper.OrphanMinAge,
+			ReapOrphans:         c.Reaper.ReapOrphans,
 		},
-		Confirmations: c.Reaper.Confirmations,
-		MaxDeletes:    c.Reaper.MaxDeletesPerCycle,
-		Log:           log,
-		Now:           time.Now,
-		APICalls:      e.apiCalls,
+		Plan: reaper.PlanPolicy{
+			Confirmations: c.Reaper.Confirmations,
+			Spacing:       c.Reaper.EffectiveConfirmationSpacing(),
+			MaxDeletes:    c.Reaper.MaxDeletesPerCycle,
+		},
+		DryRun:   dryRun,
+		Log:      log,
+		Now:      time.Now,
+		APICalls: e.apiCalls,
 	}
 }
 

@@ -26,6 +26,9 @@ const (
 	ExitOK          = 0
 	ExitCycleFailed = 1 // could not be evaluated safely; nothing was deleted
 	ExitUsage       = 2 // bad flags or configuration
+	// ExitFailedAfterDeletes: the cycle deleted pods, then failed closed;
+	// the error names the pods it deleted.
+	ExitFailedAfterDeletes = 3
 )
 
 // usageError marks errors that are the user's input, not the cycle's.
@@ -45,6 +48,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var u usageError
 	if errors.As(err, &u) {
 		return ExitUsage
+	}
+	if errors.Is(err, reaper.ErrFailedAfterDeletes) {
+		return ExitFailedAfterDeletes
 	}
 	return ExitCycleFailed
 }
@@ -172,6 +178,9 @@ type PlanPod struct {
 	TITryNumber         *int   `json:"tiTryNumber,omitempty"`
 	Confirmations       int    `json:"confirmations,omitempty"`
 	ConfirmationsNeeded int    `json:"confirmationsNeeded,omitempty"`
+	// Action is what a run would do now: dry-run (delete), awaiting-
+	// confirmation, capped; empty for pods kept or skipped.
+	Action string `json:"action,omitempty"`
 }
 
 func planPods(rep *reaper.Report) []PlanPod {
@@ -194,6 +203,7 @@ func planPods(rep *reaper.Report) []PlanPod {
 		if p.Verdict.Verdict == decision.Reap {
 			pp.Confirmations, pp.ConfirmationsNeeded = p.Seen, p.Needed
 		}
+		pp.Action = p.Action
 		out = append(out, pp)
 	}
 	return out
@@ -223,6 +233,14 @@ func writePlanTable(w io.Writer, rep *reaper.Report) error {
 		if p.ConfirmationsNeeded > 1 {
 			verdict = fmt.Sprintf("%s (%d/%d)", verdict, p.Confirmations, p.ConfirmationsNeeded)
 		}
+		switch p.Action {
+		case reaper.ActionDryRun:
+			verdict += " would delete"
+		case reaper.ActionWaiting:
+			verdict += " would delete once confirmed"
+		case reaper.ActionCapped:
+			verdict += " capped"
+		}
 		task := p.Task
 		if task == "" {
 			task = "-"
@@ -230,7 +248,7 @@ func writePlanTable(w io.Writer, rep *reaper.Report) error {
 		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Namespace, p.Name, task, state, try, verdict, p.Reason, p.Detail)
 	}
 	c := rep.Count()
-	fmt.Fprintf(tw, "\n%d pods: %d reap, %d keep, %d skip (%d Airflow API calls)\n", len(rep.Pods), c[decision.Reap], c[decision.Keep], c[decision.Skip], rep.APICalls)
+	fmt.Fprintf(tw, "\n%d pods: %d reap (%d would be deleted now), %d keep, %d skip (%d Airflow API calls)\n", len(rep.Pods), c[decision.Reap], rep.WouldDelete(), c[decision.Keep], c[decision.Skip], rep.APICalls)
 	return tw.Flush()
 }
 

@@ -42,10 +42,15 @@ func runReaper(ctx context.Context, c *config.Config, once bool, log *slog.Logge
 	}
 	defer rec.Flush()
 	health := &server.Health{Interval: c.Reaper.Interval, Now: time.Now}
+	var mayWrite func() bool
 	observe := func(rep *reaper.Report, err error) {
 		m.ObserveCycle(rep, err, time.Now())
 		health.CycleDone(err)
-		rec.Cycle(rep, err)
+		if ctx.Err() == nil && (mayWrite == nil || mayWrite()) {
+			// An Event is a write too: none from a replica that lost the
+			// Lease or is shutting down.
+			rec.Cycle(rep, err)
+		}
 	}
 
 	if once {
@@ -80,7 +85,7 @@ func runReaper(ctx context.Context, c *config.Config, once bool, log *slog.Logge
 	if err != nil {
 		return usageError{err}
 	}
-	r.MayDelete = el.IsLeader
+	r.MayWrite, mayWrite = el.IsLeader, el.IsLeader
 	<-el.Run(ctx, func(lctx context.Context) { loop(lctx, r, c.Reaper.Interval, observe, log) })
 	return nil
 }

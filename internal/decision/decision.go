@@ -42,6 +42,10 @@ const (
 	ReasonAmbiguous        = "ambiguous"
 	ReasonChangedOnRecheck = "changed-on-recheck"
 	ReasonPodNameUnknown   = "pod-name-unknown"
+	ReasonOrphanNotEnabled = "orphan-not-enabled"
+	ReasonDagUnavailable   = "dag-unavailable"
+	ReasonContradictory    = "contradictory"
+	ReasonLookupFailed     = "lookup-failed"
 )
 
 // Pod is what the decisions read of a Kubernetes pod.
@@ -63,6 +67,10 @@ type Policy struct {
 	MinPodAge           time.Duration
 	TerminalGracePeriod time.Duration
 	OrphanMinAge        time.Duration
+	// ReapOrphans allows deleting pods whose DAG run or task instance this
+	// Airflow does not have. Off by default: such a pod may be another
+	// Airflow's that shares the watched namespaces and a DAG id.
+	ReapOrphans bool
 }
 
 // Candidate is a pod that passed every label-only check and must be judged
@@ -83,11 +91,20 @@ type Verdict struct {
 	TI *airflow.TaskInstance
 }
 
+// EvidencePod is a KPO pod that may prove that another pod of the same task
+// instance belongs to an earlier try: see judgeTI for when it counts.
+type EvidencePod struct {
+	labels.Identity
+	Namespace string
+	Name      string
+	Created   time.Time
+}
+
 // Screen applies the rows that need no Airflow: it returns the skipped pods
-// with their reasons, the candidates, and the identities of every KPO pod
-// that carries readable labels and is not terminating (young and completed
-// ones included), which stale-try uses as evidence of the current try's pod.
-func Screen(pods []Pod, now time.Time, p Policy) (skipped []Verdict, candidates []Candidate, evidence []labels.Identity) {
+// with their reasons, the candidates, and every KPO pod that carries
+// readable labels and is not terminating (young and completed ones
+// included), which stale-try may use as evidence of the current try's pod.
+func Screen(pods []Pod, now time.Time, p Policy) (skipped []Verdict, candidates []Candidate, evidence []EvidencePod) {
 	for _, pod := range pods {
 		l := pod.Labels
 		switch {
@@ -109,7 +126,7 @@ func Screen(pods []Pod, now time.Time, p Policy) (skipped []Verdict, candidates 
 			skipped = append(skipped, skip(pod, nil, ReasonUnidentifiable, err.Error()))
 			continue
 		}
-		evidence = append(evidence, id)
+		evidence = append(evidence, EvidencePod{Identity: id, Namespace: pod.Namespace, Name: pod.Name, Created: pod.Created})
 		switch {
 		case now.Sub(pod.Created) < p.MinPodAge:
 			skipped = append(skipped, skip(pod, &id, ReasonTooYoung, "younger than reaper.minPodAge"))
@@ -120,20 +137,6 @@ func Screen(pods []Pod, now time.Time, p Policy) (skipped []Verdict, candidates 
 		}
 	}
 	return skipped, candidates, evidence
-}
-
-// ActiveIndex groups the unfinished task instances by the key their pods
-// carry.
-type ActiveIndex map[labels.Key][]airflow.TaskInstance
-
-// IndexActive normalizes the API's ids exactly as Airflow normalizes labels.
-func IndexActive(active []airflow.TaskInstance) ActiveIndex {
-	idx := make(ActiveIndex, len(active))
-	for _, ti := range active {
-		k := labels.KeyOf(ti.DagID, ti.RunID, ti.TaskID, ti.MapIndex)
-		idx[k] = append(idx[k], ti)
-	}
-	return idx
 }
 
 // LookupStatus is what an exact lookup of a pod's own task instance found.
@@ -149,10 +152,19 @@ const (
 	Unresolved
 	// Ambiguous: more than one real id normalizes to the pod's labels.
 	Ambiguous
+	// DagUnavailable: the API answered about the DAG itself (unknown, or
+	// missing from Airflow 3's DAG bag after an import error), which says
+	// nothing about the run or the task instance.
+	DagUnavailable
+	// Contradictory: answers of the same evaluation contradict each other
+	// (a run seen, then answered 404).
+	Contradictory
+	// Failed: this pod's lookups failed (a timeout, Airflow's 5xx, an
+	// inconsistent listing); the other pods are still judged.
+	Failed
 )
 
-// Lookup is the exact answer for one pod that the active listing did not
-// match.
+// Lookup is the exact answer about one pod's own task instance.
 type Lookup struct {
 	Status LookupStatus
 	TI     airflow.TaskInstance
@@ -161,6 +173,10 @@ type Lookup struct {
 	// it was read (the re-check before a stale-try delete reads it): the
 	// name of the pod that try created or reattached to.
 	CurrentPodName string
+	// PodNameUnknown says why this Airflow's API can never tell which pod
+	// the current try uses (Airflow before 2.7 and a mapped task): a
+	// stale-try verdict then keeps the pod.
+	PodNameUnknown string
 }
 
 // Input is everything one evaluation knows.
@@ -168,24 +184,11 @@ type Input struct {
 	Now        time.Time
 	Policy     Policy
 	Candidates []Candidate
-	Active     ActiveIndex
-	// Lookups holds, by pod UID, the exact answer for each candidate the
-	// active index did not match. A missing entry means "not looked up" and
-	// yields a skip, never a reap.
+	// Lookups holds, by pod UID, the exact answer about each candidate's
+	// own task instance. A missing entry means "not looked up" and yields a
+	// skip, never a reap.
 	Lookups  map[string]Lookup
-	Evidence []labels.Identity
-}
-
-// NeedsLookup lists the candidates the active index does not match: each
-// must be resolved to its own task instance before any verdict.
-func NeedsLookup(candidates []Candidate, active ActiveIndex) []Candidate {
-	var out []Candidate
-	for _, c := range candidates {
-		if len(active[c.Identity.Key]) == 0 {
-			out = append(out, c)
-		}
-	}
-	return out
+	Evidence []EvidencePod
 }
 
 // Decide judges every candidate.
@@ -209,42 +212,58 @@ type tryKey struct {
 	try int
 }
 
-func currentTryPods(evidence []labels.Identity) map[tryKey]bool {
-	m := make(map[tryKey]bool, len(evidence))
-	for _, id := range evidence {
-		m[tryKey{id.Key, id.TryNumber}] = true
+func currentTryPods(evidence []EvidencePod) map[tryKey][]EvidencePod {
+	m := make(map[tryKey][]EvidencePod, len(evidence))
+	for _, e := range evidence {
+		k := tryKey{e.Key, e.TryNumber}
+		m[k] = append(m[k], e)
 	}
 	return m
 }
 
-func decideOne(in Input, c Candidate, podsByTry map[tryKey]bool) Verdict {
-	id := c.Identity
-	if tis := in.Active[id.Key]; len(tis) > 0 {
-		if len(tis) > 1 {
-			return verdict(c, nil, Skip, ReasonAmbiguous, "several active task instances normalize to these labels")
-		}
-		return judgeTI(in, c, tis[0], "", podsByTry)
-	}
+// provesNewerTry says whether e shows that the current try (ti) runs in a
+// pod other than p. It counts only when nothing else explains e: a pod in
+// another namespace may be another Airflow's; an already_checked pod is a
+// finished try's, possibly of a deleted and re-triggered run with the same
+// run_id; a pod created before p or before the current try started cannot
+// have been made by that try.
+func provesNewerTry(e EvidencePod, p Pod, ti airflow.TaskInstance) bool {
+	return e.Namespace == p.Namespace &&
+		!e.AlreadyChecked &&
+		e.Created.After(p.Created) &&
+		ti.StartDate != nil && !e.Created.Before(*ti.StartDate)
+}
+
+func decideOne(in Input, c Candidate, podsByTry map[tryKey][]EvidencePod) Verdict {
 	l, ok := in.Lookups[c.Pod.UID]
 	if !ok {
 		return verdict(c, nil, Skip, ReasonUnresolved, "task instance not looked up")
 	}
 	switch l.Status {
 	case Found:
-		return judgeTI(in, c, l.TI, l.CurrentPodName, podsByTry)
+		return judgeTI(c, l.TI, l.CurrentPodName, l.PodNameUnknown, podsByTry, in)
 	case Gone:
+		if !in.Policy.ReapOrphans {
+			return verdict(c, nil, Skip, ReasonOrphanNotEnabled, l.Detail+"; reaper.reapOrphans is off: the pod may be another Airflow's")
+		}
 		if in.Now.Sub(c.Pod.Created) < in.Policy.OrphanMinAge {
 			return verdict(c, nil, Skip, ReasonOrphanTooYoung, l.Detail+"; pod younger than reaper.orphanMinAge")
 		}
 		return verdict(c, nil, Reap, ReasonOrphan, l.Detail)
 	case Ambiguous:
 		return verdict(c, nil, Skip, ReasonAmbiguous, l.Detail)
+	case DagUnavailable:
+		return verdict(c, nil, Skip, ReasonDagUnavailable, l.Detail)
+	case Contradictory:
+		return verdict(c, nil, Skip, ReasonContradictory, l.Detail)
+	case Failed:
+		return verdict(c, nil, Skip, ReasonLookupFailed, l.Detail)
 	default:
 		return verdict(c, nil, Skip, ReasonUnresolved, l.Detail)
 	}
 }
 
-func judgeTI(in Input, c Candidate, ti airflow.TaskInstance, currentPod string, podsByTry map[tryKey]bool) Verdict {
+func judgeTI(c Candidate, ti airflow.TaskInstance, currentPod, podNameUnknown string, podsByTry map[tryKey][]EvidencePod, in Input) Verdict {
 	id := c.Identity
 	if !airflow.IsFinished(ti.State) {
 		if currentPod != "" && currentPod == c.Pod.Name {
@@ -258,15 +277,36 @@ func judgeTI(in Input, c Candidate, ti airflow.TaskInstance, currentPod string, 
 		// try numbers alone never prove an active TI's pod stale. Only the
 		// operator's own marks do.
 		if id.TryNumber < ti.TryNumber {
-			if id.AlreadyChecked {
-				return verdict(c, &ti, Reap, ReasonStaleTry, "pod of an earlier try marked already_checked=True: the operator never reattaches to it")
-			}
-			if podsByTry[tryKey{id.Key, ti.TryNumber}] {
-				return verdict(c, &ti, Reap, ReasonStaleTry, "a pod labelled with the current try exists, so the current try does not use this one")
+			if v := staleTry(c, ti, podsByTry); v != nil {
+				if currentPod == "" && podNameUnknown != "" {
+					return verdict(c, &ti, Skip, ReasonPodNameUnknown, "stale try, but this Airflow's API cannot tell which pod the current try uses: "+podNameUnknown)
+				}
+				return *v
 			}
 		}
 		return verdict(c, &ti, Keep, ReasonTIActive, "task instance state "+stateName(ti.State))
 	}
+	return judgeFinished(in, c, ti)
+}
+
+// staleTry returns the reap verdict when the operator's own marks prove
+// that the current try does not use this earlier try's pod.
+func staleTry(c Candidate, ti airflow.TaskInstance, podsByTry map[tryKey][]EvidencePod) *Verdict {
+	if c.Identity.AlreadyChecked {
+		v := verdict(c, &ti, Reap, ReasonStaleTry, "pod of an earlier try marked already_checked=True: the operator never reattaches to it")
+		return &v
+	}
+	for _, e := range podsByTry[tryKey{c.Identity.Key, ti.TryNumber}] {
+		if provesNewerTry(e, c.Pod, ti) {
+			v := verdict(c, &ti, Reap, ReasonStaleTry, "pod "+e.Namespace+"/"+e.Name+" of the current try was created after this one and after the try started, so the current try does not use this one")
+			return &v
+		}
+	}
+	return nil
+}
+
+func judgeFinished(in Input, c Candidate, ti airflow.TaskInstance) Verdict {
+	id := c.Identity
 	if id.TryNumber > ti.TryNumber {
 		return verdict(c, &ti, Skip, ReasonTryAhead, "pod's try is newer than the finished task instance's: a new try may be starting")
 	}
@@ -301,6 +341,26 @@ func skip(pod Pod, id *labels.Identity, reason, detail string) Verdict {
 func hasKey(m map[string]string, k string) bool {
 	_, ok := m[k]
 	return ok
+}
+
+// Reconfirm compares a reap verdict with the one the re-check before its
+// delete reached: anything but the same reap keeps the pod.
+func Reconfirm(before, again Verdict) Verdict {
+	if again.Verdict == Reap && again.Reason == before.Reason {
+		again.Pod = before.Pod
+		return again
+	}
+	if again.Reason == ReasonPodNameUnknown {
+		// Only a re-check reads the XCom: its own reason says more.
+		return again
+	}
+	v := before
+	v.Verdict, v.Reason = Skip, ReasonChangedOnRecheck
+	v.Detail = "re-check before delete found " + again.Verdict + "/" + again.Reason + ": " + again.Detail
+	if again.TI != nil {
+		v.TI = again.TI
+	}
+	return v
 }
 
 // OldestFirst orders verdicts by pod creation time, so that a capped cycle

@@ -11,7 +11,7 @@ import (
 
 var (
 	now    = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	policy = Policy{MinPodAge: 5 * time.Minute, TerminalGracePeriod: 2 * time.Minute, OrphanMinAge: time.Hour}
+	policy = Policy{MinPodAge: 5 * time.Minute, TerminalGracePeriod: 2 * time.Minute, OrphanMinAge: time.Hour, ReapOrphans: true}
 )
 
 const (
@@ -38,20 +38,36 @@ func ti(task string, mapIndex, try int, state string, end *time.Time) airflow.Ta
 	}
 }
 
-// evaluate runs the whole pure pipeline the way a cycle does.
+// evaluate runs the whole pure pipeline the way a cycle does. active stands
+// for task instances the exact lookup of a pod's own key finds: one is
+// Found, several are Ambiguous; pods matching none ask lookup.
 func evaluate(pods []Pod, active []airflow.TaskInstance, lookup func(Candidate) (Lookup, bool)) map[string]Verdict {
-	skipped, candidates, evidence := Screen(pods, now, policy)
-	idx := IndexActive(active)
+	return evaluateWith(policy, pods, active, lookup)
+}
+
+func evaluateWith(p Policy, pods []Pod, active []airflow.TaskInstance, lookup func(Candidate) (Lookup, bool)) map[string]Verdict {
+	skipped, candidates, evidence := Screen(pods, now, p)
 	lookups := map[string]Lookup{}
-	for _, c := range NeedsLookup(candidates, idx) {
-		if lookup != nil {
+	for _, c := range candidates {
+		var matches []airflow.TaskInstance
+		for _, t := range active {
+			if labels.KeyOf(t.DagID, t.RunID, t.TaskID, t.MapIndex) == c.Identity.Key {
+				matches = append(matches, t)
+			}
+		}
+		switch {
+		case len(matches) == 1:
+			lookups[c.Pod.UID] = Lookup{Status: Found, TI: matches[0]}
+		case len(matches) > 1:
+			lookups[c.Pod.UID] = Lookup{Status: Ambiguous, Detail: "several task instances normalize to these labels"}
+		case lookup != nil:
 			if l, ok := lookup(c); ok {
 				lookups[c.Pod.UID] = l
 			}
 		}
 	}
 	out := map[string]Verdict{}
-	for _, v := range append(skipped, Decide(Input{Now: now, Policy: policy, Candidates: candidates, Active: idx, Lookups: lookups, Evidence: evidence})...) {
+	for _, v := range append(skipped, Decide(Input{Now: now, Policy: p, Candidates: candidates, Lookups: lookups, Evidence: evidence})...) {
 		out[v.Pod.Name] = v
 	}
 	return out
@@ -98,7 +114,18 @@ func TestDecisionTable(t *testing.T) {
 		{name: "Succeeded pod of deferred TI is not touched", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Succeeded" })}, active: []airflow.TaskInstance{ti("t", -1, 1, "deferred", nil)}, verdict: Skip, reason: ReasonCompleted},
 
 		{name: "stale try marked already_checked", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Reap, reason: ReasonStaleTry},
-		{name: "stale try with the current try's pod present", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Minute) })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Reap, reason: ReasonStaleTry},
+		{name: "stale try with the current try's pod present", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Minute) })},
+			active: []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)}, verdict: Reap, reason: ReasonStaleTry},
+		{name: "a current-try pod in another namespace is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Namespace = "other"; p.Created = now.Add(-time.Minute) })},
+			active: []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "an already_checked current-try pod is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True"; p.Created = now.Add(-time.Minute) })},
+			active: []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "a current-try pod older than this one is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-4 * time.Hour) })},
+			active: []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 5*time.Hour)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "a current-try pod created before the try started is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Hour) })},
+			active: []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)}, verdict: Keep, reason: ReasonTIActive},
+		{name: "without the try's start_date a current-try pod is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Minute) })},
+			active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
 		{name: "a terminating current-try pod is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Terminating = true })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
 		{name: "already_checked, but the current try's XCom pod_name names it", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, lookup: func(Candidate) (Lookup, bool) {
 			return Lookup{Status: Found, TI: ti("t", -1, 2, "running", nil), CurrentPodName: "p"}, true
@@ -118,6 +145,9 @@ func TestDecisionTable(t *testing.T) {
 		{name: "finished without end_date", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "upstream_failed", nil)), verdict: Skip, reason: ReasonNoEndDate},
 
 		{name: "orphan", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Gone), verdict: Reap, reason: ReasonOrphan},
+		{name: "DAG unavailable", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(DagUnavailable), verdict: Skip, reason: ReasonDagUnavailable},
+		{name: "contradictory answers", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Contradictory), verdict: Skip, reason: ReasonContradictory},
+		{name: "lookup failed", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Failed), verdict: Skip, reason: ReasonLookupFailed},
 		{name: "orphan younger than orphan age", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Created = now.Add(-30 * time.Minute) })}, lookup: status(Gone), verdict: Skip, reason: ReasonOrphanTooYoung},
 		{name: "unresolved", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Unresolved), verdict: Skip, reason: ReasonUnresolved},
 		{name: "not looked up", pods: []Pod{kpoPod("p", "t", -1, 1)}, verdict: Skip, reason: ReasonUnresolved},
@@ -135,6 +165,23 @@ func TestDecisionTable(t *testing.T) {
 				t.Fatalf("got %s/%s (%s), want %s/%s", got.Verdict, got.Reason, got.Detail, r.verdict, r.reason)
 			}
 		})
+	}
+}
+
+func started(t airflow.TaskInstance, ago time.Duration) airflow.TaskInstance {
+	s := now.Add(-ago)
+	t.StartDate = &s
+	return t
+}
+
+// Orphans are another Airflow's pods as often as deleted runs': without
+// reaper.reapOrphans they are never reaped, whatever their age.
+func TestOrphansNeedOptIn(t *testing.T) {
+	p := policy
+	p.ReapOrphans = false
+	got := evaluateWith(p, []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Created = now.Add(-30 * 24 * time.Hour) })}, nil, status(Gone))["p"]
+	if got.Verdict != Skip || got.Reason != ReasonOrphanNotEnabled {
+		t.Fatalf("got %s/%s, want skip/%s", got.Verdict, got.Reason, ReasonOrphanNotEnabled)
 	}
 }
 

@@ -31,13 +31,18 @@ type history struct {
 	pods      []*simPod
 	clock     time.Time
 	state     string
-	column    int // the try_number the API reports
-	running   int // try number executing now, 0 when none
+	column    int        // the try_number the API reports
+	running   int        // try number executing now, 0 when none
+	startDate *time.Time // when the current (or last) try started
 	endDate   *time.Time
 	gone      bool
 	foreign   bool // another Airflow: labels tie to nothing this API shows
-	trace     []string
-	podSerial int
+	// shared: another Airflow's task instance whose DAG id this Airflow
+	// also has, in a run it does not have: its pods look like orphans.
+	shared     bool
+	dagMissing bool // the DAG is missing from Airflow 3's DAG bag
+	trace      []string
+	podSerial  int
 }
 
 var oddIDs = []string{
@@ -83,6 +88,8 @@ func (h *history) startTry() bool {
 	h.column = try
 	h.running = try
 	h.state = "running"
+	start := h.clock
+	h.startDate = &start
 	if h.reattach {
 		cands := h.reattachable()
 		if len(cands) > 1 {
@@ -214,7 +221,7 @@ func (h *history) simulate() {
 }
 
 func (h *history) ti() airflow.TaskInstance {
-	return airflow.TaskInstance{TIKey: h.key, TryNumber: h.column, State: h.state, EndDate: h.endDate}
+	return airflow.TaskInstance{TIKey: h.key, TryNumber: h.column, State: h.state, StartDate: h.startDate, EndDate: h.endDate}
 }
 
 // mayUse is the model's truth: the running try uses the pod, or a future try
@@ -227,12 +234,12 @@ func (h *history) mayUse(p *simPod) bool {
 }
 
 // provenZombie: a pod the API gives positive evidence against.
-func (h *history) provenZombie(p *simPod, at time.Time) bool {
-	if p.deleted || at.Sub(p.pod.Created) < policy.MinPodAge || h.foreign {
+func (h *history) provenZombie(p *simPod, at time.Time, pol Policy) bool {
+	if p.deleted || at.Sub(p.pod.Created) < pol.MinPodAge || h.foreign || h.shared || h.dagMissing {
 		return false
 	}
 	if h.gone {
-		return at.Sub(p.pod.Created) >= policy.OrphanMinAge
+		return pol.ReapOrphans && at.Sub(p.pod.Created) >= pol.OrphanMinAge
 	}
 	if airflow.IsFinished(h.state) {
 		return at.Sub(*h.endDate) >= policy.TerminalGracePeriod && p.try <= h.column && !p.pod.Created.After(*h.endDate)
@@ -240,7 +247,48 @@ func (h *history) provenZombie(p *simPod, at time.Time) bool {
 	return p.checked && !p.attached && p.try < h.column
 }
 
+// lookupFor is the exact answer about one pod's own task instance in a
+// history; churn makes some answers fail, contradict each other or find a
+// duplicate row, as a busy Airflow's listings do.
+func (h *history) lookupFor(rng *rand.Rand, churn bool) Lookup {
+	if churn {
+		switch rng.Intn(20) {
+		case 0, 1, 2:
+			return Lookup{Status: Failed, Detail: "inconsistent listing"}
+		case 3:
+			return Lookup{Status: Contradictory, Detail: "run listed, then 404"}
+		case 4:
+			return Lookup{Status: Ambiguous, Detail: "a duplicated row"}
+		}
+	}
+	switch {
+	case h.foreign:
+		return Lookup{Status: Unresolved}
+	case h.dagMissing:
+		return Lookup{Status: DagUnavailable}
+	case h.gone, h.shared:
+		return Lookup{Status: Gone}
+	default:
+		return Lookup{Status: Found, TI: h.ti()}
+	}
+}
+
+// Histories are judged under the default policy, where another Airflow's
+// pods may share the watched namespaces and DAG ids, and with
+// reaper.reapOrphans, which is safe only when they do not.
 func TestRandomHistoriesNeverReapALivePod(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy Policy
+	}{
+		{"default policy, shared namespaces", func() Policy { p := policy; p.ReapOrphans = false; return p }()},
+		{"reapOrphans, one Airflow per selected pods", policy},
+	} {
+		t.Run(tc.name, func(t *testing.T) { randomHistories(t, tc.policy) })
+	}
+}
+
+func randomHistories(t *testing.T, pol Policy) {
 	rng := rand.New(rand.NewSource(20261127))
 	var reaped, kept, histories int
 	for n := 0; n < 10000; n++ {
@@ -251,6 +299,10 @@ func TestRandomHistoriesNeverReapALivePod(t *testing.T) {
 			h.gone = true // DAG run deleted
 		case 1:
 			h.foreign = true
+		case 2:
+			h.dagMissing = true
+		case 3:
+			h.shared = !pol.ReapOrphans
 		}
 		at := h.clock.Add(time.Duration(rng.Intn(180)) * time.Minute)
 		var pods []Pod
@@ -259,44 +311,59 @@ func TestRandomHistoriesNeverReapALivePod(t *testing.T) {
 				pods = append(pods, p.pod)
 			}
 		}
-		var active []airflow.TaskInstance
-		if !h.gone && !h.foreign && !airflow.IsFinished(h.state) {
-			active = append(active, h.ti())
-		}
-		skipped, candidates, evidence := Screen(pods, at, policy)
-		idx := IndexActive(active)
-		lookups := map[string]Lookup{}
-		for _, c := range NeedsLookup(candidates, idx) {
-			switch {
-			case h.foreign:
-				lookups[c.Pod.UID] = Lookup{Status: Unresolved}
-			case h.gone:
-				lookups[c.Pod.UID] = Lookup{Status: Gone}
-			default:
-				lookups[c.Pod.UID] = Lookup{Status: Found, TI: h.ti()}
-			}
-		}
-		verdicts := append(skipped, Decide(Input{Now: at, Policy: policy, Candidates: candidates, Active: idx, Lookups: lookups, Evidence: evidence})...)
-		byName := map[string]Verdict{}
-		for _, v := range verdicts {
-			byName[v.Pod.Name] = v
-		}
-		histories++
-		for _, p := range h.pods {
-			if p.deleted {
-				continue
-			}
-			v := byName[p.pod.Name]
-			if h.mayUse(p) && v.Verdict == Reap {
-				t.Fatalf("history %d: reaped %s (try %d) that the task instance may still use: %s/%s\nlegacy=%v reattach=%v ti=%+v\n%v", n, p.pod.Name, p.try, v.Verdict, v.Reason, h.legacy, h.reattach, h.ti(), h.trace)
-			}
-			if h.provenZombie(p, at) && p.pod.Phase != "Succeeded" && v.Verdict != Reap {
-				t.Fatalf("history %d: missed zombie %s (try %d): %s/%s %s\nlegacy=%v ti=%+v\n%v", n, p.pod.Name, p.try, v.Verdict, v.Reason, v.Detail, h.legacy, h.ti(), h.trace)
-			}
-			if v.Verdict == Reap {
-				reaped++
+		// Pods that carry this task instance's labels and its current try
+		// but prove nothing about its pods: another Airflow's in another
+		// namespace, and the already_checked leftover of a run that was
+		// deleted and re-triggered with the same run_id.
+		extra := map[string]bool{}
+		if h.column > 0 && rng.Intn(5) == 0 {
+			try := h.column
+			l := labels.ForTaskInstance(h.key.DagID, h.key.TaskID, h.key.RunID, h.key.MapIndex, &try)
+			ns, name := "ns", "leftover"
+			if rng.Intn(2) == 0 {
+				ns, name = "other", "other-airflow"
 			} else {
-				kept++
+				l[labels.AlreadyChecked] = "True"
+			}
+			pods = append(pods, Pod{Namespace: ns, Name: name, UID: name, Labels: l, Phase: "Running", Created: at.Add(-time.Minute)})
+			extra[name] = true
+		}
+		skipped, candidates, evidence := Screen(pods, at, pol)
+		// A busy evaluation first, then a quiet one.
+		for round, churn := range []bool{true, false} {
+			lookups := map[string]Lookup{}
+			for _, c := range candidates {
+				lookups[c.Pod.UID] = h.lookupFor(rng, churn)
+			}
+			verdicts := append(append([]Verdict(nil), skipped...), Decide(Input{Now: at, Policy: pol, Candidates: candidates, Lookups: lookups, Evidence: evidence})...)
+			byName := map[string]Verdict{}
+			for _, v := range verdicts {
+				if !extra[v.Pod.Name] {
+					byName[v.Pod.Name] = v
+				}
+			}
+			if round == 0 {
+				histories++
+			}
+			for _, p := range h.pods {
+				if p.deleted {
+					continue
+				}
+				v := byName[p.pod.Name]
+				if (h.mayUse(p) || h.shared) && v.Verdict == Reap {
+					t.Fatalf("history %d (churn %v): reaped %s (try %d) that the task instance may still use: %s/%s %s\nlegacy=%v reattach=%v shared=%v ti=%+v\n%v", n, churn, p.pod.Name, p.try, v.Verdict, v.Reason, v.Detail, h.legacy, h.reattach, h.shared, h.ti(), h.trace)
+				}
+				if !churn && h.provenZombie(p, at, pol) && p.pod.Phase != "Succeeded" && v.Verdict != Reap {
+					t.Fatalf("history %d: missed zombie %s (try %d) once Airflow is quiet: %s/%s %s\nlegacy=%v ti=%+v\n%v", n, p.pod.Name, p.try, v.Verdict, v.Reason, v.Detail, h.legacy, h.ti(), h.trace)
+				}
+				if churn {
+					continue
+				}
+				if v.Verdict == Reap {
+					reaped++
+				} else {
+					kept++
+				}
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,16 +25,22 @@ const (
 	AnnotationCount     = "kpo-reaper.io/zombie-count"
 	AnnotationFirstSeen = "kpo-reaper.io/zombie-first-seen"
 	AnnotationReason    = "kpo-reaper.io/zombie-reason"
+	// AnnotationLastSeen is when the last counted sighting was: the next
+	// one counts only reaper.confirmationSpacing later.
+	AnnotationLastSeen = "kpo-reaper.io/zombie-last-seen"
 )
 
-// Sighting is how often, consecutively, evaluations found a pod a zombie.
+// Sighting is how often, consecutively and spaced in time, evaluations
+// found a pod a zombie.
 type Sighting struct {
 	Count     int
 	FirstSeen time.Time
+	LastSeen  time.Time // the last counted sighting
 	Reason    string
 }
 
-// ReadSighting reads the marks; a pod without valid marks has none.
+// ReadSighting reads the marks; a pod without valid marks has none. Marks
+// written before last-seen existed count from their first sighting.
 func ReadSighting(annotations map[string]string) Sighting {
 	n, err := strconv.Atoi(annotations[AnnotationCount])
 	if err != nil || n < 0 {
@@ -43,7 +50,11 @@ func ReadSighting(annotations map[string]string) Sighting {
 	if err != nil {
 		return Sighting{}
 	}
-	return Sighting{Count: n, FirstSeen: first, Reason: annotations[AnnotationReason]}
+	last, err := time.Parse(time.RFC3339, annotations[AnnotationLastSeen])
+	if err != nil || last.Before(first) {
+		last = first
+	}
+	return Sighting{Count: n, FirstSeen: first, LastSeen: last, Reason: annotations[AnnotationReason]}
 }
 
 // Result of one delete.
@@ -57,11 +68,13 @@ const (
 	Failed   Result = "failed"
 )
 
-// Deleter acts on the verdicts.
+// Deleter acts on the verdicts and keeps the confirmation marks.
 type Deleter interface {
 	Delete(ctx context.Context, pod decision.Pod) (Result, error)
 	Mark(ctx context.Context, pod decision.Pod, s Sighting) error
 	Unmark(ctx context.Context, pod decision.Pod) error
+	// Sighting reads the marks Mark left on the pod.
+	Sighting(pod decision.Pod) Sighting
 }
 
 // Force deletes with gracePeriodSeconds 0, because the point is to get past
@@ -94,13 +107,16 @@ func (f Force) Mark(ctx context.Context, pod decision.Pod, s Sighting) error {
 	return f.patch(ctx, pod, map[string]any{
 		AnnotationCount:     strconv.Itoa(s.Count),
 		AnnotationFirstSeen: s.FirstSeen.UTC().Format(time.RFC3339),
+		AnnotationLastSeen:  s.LastSeen.UTC().Format(time.RFC3339),
 		AnnotationReason:    s.Reason,
 	})
 }
 
 func (f Force) Unmark(ctx context.Context, pod decision.Pod) error {
-	return f.patch(ctx, pod, map[string]any{AnnotationCount: nil, AnnotationFirstSeen: nil, AnnotationReason: nil})
+	return f.patch(ctx, pod, map[string]any{AnnotationCount: nil, AnnotationFirstSeen: nil, AnnotationLastSeen: nil, AnnotationReason: nil})
 }
+
+func (Force) Sighting(pod decision.Pod) Sighting { return ReadSighting(pod.Annotations) }
 
 func (f Force) patch(ctx context.Context, pod decision.Pod, annotations map[string]any) error {
 	// The uid in a merge patch is a precondition: the patch fails rather
@@ -116,9 +132,56 @@ func (f Force) patch(ctx context.Context, pod decision.Pod, annotations map[stri
 	return nil
 }
 
-// DryRunDeleter sends no request: not a delete, not a patch.
-type DryRunDeleter struct{}
+// DryRunDeleter sends no request: not a delete, not a patch. It keeps the
+// marks a real run would write in memory, so that a dry-run daemon counts
+// confirmations across cycles and reports the pods a real run would
+// delete. The zero value is ready; use it through a pointer.
+type DryRunDeleter struct {
+	mu    sync.Mutex
+	marks map[string]Sighting // by pod UID
+}
 
-func (DryRunDeleter) Delete(context.Context, decision.Pod) (Result, error) { return DryRun, nil }
-func (DryRunDeleter) Mark(context.Context, decision.Pod, Sighting) error   { return nil }
-func (DryRunDeleter) Unmark(context.Context, decision.Pod) error           { return nil }
+func (*DryRunDeleter) Delete(context.Context, decision.Pod) (Result, error) { return DryRun, nil }
+
+func (d *DryRunDeleter) Mark(_ context.Context, pod decision.Pod, s Sighting) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.marks == nil {
+		d.marks = map[string]Sighting{}
+	}
+	d.marks[pod.UID] = s
+	return nil
+}
+
+func (d *DryRunDeleter) Unmark(_ context.Context, pod decision.Pod) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.marks == nil {
+		d.marks = map[string]Sighting{}
+	}
+	d.marks[pod.UID] = Sighting{} // cleared: the pod's own marks no longer count
+	return nil
+}
+
+// Forget drops the marks of pods that are no longer there, so that memory
+// follows the watched pods.
+func (d *DryRunDeleter) Forget(keep func(uid string) bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for uid := range d.marks {
+		if !keep(uid) {
+			delete(d.marks, uid)
+		}
+	}
+}
+
+// Sighting is what this dry run recorded, else the marks a real run left
+// on the pod, so that plan shows a real run's progress.
+func (d *DryRunDeleter) Sighting(pod decision.Pod) Sighting {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s, ok := d.marks[pod.UID]; ok {
+		return s
+	}
+	return ReadSighting(pod.Annotations)
+}

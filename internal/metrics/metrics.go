@@ -28,6 +28,7 @@ type Metrics struct {
 	apiRequests   *prometheus.CounterVec
 	apiLatency    *prometheus.HistogramVec
 	awaiting      prometheus.Gauge
+	wouldDelete   prometheus.Gauge
 	leader        prometheus.Gauge
 	buildInfo     *prometheus.GaugeVec
 }
@@ -36,7 +37,7 @@ func New() *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kpo_reaper_cycles_total", Help: "Evaluation cycles by result (success, failure: failed closed, nothing deleted).",
+			Name: "kpo_reaper_cycles_total", Help: "Evaluation cycles by result (success; failure: failed closed, nothing deleted unless the error says it deleted pods first, see kpo_reaper_deletions_total).",
 		}, []string{"result"}),
 		cycleDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "kpo_reaper_cycle_duration_seconds", Help: "Duration of evaluation cycles.",
@@ -61,6 +62,9 @@ func New() *Metrics {
 		awaiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kpo_reaper_pods_awaiting_confirmation", Help: "Zombie pods found by the last cycle that still need more consecutive confirmations.",
 		}),
+		wouldDelete: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpo_reaper_dry_run_would_delete", Help: "Pods the last dry-run cycle would have deleted (confirmed zombies within reaper.maxDeletesPerCycle); 0 when not in dry run.",
+		}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kpo_reaper_leader", Help: "1 while this replica may delete (leader, or leader election off), else 0.",
 		}),
@@ -69,7 +73,7 @@ func New() *Metrics {
 		}, []string{"version", "commit", "goversion"}),
 	}
 	m.Registry.MustRegister(m.cycles, m.cycleDuration, m.lastSuccess, m.pods, m.deletions, m.apiRequests, m.apiLatency,
-		m.awaiting, m.leader, m.buildInfo,
+		m.awaiting, m.wouldDelete, m.leader, m.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.buildInfo.WithLabelValues(buildinfo.Version, buildinfo.Commit, runtime.Version()).Set(1)
 	// Pre-create the series alerts divide by, so they exist from the start.
@@ -120,4 +124,5 @@ func (m *Metrics) ObserveCycle(rep *reaper.Report, err error, finished time.Time
 		}
 	}
 	m.awaiting.Set(float64(awaiting))
+	m.wouldDelete.Set(float64(rep.WouldDelete()))
 }

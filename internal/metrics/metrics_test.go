@@ -31,7 +31,7 @@ func TestObserveCycle(t *testing.T) {
 	m.SetLeader(true)
 
 	expect := `
-# HELP kpo_reaper_cycles_total Evaluation cycles by result (success, failure: failed closed, nothing deleted).
+# HELP kpo_reaper_cycles_total Evaluation cycles by result (success; failure: failed closed, nothing deleted unless the error says it deleted pods first, see kpo_reaper_deletions_total).
 # TYPE kpo_reaper_cycles_total counter
 kpo_reaper_cycles_total{result="failure"} 1
 kpo_reaper_cycles_total{result="success"} 1

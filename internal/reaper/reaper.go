@@ -1,6 +1,9 @@
-// Package reaper runs one evaluation cycle: list pods, ask Airflow, decide,
-// count confirmations, re-check and delete. Any doubt about the listing or
-// the API fails the whole cycle before anything is written.
+// Package reaper runs one evaluation cycle in four steps: gather the facts
+// (pods, and what Airflow says about each pod's own task instance), decide
+// (the pure decision table), plan (confirmations, cap, order: pure) and
+// apply (re-check and write). Airflow that cannot be trusted fails the
+// whole cycle before anything is written; one pod that cannot be resolved
+// is skipped and the others are still judged.
 package reaper
 
 import (
@@ -8,11 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 	"github.com/kpo-reaper/kpo-reaper/internal/deleter"
+	"github.com/kpo-reaper/kpo-reaper/internal/labels"
 	"github.com/kpo-reaper/kpo-reaper/internal/resolve"
 )
 
@@ -21,22 +27,31 @@ type PodLister interface {
 	List(ctx context.Context) ([]decision.Pod, error)
 }
 
+// DefaultLookupConcurrency is how many pods' lookups run at once.
+const DefaultLookupConcurrency = 8
+
 // Reaper wires the edges to the decision.
 type Reaper struct {
-	Pods          PodLister
-	Airflow       airflow.Client
-	Resolver      *resolve.Resolver
-	Deleter       deleter.Deleter
-	Policy        decision.Policy
-	Confirmations int
-	MaxDeletes    int
-	Log           *slog.Logger
-	Now           func() time.Time
+	Pods     PodLister
+	Airflow  airflow.Client
+	Resolver *resolve.Resolver
+	Deleter  deleter.Deleter
+	Policy   decision.Policy
+	Plan     PlanPolicy
+	// DryRun only changes how actions are worded; the Deleter is what
+	// writes nothing.
+	DryRun bool
+	Log    *slog.Logger
+	Now    func() time.Time
+	// LookupConcurrency bounds the Airflow lookups in flight; 0 is
+	// DefaultLookupConcurrency.
+	LookupConcurrency int
 	// APICalls reports the Airflow requests made so far, for the summary.
 	APICalls func() int64
-	// MayDelete is asked right before every delete; false stops the
-	// deletes of this cycle (leadership lost, shutdown).
-	MayDelete func() bool
+	// MayWrite is asked right before every write to the cluster (delete,
+	// mark, unmark); false stops the writes of this cycle (leadership
+	// lost, shutdown).
+	MayWrite func() bool
 }
 
 // Actions recorded on a pod after the verdict.
@@ -55,7 +70,7 @@ const (
 // PodReport is one pod's line in a cycle's report.
 type PodReport struct {
 	decision.Verdict
-	Seen   int    // consecutive evaluations that found it a zombie, this one included
+	Seen   int    // counted sightings as a zombie, this one included when it counted
 	Needed int    // confirmations needed
 	Action string // what the cycle did about it
 }
@@ -77,14 +92,24 @@ func (r *Report) Count() map[string]int {
 	return m
 }
 
-// ErrCycleFailed wraps the reasons a cycle failed closed.
+// WouldDelete counts the pods a dry run reports it would delete now.
+func (r *Report) WouldDelete() int {
+	n := 0
+	for _, p := range r.Pods {
+		if p.Action == ActionDryRun {
+			n++
+		}
+	}
+	return n
+}
+
+// ErrCycleFailed wraps the reasons a cycle failed closed before deleting
+// anything.
 var ErrCycleFailed = errors.New("cycle failed closed, nothing deleted")
 
-type candidateState struct {
-	cand    decision.Candidate
-	ref     resolve.Ref
-	knownTI *airflow.TIKey
-}
+// ErrFailedAfterDeletes wraps the reasons a cycle stopped after it had
+// already deleted pods; the error names them.
+var ErrFailedAfterDeletes = errors.New("cycle failed closed after deleting pods")
 
 // Cycle runs one evaluation and acts through the Deleter.
 func (r *Reaper) Cycle(ctx context.Context) (*Report, error) {
@@ -105,146 +130,235 @@ func (r *Reaper) Cycle(ctx context.Context) (*Report, error) {
 	return rep, err
 }
 
+// facts is what the gather step learned.
+type facts struct {
+	skipped    []decision.Verdict
+	candidates []decision.Candidate
+	evidence   []decision.EvidencePod
+	lookups    map[string]decision.Lookup
+}
+
 func (r *Reaper) cycle(ctx context.Context, now time.Time) (*Report, error) {
+	f, err := r.gather(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	in := decision.Input{Now: now, Policy: r.Policy, Candidates: f.candidates, Lookups: f.lookups, Evidence: f.evidence}
+	verdicts := append(f.skipped, decision.Decide(in)...)
+	steps := Plan(verdicts, r.Deleter.Sighting, r.Plan, now)
+	return r.apply(ctx, steps, f)
+}
+
+// gather lists the pods and asks Airflow about each candidate's own task
+// instance, once per task instance, a few at a time.
+func (r *Reaper) gather(ctx context.Context, now time.Time) (*facts, error) {
 	pods, err := r.Pods.List(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: kubernetes: %v", ErrCycleFailed, err)
+		return nil, fmt.Errorf("%w: kubernetes: %w", ErrCycleFailed, err)
 	}
-	skipped, candidates, evidence := decision.Screen(pods, now, r.Policy)
+	if d, ok := r.Deleter.(*deleter.DryRunDeleter); ok {
+		live := make(map[string]bool, len(pods))
+		for _, p := range pods {
+			live[p.UID] = true
+		}
+		d.Forget(func(uid string) bool { return live[uid] })
+	}
+	f := &facts{lookups: map[string]decision.Lookup{}}
+	f.skipped, f.candidates, f.evidence = decision.Screen(pods, now, r.Policy)
 
-	var active []airflow.TaskInstance
-	if len(candidates) > 0 {
-		if active, err = r.Airflow.ListUnfinished(ctx); err != nil {
-			return nil, fmt.Errorf("%w: airflow: listing unfinished task instances: %v", ErrCycleFailed, err)
+	byKey := map[labels.Key][]decision.Candidate{}
+	var keys []labels.Key
+	for _, c := range f.candidates {
+		if len(byKey[c.Identity.Key]) == 0 {
+			keys = append(keys, c.Identity.Key)
 		}
+		byKey[c.Identity.Key] = append(byKey[c.Identity.Key], c)
 	}
-	idx := decision.IndexActive(active)
-	states := map[string]*candidateState{}
-	for _, c := range candidates {
-		st := &candidateState{cand: c}
-		if tis := idx[c.Identity.Key]; len(tis) == 1 {
-			k := tis[0].TIKey
-			st.knownTI = &k
-		}
-		states[c.Pod.UID] = st
-	}
-	lookups := map[string]decision.Lookup{}
 	session := r.Resolver.NewSession()
-	for _, c := range decision.NeedsLookup(candidates, idx) {
-		l, ref, err := session.Resolve(ctx, c.Identity)
-		if err != nil {
-			return nil, fmt.Errorf("%w: airflow: resolving pod %s/%s: %v", ErrCycleFailed, c.Pod.Namespace, c.Pod.Name, err)
-		}
-		lookups[c.Pod.UID] = l
-		states[c.Pod.UID].ref = ref
-		states[c.Pod.UID].knownTI = ref.TI
+	type answer struct {
+		asked bool
+		l     decision.Lookup
+		ref   resolve.Ref
+		err   error
 	}
-	in := decision.Input{Now: now, Policy: r.Policy, Candidates: candidates, Active: idx, Lookups: lookups, Evidence: evidence}
-	verdicts := append(skipped, decision.Decide(in)...)
-
-	rep := &Report{}
-	var writeErrs []error
-	var eligible []int
-	for _, v := range verdicts {
-		prev := deleter.ReadSighting(v.Pod.Annotations)
-		pr := PodReport{Verdict: v, Needed: r.Confirmations}
-		if v.Verdict == decision.Reap {
-			s := deleter.Sighting{Count: prev.Count + 1, FirstSeen: prev.FirstSeen, Reason: v.Reason}
-			if prev.Count == 0 {
-				s.FirstSeen = now
-			}
-			pr.Seen = s.Count
-			if s.Count >= r.Confirmations {
-				eligible = append(eligible, len(rep.Pods))
-			} else {
-				pr.Action = ActionWaiting
-				if err := r.Deleter.Mark(ctx, v.Pod, s); err != nil {
-					writeErrs = append(writeErrs, err)
+	answers := make([]answer, len(keys))
+	workers := r.LookupConcurrency
+	if workers <= 0 {
+		workers = DefaultLookupConcurrency
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < workers && w < len(keys); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				c := byKey[keys[i]][0]
+				l, ref, err := session.Resolve(lctx, c.Identity)
+				answers[i] = answer{true, l, ref, err}
+				if err != nil && !airflow.RequestScoped(err) {
+					cancel() // Airflow cannot be trusted: stop asking
 				}
 			}
-		} else if prev.Count > 0 {
-			if err := r.Deleter.Unmark(ctx, v.Pod); err != nil {
+		}()
+	}
+feed:
+	for i := range keys {
+		select {
+		case next <- i:
+		case <-lctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+
+	var failed, asked int
+	for i, k := range keys {
+		a := answers[i]
+		if !a.asked {
+			continue // never asked: the cycle is failing
+		}
+		asked++
+		l := a.l
+		if a.err != nil {
+			if !airflow.RequestScoped(a.err) {
+				return nil, fmt.Errorf("%w: airflow: %w", ErrCycleFailed, a.err)
+			}
+			failed++
+			l = decision.Lookup{Status: decision.Failed, Detail: a.err.Error()}
+		}
+		l = session.Reconcile(l, a.ref)
+		for _, c := range byKey[k] {
+			f.lookups[c.Pod.UID] = l
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCycleFailed, err)
+	}
+	if asked < len(keys) {
+		return nil, fmt.Errorf("%w: airflow: lookups stopped early", ErrCycleFailed)
+	}
+	if failed > 0 && failed == asked {
+		// Not one pod could be looked up: that is Airflow failing, not a
+		// pod's odd data.
+		return nil, fmt.Errorf("%w: airflow: every one of %d lookups failed, e.g. %s", ErrCycleFailed, failed, firstFailure(f.lookups))
+	}
+	return f, nil
+}
+
+func firstFailure(ls map[string]decision.Lookup) string {
+	for _, l := range ls {
+		if l.Status == decision.Failed {
+			return l.Detail
+		}
+	}
+	return ""
+}
+
+// apply carries out the plan: marks first, then the deletes in the plan's
+// order, each after a re-check. Nothing is written once MayWrite says no.
+func (r *Reaper) apply(ctx context.Context, steps []Step, f *facts) (*Report, error) {
+	rep := &Report{Pods: make([]PodReport, 0, len(steps))}
+	var writeErrs []error
+	var stop error
+	var deleted []string
+	byUID := make(map[string]decision.Candidate, len(f.candidates))
+	for _, c := range f.candidates {
+		byUID[c.Pod.UID] = c
+	}
+	for _, st := range steps {
+		pr := PodReport{Verdict: st.Verdict, Seen: st.Seen, Needed: st.Needed, Action: st.Action}
+		switch {
+		case st.Write == WriteNone:
+		case stop != nil || !r.mayWrite(ctx):
+			if stop == nil {
+				stop = errors.New("writes stopped: shutting down or no longer the leader")
+			}
+			pr.Action = ActionNotLeader
+		case st.Write == WriteMark:
+			if err := r.Deleter.Mark(ctx, st.Verdict.Pod, st.Mark); err != nil {
 				writeErrs = append(writeErrs, err)
+			}
+		case st.Write == WriteUnmark:
+			if err := r.Deleter.Unmark(ctx, st.Verdict.Pod); err != nil {
+				writeErrs = append(writeErrs, err)
+			}
+		case st.Write == WriteDelete:
+			var fatal error
+			pr, fatal = r.recheckAndDelete(ctx, pr, byUID[st.Verdict.Pod.UID], f.evidence)
+			if fatal != nil {
+				stop = fatal
+				pr.Action = ActionFailed
+			}
+			switch {
+			case pr.Action == ActionDeleted:
+				rep.Deleted++
+				deleted = append(deleted, pr.Pod.Namespace+"/"+pr.Pod.Name)
+			case pr.Action == ActionFailed && fatal == nil:
+				writeErrs = append(writeErrs, fmt.Errorf("deleting pod %s/%s failed", pr.Pod.Namespace, pr.Pod.Name))
 			}
 		}
 		rep.Pods = append(rep.Pods, pr)
-	}
-
-	elig := make([]decision.Verdict, len(eligible))
-	pos := map[string]int{}
-	for i, j := range eligible {
-		elig[i] = rep.Pods[j].Verdict
-		pos[rep.Pods[j].Pod.UID] = j
-	}
-	decision.OldestFirst(elig)
-	var stop error
-	for n, v := range elig {
-		pr := &rep.Pods[pos[v.Pod.UID]]
-		st := states[v.Pod.UID]
-		if stop != nil || n >= r.MaxDeletes {
-			pr.Action = ActionCapped
-			if stop != nil {
-				pr.Action = ActionNotLeader
-			}
-			if err := r.Deleter.Mark(ctx, v.Pod, deleter.Sighting{Count: pr.Seen, FirstSeen: firstSeen(v.Pod, now), Reason: v.Reason}); err != nil {
-				writeErrs = append(writeErrs, err)
-			}
-			continue
-		}
-		if ctx.Err() != nil || (r.MayDelete != nil && !r.MayDelete()) {
-			stop = errors.New("deletes stopped: shutting down or no longer the leader")
-			pr.Action = ActionNotLeader
-			continue
-		}
-		fresh, err := r.Resolver.Recheck(ctx, st.cand.Identity, st.ref, st.knownTI)
-		if err == nil && v.Reason == decision.ReasonStaleTry && fresh.Status == decision.Found {
-			fresh.CurrentPodName, err = r.currentPodName(ctx, fresh.TI.TIKey)
-			if errors.Is(err, airflow.ErrUnsupported) {
-				// This Airflow can never say which pod the current try uses:
-				// keep this pod, and do not stall the other deletes on it.
-				pr.Action = ActionChanged
-				pr.Verdict.Verdict, pr.Verdict.Reason = decision.Skip, decision.ReasonPodNameUnknown
-				pr.Verdict.Detail = fmt.Sprintf("stale try, but this Airflow's API cannot tell which pod the current try uses: %v", err)
-				continue
-			}
-		}
-		if err != nil {
-			// Fail closed for the rest of the cycle: the API stopped answering.
-			stop = fmt.Errorf("%w: airflow: re-check before delete: %v", ErrCycleFailed, err)
-			pr.Action = ActionFailed
-			continue
-		}
-		again := decision.DecideOne(decision.Input{
-			Now: r.Now(), Policy: r.Policy, Candidates: []decision.Candidate{st.cand},
-			Lookups: map[string]decision.Lookup{v.Pod.UID: fresh}, Evidence: evidence,
-		}, st.cand)
-		if again.Verdict != decision.Reap || again.Reason != v.Reason {
-			pr.Action = ActionChanged
-			pr.Verdict.Verdict, pr.Verdict.Reason = decision.Skip, decision.ReasonChangedOnRecheck
-			pr.Verdict.Detail = fmt.Sprintf("re-check before delete found %s/%s: %s", again.Verdict, again.Reason, again.Detail)
-			continue
-		}
-		pr.Verdict.TI = again.TI
-		res, err := r.Deleter.Delete(ctx, v.Pod)
-		pr.Action = string(res)
-		if err != nil {
-			writeErrs = append(writeErrs, err)
-			continue
-		}
-		if res == deleter.Deleted {
-			rep.Deleted++
-		}
 	}
 	for _, p := range rep.Pods {
 		r.logPod(p)
 	}
 	if stop != nil && errors.Is(stop, ErrCycleFailed) {
+		if len(deleted) > 0 {
+			return rep, fmt.Errorf("%w: deleted %d pod(s) (%s) before: %w", ErrFailedAfterDeletes, len(deleted), strings.Join(deleted, ", "), stop)
+		}
 		return rep, stop
 	}
 	if len(writeErrs) > 0 {
 		return rep, fmt.Errorf("cycle evaluated, but %d write(s) to the cluster failed: %w", len(writeErrs), errors.Join(writeErrs...))
 	}
 	return rep, nil
+}
+
+func (r *Reaper) mayWrite(ctx context.Context) bool {
+	return ctx.Err() == nil && (r.MayWrite == nil || r.MayWrite())
+}
+
+// recheckAndDelete asks Airflow once more about the pod, past every
+// listing and cache, judges again with the same table, and deletes only if
+// the verdict is the same reap. fatal is set when Airflow cannot be trusted
+// any more: the remaining deletes of the cycle are not attempted.
+func (r *Reaper) recheckAndDelete(ctx context.Context, pr PodReport, c decision.Candidate, evidence []decision.EvidencePod) (PodReport, error) {
+	fresh, err := r.Resolver.Recheck(ctx, c.Identity)
+	if err == nil && pr.Reason == decision.ReasonStaleTry && fresh.Status == decision.Found {
+		fresh.CurrentPodName, err = r.currentPodName(ctx, fresh.TI.TIKey)
+		if errors.Is(err, airflow.ErrUnsupported) {
+			fresh.PodNameUnknown, err = err.Error(), nil
+		}
+	}
+	if err != nil {
+		if !airflow.RequestScoped(err) {
+			return pr, fmt.Errorf("%w: airflow: re-check before delete: %w", ErrCycleFailed, err)
+		}
+		fresh = decision.Lookup{Status: decision.Failed, Detail: err.Error()}
+	}
+	again := decision.DecideOne(decision.Input{
+		Now: r.Now(), Policy: r.Policy, Candidates: []decision.Candidate{c},
+		Lookups: map[string]decision.Lookup{c.Pod.UID: fresh}, Evidence: evidence,
+	}, c)
+	pr.Verdict = decision.Reconfirm(pr.Verdict, again)
+	if pr.Verdict.Verdict != decision.Reap {
+		pr.Action = ActionChanged
+		return pr, nil
+	}
+	if !r.mayWrite(ctx) {
+		pr.Action = ActionNotLeader
+		return pr, nil
+	}
+	res, err := r.Deleter.Delete(ctx, pr.Pod)
+	pr.Action = string(res)
+	if err != nil {
+		r.Log.Error("delete failed", "pod", pr.Pod.Namespace+"/"+pr.Pod.Name, "uid", pr.Pod.UID, "error", err.Error())
+	}
+	return pr, nil
 }
 
 // currentPodName reads which pod the TI's current try says it uses; a stale
@@ -260,13 +374,6 @@ func (r *Reaper) currentPodName(ctx context.Context, k airflow.TIKey) (string, e
 	return name, nil
 }
 
-func firstSeen(p decision.Pod, now time.Time) time.Time {
-	if s := deleter.ReadSighting(p.Annotations); s.Count > 0 {
-		return s.FirstSeen
-	}
-	return now
-}
-
 // TaskOf names the task instance a verdict is about: the real ids when the
 // API gave them, else the label values.
 func TaskOf(v decision.Verdict) string {
@@ -279,7 +386,42 @@ func TaskOf(v decision.Verdict) string {
 	return ""
 }
 
+// actionMessage is the info-level message of an action; "" keeps the pod
+// at debug level (keep, skip, nothing done).
+func (r *Reaper) actionMessage(p PodReport) string {
+	switch p.Action {
+	case ActionDeleted:
+		return "deleted"
+	case ActionGone, ActionReplaced:
+		return "already gone"
+	case ActionDryRun:
+		return "would delete"
+	case ActionWaiting:
+		if r.DryRun {
+			return "would delete once confirmed"
+		}
+		return "marked"
+	case ActionCapped:
+		return "capped"
+	case ActionChanged:
+		return "changed on re-check"
+	case ActionFailed:
+		return "delete failed"
+	case ActionNotLeader:
+		return "stopped"
+	}
+	return ""
+}
+
 func (r *Reaper) logPod(p PodReport) {
+	msg := r.actionMessage(p)
+	level := slog.LevelInfo
+	if msg == "" {
+		if !r.Log.Enabled(context.Background(), slog.LevelDebug) {
+			return
+		}
+		msg, level = "pod", slog.LevelDebug
+	}
 	attrs := []any{
 		"pod", p.Pod.Namespace + "/" + p.Pod.Name, "uid", p.Pod.UID,
 		"verdict", p.Verdict.Verdict, "reason", p.Reason,
@@ -293,14 +435,14 @@ func (r *Reaper) logPod(p PodReport) {
 	if p.TI != nil {
 		attrs = append(attrs, "tiState", stateOrNull(p.TI.State), "tiTry", p.TI.TryNumber)
 	}
-	if p.Verdict.Verdict == decision.Reap {
+	if p.Verdict.Verdict == decision.Reap || p.Action == ActionWaiting {
 		attrs = append(attrs, "confirmations", fmt.Sprintf("%d/%d", p.Seen, p.Needed))
 	}
 	if p.Action != "" {
 		attrs = append(attrs, "action", p.Action)
 	}
 	attrs = append(attrs, "detail", p.Detail)
-	r.Log.Info("pod", attrs...)
+	r.Log.Log(context.Background(), level, msg, attrs...)
 }
 
 func stateOrNull(s string) string {
@@ -313,7 +455,11 @@ func stateOrNull(s string) string {
 func (r *Reaper) summarize(rep *Report, err error) {
 	c := rep.Count()
 	attrs := []any{"pods", len(rep.Pods), "reap", c[decision.Reap], "keep", c[decision.Keep], "skip", c[decision.Skip],
-		"deleted", rep.Deleted, "apiCalls", rep.APICalls, "duration", rep.Duration.Round(time.Millisecond).String()}
+		"deleted", rep.Deleted}
+	if r.DryRun {
+		attrs = append(attrs, "wouldDelete", rep.WouldDelete())
+	}
+	attrs = append(attrs, "apiCalls", rep.APICalls, "duration", rep.Duration.Round(time.Millisecond).String())
 	if err != nil {
 		r.Log.Error("cycle failed", append(attrs, "error", err.Error())...)
 		return

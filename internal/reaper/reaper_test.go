@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,10 +38,43 @@ type fakeAirflow struct {
 	getCalled int
 	xcom      map[airflow.TIKey]string
 	xcomErr   error
+	// failGetFrom makes every single-TI fetch from this one on (1-based)
+	// fail with failGet.
+	failGetFrom int
+	dags        map[string]bool // DAGs known without task instances
 }
 
 func (f *fakeAirflow) APIVersion() string                            { return "v2" }
 func (f *fakeAirflow) ServerVersion(context.Context) (string, error) { return "3.2.1", nil }
+
+func (f *fakeAirflow) ProbeTaskInstances(context.Context) error { return nil }
+
+func (f *fakeAirflow) GetDag(_ context.Context, dagID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	for _, ti := range f.tis {
+		if ti.DagID == dagID {
+			return nil
+		}
+	}
+	if f.dags[dagID] {
+		return nil
+	}
+	return &airflow.NotFoundError{About: airflow.EntityDAG, What: dagID}
+}
+
+func (f *fakeAirflow) GetDagRun(_ context.Context, dagID, runID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	for _, ti := range f.tis {
+		if ti.DagID == dagID && ti.RunID == runID {
+			return nil
+		}
+	}
+	return &airflow.NotFoundError{About: airflow.EntityRun, What: dagID + "/" + runID}
+}
 
 func (f *fakeAirflow) ListUnfinished(context.Context) ([]airflow.TaskInstance, error) {
 	f.mu.Lock()
@@ -99,7 +133,7 @@ func (f *fakeAirflow) ListRunTaskInstances(_ context.Context, dagID, runID strin
 		}
 	}
 	if len(out) == 0 {
-		return nil, airflow.ErrNotFound
+		return nil, &airflow.NotFoundError{About: airflow.EntityRun, What: dagID + "/" + runID}
 	}
 	return out, nil
 }
@@ -112,7 +146,7 @@ func (f *fakeAirflow) GetTaskInstance(_ context.Context, k airflow.TIKey) (airfl
 	defer f.mu.Unlock()
 	f.calls++
 	f.getCalled++
-	if f.failGet != nil {
+	if f.failGet != nil && f.getCalled >= f.failGetFrom {
 		return airflow.TaskInstance{}, f.failGet
 	}
 	for _, ti := range f.tis {
@@ -120,7 +154,7 @@ func (f *fakeAirflow) GetTaskInstance(_ context.Context, k airflow.TIKey) (airfl
 			return ti, nil
 		}
 	}
-	return airflow.TaskInstance{}, airflow.ErrNotFound
+	return airflow.TaskInstance{}, &airflow.NotFoundError{About: airflow.EntityTaskInstance, What: k.String()}
 }
 
 func (f *fakeAirflow) PodNameXCom(_ context.Context, k airflow.TIKey) (string, error) {
@@ -188,10 +222,17 @@ func (c *cluster) Mark(_ context.Context, p decision.Pod, s deleter.Sighting) er
 	q.Annotations = map[string]string{
 		deleter.AnnotationCount:     strconv.Itoa(s.Count),
 		deleter.AnnotationFirstSeen: s.FirstSeen.Format(time.RFC3339),
+		deleter.AnnotationLastSeen:  s.LastSeen.Format(time.RFC3339),
 		deleter.AnnotationReason:    s.Reason,
 	}
 	c.pods[p.Name] = q
 	return nil
+}
+
+func (c *cluster) Sighting(p decision.Pod) deleter.Sighting {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return deleter.ReadSighting(c.pods[p.Name].Annotations)
 }
 
 func (c *cluster) Unmark(_ context.Context, p decision.Pod) error {
@@ -246,10 +287,10 @@ func newReaper(af *fakeAirflow, c *cluster, confirmations int, d deleter.Deleter
 	}
 	return &Reaper{
 		Pods: c, Airflow: af, Resolver: &resolve.Resolver{Client: af}, Deleter: d,
-		Policy:        decision.Policy{MinPodAge: 5 * time.Minute, TerminalGracePeriod: 2 * time.Minute, OrphanMinAge: time.Hour},
-		Confirmations: confirmations, MaxDeletes: 20,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now: func() time.Time { return now },
+		Policy: decision.Policy{MinPodAge: 5 * time.Minute, TerminalGracePeriod: 2 * time.Minute, OrphanMinAge: time.Hour},
+		Plan:   PlanPolicy{Confirmations: confirmations, MaxDeletes: 20},
+		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:    func() time.Time { return now },
 	}
 }
 
@@ -265,8 +306,11 @@ func TestSeedCycleDeletesExactlyTheZombies(t *testing.T) {
 	if rep.Deleted != 2 || rep.Count()[decision.Keep] != 2 {
 		t.Fatalf("report %+v", rep.Count())
 	}
-	if af.getCalled != 2 {
-		t.Fatalf("each deleted pod's TI must be fetched exactly once more, got %d fetches", af.getCalled)
+	if af.getCalled != 4+2 {
+		t.Fatalf("each pod's TI must be fetched once, and each deleted pod's exactly once more: got %d fetches", af.getCalled)
+	}
+	if af.calls != af.getCalled {
+		t.Fatalf("%d calls besides the exact fetches: no listing is needed for label-safe ids", af.calls-af.getCalled)
 	}
 }
 
@@ -306,8 +350,9 @@ func TestMarkClearedWhenNoLongerAZombie(t *testing.T) {
 
 func TestFailsClosed(t *testing.T) {
 	cases := map[string]func(*fakeAirflow, *cluster){
-		"airflow listing error": func(af *fakeAirflow, _ *cluster) { af.failList = errors.New("500") },
-		"kubernetes error":      func(_ *fakeAirflow, c *cluster) { c.fail = errors.New("connection refused") },
+		"airflow unreachable":  func(af *fakeAirflow, _ *cluster) { af.failGet = errors.New("connection refused") },
+		"every lookup failing": func(af *fakeAirflow, _ *cluster) { af.failGet = scopedErr{} },
+		"kubernetes error":     func(_ *fakeAirflow, c *cluster) { c.fail = errors.New("connection refused") },
 	}
 	for name, breakIt := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -338,8 +383,13 @@ func TestRecheckSeesAChangedTaskInstance(t *testing.T) {
 	// Between the listing and the delete, both finished TIs are cleared and
 	// rerun: the re-check must see it and keep the pods.
 	af.onGet = func() {
-		af.set("zombie_kpo_task", -1, "")
-		af.set("mapped_kpo_task", 0, "queued")
+		af.mu.Lock()
+		gathered := af.getCalled >= 4 // the evaluation's own fetches are done
+		af.mu.Unlock()
+		if gathered {
+			af.set("zombie_kpo_task", -1, "")
+			af.set("mapped_kpo_task", 0, "queued")
+		}
 	}
 	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
 	if err != nil {
@@ -362,7 +412,7 @@ func TestRecheckSeesAChangedTaskInstance(t *testing.T) {
 func TestMaxDeletesOldestFirst(t *testing.T) {
 	af, c := seed()
 	r := newReaper(af, c, 1, nil)
-	r.MaxDeletes = 1
+	r.Plan.MaxDeletes = 1
 	rep, err := r.Cycle(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -377,21 +427,161 @@ func TestMaxDeletesOldestFirst(t *testing.T) {
 	}
 }
 
-func TestMayDeleteFalseDeletesNothing(t *testing.T) {
+func TestMayWriteFalseWritesNothing(t *testing.T) {
+	for _, confirmations := range []int{1, 2} {
+		af, c := seed()
+		r := newReaper(af, c, confirmations, nil)
+		r.MayWrite = func() bool { return false }
+		if _, err := r.Cycle(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.deleted) != 0 || c.writes != 0 {
+			t.Fatalf("confirmations %d: deleted %v, %d writes without leadership", confirmations, c.deleted, c.writes)
+		}
+	}
+}
+
+// Leadership lost in the middle of a cycle: the delete that was allowed
+// happens, and not one write (delete or mark) follows.
+func TestLeadershipLostMidCycleStopsEveryWrite(t *testing.T) {
 	af, c := seed()
+	c.pods["extra"] = pod("extra", "zombie_kpo_task", -1, 1, now.Add(-3*time.Hour))
 	r := newReaper(af, c, 1, nil)
-	r.MayDelete = func() bool { return false }
-	if _, err := r.Cycle(context.Background()); err != nil {
+	r.MayWrite = func() bool { return len(c.deleted) == 0 }
+	rep, err := r.Cycle(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
+	if c.writes != 1 || len(c.deleted) != 1 {
+		t.Fatalf("%d writes, deleted %v: want exactly the one allowed", c.writes, c.deleted)
+	}
+	stopped := 0
+	for _, p := range rep.Pods {
+		if p.Action == ActionNotLeader {
+			stopped++
+		}
+	}
+	if stopped != 2 {
+		t.Fatalf("want the 2 other zombies stopped, got %d", stopped)
+	}
+}
+
+// Sightings count only when spaced: two evaluations a moment apart are one
+// sighting, one a spacing later is the second.
+func TestConfirmationsAreSpacedInTime(t *testing.T) {
+	af, c := seed()
+	at := now
+	mk := func() *Reaper {
+		r := newReaper(af, c, 2, nil)
+		r.Plan.Spacing = time.Minute
+		r.Now = func() time.Time { return at }
+		return r
+	}
+	for i := 0; i < 3; i++ {
+		at = now.Add(time.Duration(i) * 20 * time.Second)
+		if _, err := mk().Cycle(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if len(c.deleted) != 0 {
-		t.Fatalf("deleted %v without leadership", c.deleted)
+		t.Fatalf("deleted %v after sightings 40s apart in all", c.deleted)
+	}
+	if s := deleter.ReadSighting(c.pods["zombie"].Annotations); s.Count != 1 || !s.LastSeen.Equal(now) {
+		t.Fatalf("sighting %+v, want one counted at %v", s, now)
+	}
+	at = now.Add(time.Minute)
+	if _, err := mk().Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.deleted) != 2 {
+		t.Fatalf("deleted %v after a spaced second sighting", c.deleted)
+	}
+}
+
+// A dry-run daemon counts confirmations in memory and reports what a real
+// run would delete; a --once dry run reports the confirmation it is at.
+func TestDryRunTellsWhatARealRunWouldDelete(t *testing.T) {
+	af, c := seed()
+	d := &deleter.DryRunDeleter{}
+	r := newReaper(af, c, 2, d)
+	r.DryRun = true
+	rep, err := r.Cycle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Pods {
+		if p.Verdict.Verdict == decision.Reap && (p.Action != ActionWaiting || p.Seen != 1 || p.Needed != 2) {
+			t.Fatalf("first dry-run cycle: %s action %s %d/%d", p.Pod.Name, p.Action, p.Seen, p.Needed)
+		}
+	}
+	rep, err = r.Cycle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.WouldDelete() != 2 {
+		t.Fatalf("second dry-run cycle would delete %d, want 2", rep.WouldDelete())
+	}
+	if c.writes != 0 {
+		t.Fatalf("dry run wrote %d times", c.writes)
+	}
+}
+
+// One pod whose lookup fails is skipped; the others are still judged and
+// reaped.
+func TestOneFailingLookupSkipsOnlyItsPod(t *testing.T) {
+	af, c := seed()
+	ff := &flakyAirflow{fakeAirflow: af, failTask: "healthy_kpo_task"}
+	r := newReaper(af, c, 1, nil)
+	r.Airflow, r.Resolver = ff, &resolve.Resolver{Client: ff}
+	rep, err := r.Cycle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.deleted) != 2 {
+		t.Fatalf("deleted %v, want the two zombies", c.deleted)
+	}
+	for _, p := range rep.Pods {
+		if p.Pod.Name == "healthy" && p.Reason != decision.ReasonLookupFailed {
+			t.Fatalf("healthy: %s/%s", p.Verdict.Verdict, p.Reason)
+		}
+	}
+}
+
+// scopedErr is Airflow's own 5xx for one request.
+type scopedErr struct{}
+
+func (scopedErr) Error() string       { return "500 Internal Server Error" }
+func (scopedErr) RequestScoped() bool { return true }
+
+type flakyAirflow struct {
+	*fakeAirflow
+	failTask string
+}
+
+func (f *flakyAirflow) GetTaskInstance(ctx context.Context, k airflow.TIKey) (airflow.TaskInstance, error) {
+	if k.TaskID == f.failTask {
+		return airflow.TaskInstance{}, scopedErr{}
+	}
+	return f.fakeAirflow.GetTaskInstance(ctx, k)
+}
+
+// A re-check that fails after an earlier delete of the same cycle: the
+// error says what was deleted, and is not "nothing deleted".
+func TestFailureAfterADeleteNamesIt(t *testing.T) {
+	af, c := seed()
+	af.failGet, af.failGetFrom = errors.New("connection refused"), 4+2
+	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
+	if !errors.Is(err, ErrFailedAfterDeletes) || errors.Is(err, ErrCycleFailed) && !strings.Contains(err.Error(), "airflow/zombie") {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.Contains(err.Error(), "airflow/zombie") || rep.Deleted != 1 || len(c.deleted) != 1 {
+		t.Fatalf("err %v, report deleted %d, cluster deleted %v", err, rep.Deleted, c.deleted)
 	}
 }
 
 func TestDryRunWritesNothing(t *testing.T) {
 	af, c := seed()
-	rep, err := newReaper(af, c, 1, deleter.DryRunDeleter{}).Cycle(context.Background())
+	rep, err := newReaper(af, c, 1, &deleter.DryRunDeleter{}).Cycle(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,6 +596,14 @@ func TestOrphanAfterRunDeleted(t *testing.T) {
 	// zombie, mapped-0 and mapped-1 now belong to no TI (run still exists
 	// because healthy_kpo_task is in it): definitive "TI absent".
 	if _, err := newReaper(af, c, 1, nil).Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.deleted) != 0 {
+		t.Fatalf("deleted %v without reaper.reapOrphans", c.deleted)
+	}
+	r := newReaper(af, c, 1, nil)
+	r.Policy.ReapOrphans = true
+	if _, err := r.Cycle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if len(c.deleted) != 3 {
@@ -429,7 +627,7 @@ func BenchmarkCycle1000Pods(b *testing.B) {
 		p := pod("pod-"+strconv.Itoa(i), task, -1, 1, old)
 		c.pods[p.Name] = p
 	}
-	r := newReaper(af, c, 1, deleter.DryRunDeleter{})
+	r := newReaper(af, c, 1, &deleter.DryRunDeleter{})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

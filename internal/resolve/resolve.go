@@ -1,131 +1,282 @@
-// Package resolve ties a pod's labels to its own task instance through exact
-// API lookups, for the pods the active listing did not match. Labels are
-// hashed one way, so it lists real ids and normalizes them, never the
-// reverse.
+// Package resolve answers, for one pod, what this Airflow says about the
+// pod's own task instance, with exact lookups: the cost follows the pods,
+// never Airflow's backlog.
+//
+// A pod's labels are Airflow's ids passed through make_safe_label_value.
+// Most DAG and task ids are label-safe, so the label is the id; generated
+// run ids ("scheduled__2026-11-27T09:00:00+00:00") lose their colons and
+// gain a hash, and are rebuilt and verified by that hash. Only labels that
+// cannot be rebuilt (ids over 63 characters, odd characters) fall back to a
+// listing, whose answer is cached.
+//
+// Something counts as gone only on a 404 about the entity asked for, with
+// the DAG itself known, and no other answer of the evaluation
+// contradicting it (Session.Reconcile).
 package resolve
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 	"github.com/kpo-reaper/kpo-reaper/internal/labels"
 )
 
-// Resolver caches what never changes: which real DAG id and run id a label
-// value stands for. It is safe for concurrent use.
+// Defaults for the Resolver's caches.
+const (
+	DefaultCacheSize   = 10000
+	DefaultNegativeTTL = 10 * time.Minute
+)
+
+// Resolver caches what a label stands for across evaluations. It is safe
+// for concurrent use.
 type Resolver struct {
 	Client airflow.Client
+	// Now is the clock of the caches; nil is time.Now.
+	Now func() time.Time
+	// CacheSize bounds each cache (DAG, run and task labels); 0 is
+	// DefaultCacheSize.
+	CacheSize int
+	// NegativeTTL is how long "no id has this label" is believed; 0 is
+	// DefaultNegativeTTL.
+	NegativeTTL time.Duration
 
-	mu         sync.Mutex
-	dagByLabel map[string]string
-	runByLabel map[[2]string]string
+	once  sync.Once
+	mu    sync.Mutex
+	dags  *boundedCache[string, mapping]    // dag label
+	runs  *boundedCache[[2]string, mapping] // dag id, run label
+	tasks *boundedCache[[2]string, mapping] // dag id, task label
 }
 
-// Ref is what a resolution learned about where the pod's TI is (or was).
+// mapping is a cached answer for a label: the one real id, or none.
+type mapping struct {
+	id     string // "" when no id has the label
+	detail string // why, for a negative answer
+	gone   bool   // the negative answer came from a complete run listing
+}
+
+func (r *Resolver) init() {
+	r.once.Do(func() {
+		n := r.CacheSize
+		if n <= 0 {
+			n = DefaultCacheSize
+		}
+		r.dags = newBoundedCache[string, mapping](n)
+		r.runs = newBoundedCache[[2]string, mapping](n)
+		r.tasks = newBoundedCache[[2]string, mapping](n)
+	})
+}
+
+func (r *Resolver) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Resolver) negativeTTL() time.Duration {
+	if r.NegativeTTL > 0 {
+		return r.NegativeTTL
+	}
+	return DefaultNegativeTTL
+}
+
+func (r *Resolver) cached(c *boundedCache[[2]string, mapping], k [2]string, fresh bool) (mapping, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := c.get(k, r.now())
+	if ok && fresh && m.id == "" {
+		return mapping{}, false
+	}
+	return m, ok
+}
+
+func (r *Resolver) remember(c *boundedCache[[2]string, mapping], k [2]string, m mapping) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ttl := time.Duration(0)
+	if m.id == "" {
+		ttl = r.negativeTTL()
+	}
+	c.put(k, m, r.now(), ttl)
+}
+
+// Ref names where a pod's task instance is (or was), as far as resolution
+// got.
 type Ref struct {
 	DagID string
-	RunID string // "" when the run itself was not found
-	TI    *airflow.TIKey
+	RunID string // "" when the run was not resolved
 }
 
-// Session holds one cycle's listings, so that pods of the same DAG or run
-// cost one listing between them. Listings change, so a session must not
-// outlive its cycle.
+// Session is one evaluation's resolution: it shares listings between pods
+// and remembers every answer, so that answers that contradict each other
+// are noticed. Safe for concurrent use; it must not outlive its evaluation.
 type Session struct {
-	r      *Resolver
-	dags   []string
-	runs   map[string][]string
-	runTIs map[[2]string]map[labels.Key][]airflow.TaskInstance
+	r *Resolver
+	// fresh ignores cached negative answers: the re-check before a delete.
+	fresh bool
+
+	mu       sync.Mutex
+	dagIDs   []string
+	dagsRead bool
+	runLists map[string][]string
+	runTIs   map[[2]string][]airflow.TaskInstance
+	// What this evaluation was told.
+	runsSeen map[[2]string]bool // a run answered or listed as existing
+	runsGone map[[2]string]bool // a run answered 404 about itself
+	troubled map[string]string  // DAG id -> an answer that makes its 404s doubtful
 }
 
-// NewSession starts a cycle's resolution.
+// NewSession starts an evaluation's resolution.
 func (r *Resolver) NewSession() *Session {
-	r.mu.Lock()
-	if r.dagByLabel == nil {
-		r.dagByLabel = map[string]string{}
-		r.runByLabel = map[[2]string]string{}
+	r.init()
+	return &Session{
+		r: r, runLists: map[string][]string{}, runTIs: map[[2]string][]airflow.TaskInstance{},
+		runsSeen: map[[2]string]bool{}, runsGone: map[[2]string]bool{}, troubled: map[string]string{},
 	}
-	r.mu.Unlock()
-	return &Session{r: r, runs: map[string][]string{}, runTIs: map[[2]string]map[labels.Key][]airflow.TaskInstance{}}
 }
 
-// Resolve finds the pod's own task instance. An error means the API could
-// not answer definitively; the cycle must then fail closed.
+// Resolve asks about the pod's own task instance. An error means the API
+// gave no usable answer; the caller decides whether it concerns this pod
+// only (airflow.RequestScoped) or the whole evaluation.
 func (s *Session) Resolve(ctx context.Context, id labels.Identity) (decision.Lookup, Ref, error) {
-	dagID, lookup, err := s.dag(ctx, id.DagID)
+	dagID, l, err := s.dag(ctx, id.DagID)
 	if err != nil || dagID == "" {
-		return lookup, Ref{}, err
+		return l, Ref{}, err
 	}
 	ref := Ref{DagID: dagID}
-	runID, lookup, err := s.run(ctx, dagID, id.RunID)
+	runID, l, err := s.run(ctx, dagID, id.RunID)
+	if err != nil {
+		s.trouble(dagID, err.Error())
+	}
 	if err != nil || runID == "" {
-		return lookup, ref, err
+		return l, ref, err
 	}
 	ref.RunID = runID
-	lookup, err = s.taskInstance(ctx, dagID, runID, id)
-	if lookup.Status == decision.Found {
-		k := lookup.TI.TIKey
-		ref.TI = &k
+	taskID, l, err := s.task(ctx, dagID, runID, id.TaskID)
+	if err != nil {
+		s.trouble(dagID, err.Error())
 	}
-	return lookup, ref, err
+	if err != nil || taskID == "" {
+		return l, ref, err
+	}
+	l, err = s.taskInstance(ctx, airflow.TIKey{DagID: dagID, RunID: runID, TaskID: taskID, MapIndex: id.MapIndex})
+	if err != nil {
+		s.trouble(dagID, err.Error())
+	}
+	return l, ref, err
+}
+
+func (s *Session) trouble(dagID, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.troubled[dagID]; !ok {
+		s.troubled[dagID] = why
+	}
+}
+
+func (s *Session) sawRun(dagID, runID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runsSeen[[2]string{dagID, runID}] = true
+}
+
+// Reconcile turns a Gone that another answer of this evaluation contradicts
+// into Contradictory: the run was seen existing, or an answer about the
+// same DAG was doubtful (a 404 about the DAG, a failed listing).
+func (s *Session) Reconcile(l decision.Lookup, ref Ref) decision.Lookup {
+	if l.Status != decision.Gone {
+		return l
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	run := [2]string{ref.DagID, ref.RunID}
+	if ref.RunID != "" && s.runsSeen[run] && s.runsGone[run] {
+		return decision.Lookup{Status: decision.Contradictory, Detail: l.Detail + "; but this evaluation also saw the run exist"}
+	}
+	if why, ok := s.troubled[ref.DagID]; ok {
+		return decision.Lookup{Status: decision.Contradictory, Detail: l.Detail + "; but another answer about DAG " + ref.DagID + " was doubtful: " + why}
+	}
+	return l
 }
 
 func (s *Session) dag(ctx context.Context, label string) (string, decision.Lookup, error) {
-	s.r.mu.Lock()
-	dagID, ok := s.r.dagByLabel[label]
-	s.r.mu.Unlock()
-	if ok {
-		return dagID, decision.Lookup{}, nil
+	if labels.Exact(label) {
+		return label, decision.Lookup{}, nil
 	}
-	if s.dags == nil {
-		dags, err := s.r.Client.ListDagIDs(ctx)
-		if err != nil {
-			return "", decision.Lookup{}, fmt.Errorf("listing DAGs: %w", err)
+	r := s.r
+	r.mu.Lock()
+	m, ok := r.dags.get(label, r.now())
+	r.mu.Unlock()
+	if ok && !(s.fresh && m.id == "") {
+		if m.id == "" {
+			return "", decision.Lookup{Status: decision.Unresolved, Detail: m.detail}, nil
 		}
-		s.dags = dags
+		return m.id, decision.Lookup{}, nil
+	}
+	dags, err := s.listDags(ctx)
+	if err != nil {
+		return "", decision.Lookup{}, err
 	}
 	var matches []string
-	for _, d := range s.dags {
+	for _, d := range dags {
 		if labels.SafeValue(d) == label {
 			matches = append(matches, d)
 		}
 	}
 	switch len(matches) {
 	case 0:
-		return "", decision.Lookup{Status: decision.Unresolved, Detail: fmt.Sprintf("no DAG the API user can read has dag_id label %q (a DAG hidden from this user, or another Airflow's pod)", label)}, nil
+		m := mapping{detail: fmt.Sprintf("no DAG the API user can read has dag_id label %q (a DAG hidden from this user, or another Airflow's pod)", label)}
+		r.mu.Lock()
+		r.dags.put(label, m, r.now(), r.negativeTTL())
+		r.mu.Unlock()
+		return "", decision.Lookup{Status: decision.Unresolved, Detail: m.detail}, nil
 	case 1:
-		s.r.mu.Lock()
-		s.r.dagByLabel[label] = matches[0]
-		s.r.mu.Unlock()
+		r.mu.Lock()
+		r.dags.put(label, mapping{id: matches[0]}, r.now(), 0)
+		r.mu.Unlock()
 		return matches[0], decision.Lookup{}, nil
 	default:
 		return "", decision.Lookup{Status: decision.Ambiguous, Detail: fmt.Sprintf("DAGs %q all have dag_id label %q", matches, label)}, nil
 	}
 }
 
-func (s *Session) run(ctx context.Context, dagID, label string) (string, decision.Lookup, error) {
-	key := [2]string{dagID, label}
-	s.r.mu.Lock()
-	runID, ok := s.r.runByLabel[key]
-	s.r.mu.Unlock()
-	if ok {
-		return runID, decision.Lookup{}, nil
+// listDags lists the DAG ids once per evaluation, only for labels that
+// are not exact and not cached.
+func (s *Session) listDags(ctx context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dagsRead {
+		return s.dagIDs, nil
 	}
-	runs, ok := s.runs[dagID]
-	if !ok {
-		var err error
-		runs, err = s.r.Client.ListRunIDs(ctx, dagID)
-		if errors.Is(err, airflow.ErrNotFound) {
-			return "", decision.Lookup{Status: decision.Gone, Detail: fmt.Sprintf("DAG %s no longer exists", dagID)}, nil
+	dags, err := s.r.Client.ListDagIDs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing DAGs: %w", err)
+	}
+	s.dagIDs, s.dagsRead = dags, true
+	return dags, nil
+}
+
+func (s *Session) run(ctx context.Context, dagID, label string) (string, decision.Lookup, error) {
+	if c := labels.RunIDCandidates(label); len(c) == 1 {
+		return c[0], decision.Lookup{}, nil
+	}
+	key := [2]string{dagID, label}
+	if m, ok := s.r.cached(s.r.runs, key, s.fresh); ok {
+		if m.id == "" {
+			return "", s.absentRun(m), nil
 		}
-		if err != nil {
-			return "", decision.Lookup{}, fmt.Errorf("listing runs of DAG %s: %w", dagID, err)
+		return m.id, decision.Lookup{}, nil
+	}
+	runs, err := s.listRuns(ctx, dagID)
+	if err != nil {
+		if airflow.NotFoundAbout(err) != "" {
+			return "", decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("listing the runs of DAG %s: %v", dagID, err)}, nil
 		}
-		s.runs[dagID] = runs
+		return "", decision.Lookup{}, err
 	}
 	var matches []string
 	for _, r := range runs {
@@ -135,71 +286,167 @@ func (s *Session) run(ctx context.Context, dagID, label string) (string, decisio
 	}
 	switch len(matches) {
 	case 0:
-		return "", decision.Lookup{Status: decision.Gone, Detail: fmt.Sprintf("DAG %s has no run with run_id label %q: the run was deleted", dagID, label)}, nil
+		// A complete listing without the run: the run is gone (the pod
+		// exists, so its run existed before the listing), or the pod is
+		// another Airflow's.
+		m := mapping{gone: true, detail: fmt.Sprintf("DAG %s has no run with run_id label %q", dagID, label)}
+		s.r.remember(s.r.runs, key, m)
+		return "", s.absentRun(m), nil
 	case 1:
-		s.r.mu.Lock()
-		s.r.runByLabel[key] = matches[0]
-		s.r.mu.Unlock()
+		s.r.remember(s.r.runs, key, mapping{id: matches[0]})
+		s.sawRun(dagID, matches[0])
 		return matches[0], decision.Lookup{}, nil
 	default:
 		return "", decision.Lookup{Status: decision.Ambiguous, Detail: fmt.Sprintf("runs %q of DAG %s all have run_id label %q", matches, dagID, label)}, nil
 	}
 }
 
-func (s *Session) taskInstance(ctx context.Context, dagID, runID string, id labels.Identity) (decision.Lookup, error) {
-	key := [2]string{dagID, runID}
-	byKey, ok := s.runTIs[key]
-	if !ok {
-		tis, err := s.r.Client.ListRunTaskInstances(ctx, dagID, runID)
-		if errors.Is(err, airflow.ErrNotFound) {
-			s.r.mu.Lock()
-			delete(s.r.runByLabel, [2]string{dagID, id.RunID})
-			s.r.mu.Unlock()
-			return decision.Lookup{Status: decision.Gone, Detail: fmt.Sprintf("DAG run %s/%s no longer exists", dagID, runID)}, nil
-		}
-		if err != nil {
-			return decision.Lookup{}, fmt.Errorf("listing task instances of %s/%s: %w", dagID, runID, err)
-		}
-		// Indexed once per run, so that many pods of one run cost one pass.
-		byKey = make(map[labels.Key][]airflow.TaskInstance, len(tis))
-		for _, ti := range tis {
-			k := labels.Key{TaskID: labels.SafeValue(ti.TaskID), MapIndex: ti.MapIndex}
-			byKey[k] = append(byKey[k], ti)
-		}
-		s.runTIs[key] = byKey
+func (s *Session) absentRun(m mapping) decision.Lookup {
+	if m.gone {
+		return decision.Lookup{Status: decision.Gone, Detail: m.detail}
 	}
-	matches := byKey[labels.Key{TaskID: id.TaskID, MapIndex: id.MapIndex}]
+	return decision.Lookup{Status: decision.Unresolved, Detail: m.detail}
+}
+
+// listRuns reads a DAG's run ids once per evaluation. Only run labels that
+// cannot be rebuilt (custom run ids with odd characters) need it.
+func (s *Session) listRuns(ctx context.Context, dagID string) ([]string, error) {
+	s.mu.Lock()
+	runs, ok := s.runLists[dagID]
+	s.mu.Unlock()
+	if ok {
+		return runs, nil
+	}
+	runs, err := s.r.Client.ListRunIDs(ctx, dagID)
+	if err != nil {
+		return nil, fmt.Errorf("listing runs of DAG %s: %w", dagID, err)
+	}
+	s.mu.Lock()
+	s.runLists[dagID] = runs
+	s.mu.Unlock()
+	return runs, nil
+}
+
+func (s *Session) task(ctx context.Context, dagID, runID, label string) (string, decision.Lookup, error) {
+	if labels.Exact(label) {
+		return label, decision.Lookup{}, nil
+	}
+	key := [2]string{dagID, label}
+	if m, ok := s.r.cached(s.r.tasks, key, s.fresh); ok && m.id != "" {
+		return m.id, decision.Lookup{}, nil
+	}
+	// Task ids are the DAG's, so the run's task instances name them.
+	tis, err := s.listRunTIs(ctx, dagID, runID)
+	if err != nil {
+		switch airflow.NotFoundAbout(err) {
+		case airflow.EntityRun:
+			l, err := s.confirmAbsent(ctx, dagID, runID, airflow.EntityRun, "listing the run's task instances")
+			return "", l, err
+		case "":
+			return "", decision.Lookup{}, err
+		default:
+			return "", decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("listing the task instances of %s/%s: %v", dagID, runID, err)}, nil
+		}
+	}
+	s.sawRun(dagID, runID)
+	var matches []string
+	seen := map[string]bool{}
+	for _, ti := range tis {
+		if labels.SafeValue(ti.TaskID) == label && !seen[ti.TaskID] {
+			seen[ti.TaskID] = true
+			matches = append(matches, ti.TaskID)
+		}
+	}
 	switch len(matches) {
 	case 0:
-		return decision.Lookup{Status: decision.Gone, Detail: fmt.Sprintf("run %s/%s has no task instance with task_id label %q and map_index %d", dagID, runID, id.TaskID, id.MapIndex)}, nil
+		l, err := s.confirmAbsent(ctx, dagID, runID, airflow.EntityTaskInstance, fmt.Sprintf("run %s/%s has no task instance with task_id label %q", dagID, runID, label))
+		return "", l, err
 	case 1:
-		return decision.Lookup{Status: decision.Found, TI: matches[0]}, nil
+		s.r.remember(s.r.tasks, key, mapping{id: matches[0]})
+		return matches[0], decision.Lookup{}, nil
+	}
+	return "", decision.Lookup{Status: decision.Ambiguous, Detail: fmt.Sprintf("tasks %q of %s/%s all have task_id label %q", matches, dagID, runID, label)}, nil
+}
+
+func (s *Session) listRunTIs(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
+	key := [2]string{dagID, runID}
+	s.mu.Lock()
+	tis, ok := s.runTIs[key]
+	s.mu.Unlock()
+	if ok {
+		return tis, nil
+	}
+	tis, err := s.r.Client.ListRunTaskInstances(ctx, dagID, runID)
+	if err != nil {
+		return nil, fmt.Errorf("listing task instances of %s/%s: %w", dagID, runID, err)
+	}
+	s.mu.Lock()
+	s.runTIs[key] = tis
+	s.mu.Unlock()
+	return tis, nil
+}
+
+func (s *Session) taskInstance(ctx context.Context, k airflow.TIKey) (decision.Lookup, error) {
+	ti, err := s.r.Client.GetTaskInstance(ctx, k)
+	if err == nil {
+		s.sawRun(k.DagID, k.RunID)
+		return decision.Lookup{Status: decision.Found, TI: ti}, nil
+	}
+	switch about := airflow.NotFoundAbout(err); about {
+	case "":
+		return decision.Lookup{}, err
+	case airflow.EntityDAG:
+		return decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("task instance %s: %v", k, err)}, nil
+	case airflow.EntityTaskInstance, airflow.EntityRun:
+		return s.confirmAbsent(ctx, k.DagID, k.RunID, about, fmt.Sprintf("task instance %s not found", k))
 	default:
-		return decision.Lookup{Status: decision.Ambiguous, Detail: fmt.Sprintf("%d task instances of %s/%s have task_id label %q", len(matches), dagID, runID, id.TaskID)}, nil
+		// A 404 in other words (a mapped task asked for without its map
+		// index) proves nothing about this pod's task instance.
+		return decision.Lookup{Status: decision.Unresolved, Detail: fmt.Sprintf("task instance %s: %v", k, err)}, nil
 	}
 }
 
-// Recheck asks again, bypassing every per-cycle listing, right before a
-// delete. A TI already known is fetched exactly once more; an orphan's
-// absence is confirmed by listing afresh.
-func (r *Resolver) Recheck(ctx context.Context, id labels.Identity, ref Ref, knownTI *airflow.TIKey) (decision.Lookup, error) {
-	if knownTI != nil {
-		ti, err := r.Client.GetTaskInstance(ctx, *knownTI)
-		if errors.Is(err, airflow.ErrNotFound) {
-			return decision.Lookup{Status: decision.Gone, Detail: "task instance " + knownTI.String() + " no longer exists"}, nil
+// confirmAbsent decides what a 404 about a run or a task instance means,
+// by asking about the run and then the DAG: gone only when the 404 is
+// about what was asked and the DAG itself is known.
+func (s *Session) confirmAbsent(ctx context.Context, dagID, runID string, about airflow.Entity, what string) (decision.Lookup, error) {
+	err := s.r.Client.GetDagRun(ctx, dagID, runID)
+	switch {
+	case err == nil:
+		s.sawRun(dagID, runID)
+		if about == airflow.EntityRun {
+			return decision.Lookup{Status: decision.Contradictory, Detail: what + ": 404 about the run, yet the run exists"}, nil
 		}
-		if err != nil {
-			return decision.Lookup{}, fmt.Errorf("re-fetching task instance %s: %w", knownTI, err)
+		return decision.Lookup{Status: decision.Gone, Detail: what + "; run " + dagID + "/" + runID + " exists without it"}, nil
+	case airflow.NotFoundAbout(err) == airflow.EntityRun:
+		s.mu.Lock()
+		s.runsGone[[2]string{dagID, runID}] = true
+		s.mu.Unlock()
+	case airflow.NotFoundAbout(err) == airflow.EntityDAG:
+		return decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("%s; run %s/%s: %v", what, dagID, runID, err)}, nil
+	case airflow.NotFoundAbout(err) != "":
+		return decision.Lookup{Status: decision.Unresolved, Detail: fmt.Sprintf("%s; run %s/%s: %v", what, dagID, runID, err)}, nil
+	default:
+		return decision.Lookup{}, fmt.Errorf("%s; asking for run %s/%s: %w", what, dagID, runID, err)
+	}
+	if err := s.r.Client.GetDag(ctx, dagID); err != nil {
+		if airflow.NotFoundAbout(err) != "" {
+			return decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("%s; run %s/%s not found, and DAG %s: %v", what, dagID, runID, dagID, err)}, nil
 		}
-		return decision.Lookup{Status: decision.Found, TI: ti}, nil
+		return decision.Lookup{}, fmt.Errorf("%s; asking for DAG %s: %w", what, dagID, err)
 	}
-	if ref.DagID == "" {
-		return decision.Lookup{Status: decision.Unresolved, Detail: "nothing to re-check"}, nil
+	return decision.Lookup{Status: decision.Gone, Detail: fmt.Sprintf("DAG run %s/%s no longer exists in this Airflow (the DAG does)", dagID, runID)}, nil
+}
+
+// Recheck asks again right before a delete, past every per-evaluation
+// listing and every cached negative answer: a known task instance costs
+// one GET.
+func (r *Resolver) Recheck(ctx context.Context, id labels.Identity) (decision.Lookup, error) {
+	s := r.NewSession()
+	s.fresh = true
+	l, ref, err := s.Resolve(ctx, id)
+	if err != nil {
+		return l, err
 	}
-	fresh := &Session{r: r, dags: []string{ref.DagID}, runs: map[string][]string{}, runTIs: map[[2]string]map[labels.Key][]airflow.TaskInstance{}}
-	r.mu.Lock()
-	delete(r.runByLabel, [2]string{ref.DagID, id.RunID})
-	r.mu.Unlock()
-	l, _, err := fresh.Resolve(ctx, id)
-	return l, err
+	return s.Reconcile(l, ref), nil
 }

@@ -3,29 +3,57 @@ package resolve
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 	"github.com/kpo-reaper/kpo-reaper/internal/labels"
 )
 
-// stubAirflow answers from fixed data and counts calls per method.
+// stubAirflow answers from fixed data, with 404s in Airflow's words, and
+// counts calls per method.
 type stubAirflow struct {
 	airflow.Client
-	dags    []string
-	runs    map[string][]string
-	tis     map[[2]string][]airflow.TaskInstance
-	err     error
-	calls   map[string]int
-	missing map[string]bool // DAGs that answer 404
+	mu    sync.Mutex
+	dags  []string
+	runs  map[string][]string // runs per DAG, as listed
+	tis   map[[2]string][]airflow.TaskInstance
+	err   error
+	calls map[string]int
+	// notInBag: DAGs missing from Airflow 3's DAG bag; a run's listing
+	// answers 404 about the DAG, a single GET still works.
+	notInBag map[string]bool
+	// runGet404: runs whose GET answers 404 although they are listed.
+	runGet404 map[[2]string]bool
 }
 
 func (s *stubAirflow) count(m string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.calls == nil {
 		s.calls = map[string]int{}
 	}
 	s.calls[m]++
+}
+
+func (s *stubAirflow) hasDag(d string) bool {
+	for _, x := range s.dags {
+		if x == d {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *stubAirflow) hasRun(d, r string) bool {
+	for _, x := range s.runs[d] {
+		if x == r {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *stubAirflow) ListDagIDs(context.Context) ([]string, error) {
@@ -33,48 +61,89 @@ func (s *stubAirflow) ListDagIDs(context.Context) ([]string, error) {
 	return s.dags, s.err
 }
 
-func (s *stubAirflow) ListRunIDs(_ context.Context, dag string) ([]string, error) {
-	s.count("runs")
-	if s.missing[dag] {
-		return nil, airflow.ErrNotFound
+func (s *stubAirflow) GetDag(_ context.Context, d string) error {
+	s.count("dag")
+	if s.err != nil {
+		return s.err
 	}
-	return s.runs[dag], s.err
+	if !s.hasDag(d) {
+		return &airflow.NotFoundError{About: airflow.EntityDAG, What: d}
+	}
+	return nil
 }
 
-func (s *stubAirflow) ListRunTaskInstances(_ context.Context, dag, run string) ([]airflow.TaskInstance, error) {
-	s.count("tis")
-	tis, ok := s.tis[[2]string{dag, run}]
-	if !ok {
-		return nil, airflow.ErrNotFound
+func (s *stubAirflow) ListRunIDs(_ context.Context, d string) ([]string, error) {
+	s.count("runs")
+	if !s.hasDag(d) {
+		return nil, &airflow.NotFoundError{About: airflow.EntityDAG, What: d}
 	}
-	return tis, s.err
+	return s.runs[d], s.err
+}
+
+func (s *stubAirflow) GetDagRun(_ context.Context, d, r string) error {
+	s.count("run")
+	if s.err != nil {
+		return s.err
+	}
+	if !s.hasDag(d) {
+		return &airflow.NotFoundError{About: airflow.EntityDAG, What: d}
+	}
+	if !s.hasRun(d, r) || s.runGet404[[2]string{d, r}] {
+		return &airflow.NotFoundError{About: airflow.EntityRun, What: d + "/" + r}
+	}
+	return nil
+}
+
+func (s *stubAirflow) ListRunTaskInstances(_ context.Context, d, r string) ([]airflow.TaskInstance, error) {
+	s.count("tis")
+	if s.notInBag[d] {
+		return nil, &airflow.NotFoundError{About: airflow.EntityDAG, What: d}
+	}
+	if !s.hasRun(d, r) {
+		return nil, &airflow.NotFoundError{About: airflow.EntityRun, What: d + "/" + r}
+	}
+	return s.tis[[2]string{d, r}], s.err
 }
 
 func (s *stubAirflow) GetTaskInstance(_ context.Context, k airflow.TIKey) (airflow.TaskInstance, error) {
 	s.count("get")
+	if s.err != nil {
+		return airflow.TaskInstance{}, s.err
+	}
 	for _, ti := range s.tis[[2]string{k.DagID, k.RunID}] {
 		if ti.TIKey == k {
 			return ti, nil
 		}
 	}
-	return airflow.TaskInstance{}, airflow.ErrNotFound
+	return airflow.TaskInstance{}, &airflow.NotFoundError{About: airflow.EntityTaskInstance, What: k.String()}
 }
 
-const run = "scheduled__2026-11-26T00:00:00+00:00"
+const (
+	run    = "scheduled__2026-11-26T00:00:00+00:00" // hashed label, rebuilt
+	oddRun = "manual run #7"                        // hashed label, listed
+)
 
 func identity(dag, run, task string, mapIndex int) labels.Identity {
 	return labels.Identity{Key: labels.KeyOf(dag, run, task, mapIndex), TryNumber: 1}
 }
 
+func tiOf(dag, run, task string, mapIndex int, state string) airflow.TaskInstance {
+	return airflow.TaskInstance{TIKey: airflow.TIKey{DagID: dag, RunID: run, TaskID: task, MapIndex: mapIndex}, State: state}
+}
+
 func stub() *stubAirflow {
 	return &stubAirflow{
 		dags: []string{"etl", "dag*", "dag?"},
-		runs: map[string][]string{"etl": {run, "manual__x"}},
+		runs: map[string][]string{"etl": {run, oddRun, "manual__x"}, "dag*": {run}},
 		tis: map[[2]string][]airflow.TaskInstance{
 			{"etl", run}: {
-				{TIKey: airflow.TIKey{DagID: "etl", RunID: run, TaskID: "load", MapIndex: -1}, State: "success"},
-				{TIKey: airflow.TIKey{DagID: "etl", RunID: run, TaskID: "map", MapIndex: 0}, State: "failed"},
+				tiOf("etl", run, "load", -1, "success"),
+				tiOf("etl", run, "map", 0, "failed"),
+				tiOf("etl", run, "_private", -1, "running"),
 			},
+			{"etl", oddRun}:  {tiOf("etl", oddRun, "load", -1, "running")},
+			{"dag*", run}:    {tiOf("dag*", run, "load", -1, "running")},
+			{"etl", "other"}: nil,
 		},
 	}
 }
@@ -85,18 +154,24 @@ func TestResolve(t *testing.T) {
 		id     labels.Identity
 		status decision.LookupStatus
 	}{
-		{"found unmapped, hashed run id", identity("etl", run, "load", -1), decision.Found},
+		{"found unmapped, rebuilt run id", identity("etl", run, "load", -1), decision.Found},
 		{"found mapped", identity("etl", run, "map", 0), decision.Found},
-		{"map index absent from the run", identity("etl", run, "map", 1), decision.Gone},
-		{"unmapped pod is not map index 0", identity("etl", run, "map", -1), decision.Gone},
-		{"task absent from the run", identity("etl", run, "other", -1), decision.Gone},
-		{"run absent from the DAG", identity("etl", "manual__deleted", "load", -1), decision.Gone},
-		{"DAG not visible", identity("secret_dag", run, "load", -1), decision.Unresolved},
+		{"found by a hashed task label", identity("etl", run, "_private", -1), decision.Found},
+		{"found by a hashed DAG label", identity("dag*", run, "load", -1), decision.Found},
+		{"found by a run label that cannot be rebuilt", identity("etl", oddRun, "load", -1), decision.Found},
+		{"map index absent from an existing run", identity("etl", run, "map", 1), decision.Gone},
+		{"task absent from an existing run", identity("etl", run, "other", -1), decision.Gone},
+		{"run absent, DAG known", identity("etl", "manual__2026-11-27T09:00:00+00:00", "load", -1), decision.Gone},
+		{"run absent from a complete listing", identity("etl", "manual run #8", "load", -1), decision.Gone},
+		{"DAG not visible", identity("secret*", run, "load", -1), decision.Unresolved},
+		{"DAG unknown: its 404 is about the DAG", identity("ghost_dag", run, "load", -1), decision.DagUnavailable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &Resolver{Client: stub()}
-			l, _, err := r.NewSession().Resolve(context.Background(), tc.id)
+			s := r.NewSession()
+			l, ref, err := s.Resolve(context.Background(), tc.id)
+			l = s.Reconcile(l, ref)
 			if err != nil || l.Status != tc.status {
 				t.Fatalf("status %v (%s), err %v; want %v", l.Status, l.Detail, err, tc.status)
 			}
@@ -104,24 +179,77 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestAmbiguousDagLabel(t *testing.T) {
-	// "dag*" and "dag?" sanitize to the same prefix but hash differently, so
-	// they are not ambiguous; two DAGs that truly share a label would be.
+// Label-safe DAG and task ids and generated run ids cost one GET per task
+// instance: nothing is listed.
+func TestExactLabelsCostOneGet(t *testing.T) {
 	s := stub()
-	s.dags = append(s.dags, "etl")
 	r := &Resolver{Client: s}
 	l, _, err := r.NewSession().Resolve(context.Background(), identity("etl", run, "load", -1))
-	if err != nil || l.Status != decision.Ambiguous {
-		t.Fatalf("got %v %v", l.Status, err)
+	if err != nil || l.Status != decision.Found {
+		t.Fatal(l, err)
+	}
+	if len(s.calls) != 1 || s.calls["get"] != 1 {
+		t.Fatalf("calls %v, want exactly one get", s.calls)
 	}
 }
 
-func TestDeletedDagIsGone(t *testing.T) {
+// issue 9, case 4: Airflow 3 answers a run's listing with a 404 about the
+// DAG when the DAG is missing from its bag; that proves nothing about the
+// run.
+func TestDagMissingFromTheBagIsNotGone(t *testing.T) {
 	s := stub()
-	s.missing = map[string]bool{"etl": true}
+	s.notInBag = map[string]bool{"etl": true}
 	r := &Resolver{Client: s}
-	l, _, err := r.NewSession().Resolve(context.Background(), identity("etl", run, "load", -1))
-	if err != nil || l.Status != decision.Gone {
+	sess := r.NewSession()
+	// A hashed task label needs the run's listing, which the bag refuses.
+	l, ref, err := sess.Resolve(context.Background(), identity("etl", run, "_gone", -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l = sess.Reconcile(l, ref); l.Status != decision.DagUnavailable {
+		t.Fatalf("got %v (%s), want DagUnavailable", l.Status, l.Detail)
+	}
+}
+
+// issue 9, case 5: the run was listed, then its GET answered 404.
+func TestListedRunThen404IsContradictory(t *testing.T) {
+	s := stub()
+	s.runGet404 = map[[2]string]bool{{"etl", oddRun}: true}
+	s.tis[[2]string{"etl", oddRun}] = nil // the TI GET answers 404 too
+	r := &Resolver{Client: s}
+	sess := r.NewSession()
+	l, ref, err := sess.Resolve(context.Background(), identity("etl", oddRun, "load", -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l = sess.Reconcile(l, ref); l.Status != decision.Contradictory {
+		t.Fatalf("got %v (%s), want Contradictory", l.Status, l.Detail)
+	}
+}
+
+// A doubtful answer about a DAG (a failed lookup) makes every "gone" of the
+// same DAG in that evaluation contradictory.
+func TestTroubledDagMakesGoneContradictory(t *testing.T) {
+	s := stub()
+	r := &Resolver{Client: s}
+	sess := r.NewSession()
+	sess.trouble("etl", "listing timed out")
+	l, ref, err := sess.Resolve(context.Background(), identity("etl", "manual__2026-11-27T09:00:00+00:00", "load", -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l = sess.Reconcile(l, ref); l.Status != decision.Contradictory {
+		t.Fatalf("got %v (%s)", l.Status, l.Detail)
+	}
+}
+
+func TestAmbiguousDagLabel(t *testing.T) {
+	s := stub()
+	// Two DAGs that truly share a hashed label.
+	s.dags = append(s.dags, "dag*")
+	r := &Resolver{Client: s}
+	l, _, err := r.NewSession().Resolve(context.Background(), identity("dag*", run, "load", -1))
+	if err != nil || l.Status != decision.Ambiguous {
 		t.Fatalf("got %v %v", l.Status, err)
 	}
 }
@@ -135,24 +263,65 @@ func TestAPIErrorIsNotAnAnswer(t *testing.T) {
 	}
 }
 
-func TestCachesImmutableMappingsAndPerCycleListings(t *testing.T) {
+func TestCachesMappingsAcrossEvaluations(t *testing.T) {
 	s := stub()
 	r := &Resolver{Client: s}
 	sess := r.NewSession()
-	for _, task := range []string{"load", "load", "other"} {
-		if _, _, err := sess.Resolve(context.Background(), identity("etl", run, task, -1)); err != nil {
+	for _, id := range []labels.Identity{identity("dag*", run, "load", -1), identity("dag*", run, "load", -1), identity("etl", oddRun, "load", -1)} {
+		if _, _, err := sess.Resolve(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if s.calls["dags"] != 1 || s.calls["runs"] != 1 || s.calls["tis"] != 1 {
-		t.Fatalf("one cycle: %v", s.calls)
+	if s.calls["dags"] != 1 || s.calls["runs"] != 1 {
+		t.Fatalf("one evaluation: %v", s.calls)
 	}
-	// A new cycle reuses the label -> id mappings but lists the run again.
-	if _, _, err := r.NewSession().Resolve(context.Background(), identity("etl", run, "load", -1)); err != nil {
+	if _, _, err := r.NewSession().Resolve(context.Background(), identity("etl", oddRun, "load", -1)); err != nil {
 		t.Fatal(err)
 	}
-	if s.calls["dags"] != 1 || s.calls["runs"] != 1 || s.calls["tis"] != 2 {
-		t.Fatalf("second cycle: %v", s.calls)
+	if s.calls["dags"] != 1 || s.calls["runs"] != 1 {
+		t.Fatalf("second evaluation lists again: %v", s.calls)
+	}
+}
+
+// "No DAG has this label" is believed for NegativeTTL, then asked again;
+// the re-check before a delete never believes it.
+func TestNegativeAnswersExpire(t *testing.T) {
+	s := stub()
+	at := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	r := &Resolver{Client: s, Now: func() time.Time { return at }, NegativeTTL: time.Minute}
+	id := identity("secret*", run, "load", -1)
+	for i := 0; i < 3; i++ {
+		if l, _, _ := r.NewSession().Resolve(context.Background(), id); l.Status != decision.Unresolved {
+			t.Fatal(l)
+		}
+	}
+	if s.calls["dags"] != 1 {
+		t.Fatalf("negative answer not cached: %v", s.calls)
+	}
+	at = at.Add(2 * time.Minute)
+	r.NewSession().Resolve(context.Background(), id)
+	if s.calls["dags"] != 2 {
+		t.Fatalf("negative answer not expired: %v", s.calls)
+	}
+	r.Recheck(context.Background(), id)
+	if s.calls["dags"] != 3 {
+		t.Fatalf("re-check believed a cached negative answer: %v", s.calls)
+	}
+}
+
+func TestCachesAreBounded(t *testing.T) {
+	s := stub()
+	var dags []string
+	for _, d := range []string{"a*", "b*", "c*", "d*"} {
+		dags = append(dags, d)
+	}
+	s.dags = dags
+	r := &Resolver{Client: s, CacheSize: 2}
+	for _, d := range dags {
+		r.NewSession().Resolve(context.Background(), identity(d, run, "load", -1))
+	}
+	if n := r.dags.len(); n != 2 {
+		t.Fatalf("DAG cache holds %d entries, want 2", n)
 	}
 }
 
@@ -160,25 +329,21 @@ func TestRecheck(t *testing.T) {
 	s := stub()
 	r := &Resolver{Client: s}
 	id := identity("etl", run, "load", -1)
-	l, ref, err := r.NewSession().Resolve(context.Background(), id)
-	if err != nil || l.Status != decision.Found {
-		t.Fatal(l, err)
-	}
 	s.calls = nil
-	fresh, err := r.Recheck(context.Background(), id, ref, ref.TI)
+	fresh, err := r.Recheck(context.Background(), id)
 	if err != nil || fresh.Status != decision.Found || s.calls["get"] != 1 || len(s.calls) != 1 {
 		t.Fatalf("a known TI is fetched exactly once: %v %v %v", fresh.Status, err, s.calls)
 	}
 	// An orphan whose run reappeared is no longer gone.
-	gone := identity("etl", "manual__late", "load", -1)
-	l, ref, _ = r.NewSession().Resolve(context.Background(), gone)
-	if l.Status != decision.Gone {
+	late := "manual__2026-11-27T10:00:00+00:00"
+	gone := identity("etl", late, "load", -1)
+	if l, _, _ := r.NewSession().Resolve(context.Background(), gone); l.Status != decision.Gone {
 		t.Fatal(l)
 	}
-	s.runs["etl"] = append(s.runs["etl"], "manual__late")
-	s.tis[[2]string{"etl", "manual__late"}] = []airflow.TaskInstance{{TIKey: airflow.TIKey{DagID: "etl", RunID: "manual__late", TaskID: "load", MapIndex: -1}, State: "running"}}
-	fresh, err = r.Recheck(context.Background(), gone, ref, nil)
+	s.runs["etl"] = append(s.runs["etl"], late)
+	s.tis[[2]string{"etl", late}] = []airflow.TaskInstance{tiOf("etl", late, "load", -1, "running")}
+	fresh, err = r.Recheck(context.Background(), gone)
 	if err != nil || fresh.Status != decision.Found {
-		t.Fatalf("re-check must list afresh: %v %v", fresh.Status, err)
+		t.Fatalf("re-check must ask afresh: %v %v", fresh.Status, err)
 	}
 }

@@ -24,6 +24,8 @@ type StatusError struct {
 	ContentType string
 
 	definitive404 bool
+	// about is what a definitive 404's words name.
+	about airflow.Entity
 }
 
 func (e *StatusError) Error() string {
@@ -44,6 +46,31 @@ func (e *StatusError) Error() string {
 // Is makes errors.Is(err, airflow.ErrNotFound) true for a definitive 404.
 func (e *StatusError) Is(target error) bool {
 	return target == airflow.ErrNotFound && e.definitive404
+}
+
+// NotFoundAbout names the entity a definitive 404 was about (see
+// airflow.NotFoundAbout).
+func (e *StatusError) NotFoundAbout() airflow.Entity {
+	if !e.definitive404 {
+		return ""
+	}
+	return e.about
+}
+
+// RequestScoped: Airflow's own JSON answer that refused or failed this one
+// request (5xx, 429, 400, 409, 422) says nothing about the others; a 401,
+// 403, a 404 of a missing route or any page that is not Airflow's JSON does.
+func (e *StatusError) RequestScoped() bool {
+	if !isJSON(e.ContentType) {
+		return false
+	}
+	switch {
+	case e.StatusCode >= 500, e.StatusCode == http.StatusTooManyRequests,
+		e.StatusCode == http.StatusBadRequest, e.StatusCode == http.StatusConflict,
+		e.StatusCode == http.StatusUnprocessableEntity:
+		return true
+	}
+	return e.definitive404
 }
 
 func (e *StatusError) hint() string {
@@ -94,18 +121,55 @@ func ResponseError(resp *http.Response, body []byte) error {
 	}
 	if isJSON(e.ContentType) {
 		var definitive bool
-		e.Detail, definitive = describe(body)
+		var lead string
+		e.Detail, lead, definitive = describe(body)
 		e.definitive404 = definitive && resp.StatusCode == http.StatusNotFound
+		if e.definitive404 {
+			e.about = entityOf(lead)
+		}
 	}
 	return e
 }
 
-// describe summarises an Airflow JSON error body and tells whether Airflow's
-// own handler (rather than its router) produced it.
-func describe(body []byte) (string, bool) {
+// notFoundWords are how Airflow's handlers begin a 404 (v1 problem titles,
+// v2 details), most specific first. Only the start of the message is read:
+// the rest quotes ids, and a run id may hold any words.
+var notFoundWords = []struct {
+	prefix string
+	about  airflow.Entity
+}{
+	// A mapped task instance asked for without its map index exists.
+	{"task instance is mapped", airflow.EntityOther},
+	{"task instance not found", airflow.EntityTaskInstance},
+	{"the task instance with", airflow.EntityTaskInstance},
+	{"the mapped task instance with", airflow.EntityTaskInstance},
+	{"dagrun not found", airflow.EntityRun},
+	{"the dagrun with", airflow.EntityRun},
+	{"dagrun with", airflow.EntityRun},
+	{"dag not found", airflow.EntityDAG},
+	{"the dag with", airflow.EntityDAG},
+	{"dag with", airflow.EntityDAG},
+	{"xcom entry not found", airflow.EntityXCom},
+	{"xcom entry with", airflow.EntityXCom},
+}
+
+func entityOf(lead string) airflow.Entity {
+	l := strings.ToLower(strings.TrimSpace(lead))
+	for _, w := range notFoundWords {
+		if strings.HasPrefix(l, w.prefix) {
+			return w.about
+		}
+	}
+	return airflow.EntityOther
+}
+
+// describe summarises an Airflow JSON error body, returns the words that
+// say what it is about (a v1 problem's title, a v2 detail) and tells whether
+// Airflow's own handler (rather than its router) produced it.
+func describe(body []byte) (summary, lead string, definitive bool) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil {
-		return "", false
+		return "", "", false
 	}
 	str := func(k string) string {
 		var s string
@@ -118,16 +182,20 @@ func describe(body []byte) (string, bool) {
 		if title != "" && !strings.EqualFold(title, detail) {
 			d = strings.TrimSuffix(title+": "+detail, ": ")
 		}
-		return shorten(d), typ != "" && typ != "about:blank"
+		lead := title
+		if lead == "" {
+			lead = detail
+		}
+		return shorten(d), lead, typ != "" && typ != "about:blank"
 	}
 	raw, ok := m["detail"]
 	if !ok {
-		return "", false
+		return "", "", false
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		s = strings.TrimSpace(s)
-		return shorten(s), s != "" && s != "Not Found"
+		return shorten(s), s, s != "" && s != "Not Found"
 	}
 	// FastAPI validation errors: [{"loc": [...], "msg": ..., "input": ...}].
 	// Only loc and msg are quoted: input echoes what was sent.
@@ -144,18 +212,18 @@ func describe(body []byte) (string, bool) {
 			}
 			parts = append(parts, strings.Join(loc, ".")+": "+it.Msg)
 		}
-		return shorten(strings.Join(parts, "; ")), false
+		return shorten(strings.Join(parts, "; ")), "", false
 	}
 	var obj map[string]any
 	if json.Unmarshal(raw, &obj) == nil {
 		for _, k := range []string{"message", "reason"} {
 			if v, ok := obj[k].(string); ok {
-				return shorten(v), true
+				return shorten(v), v, true
 			}
 		}
-		return "", true
+		return "", "", true
 	}
-	return "", false
+	return "", "", false
 }
 
 func shorten(s string) string {

@@ -2,13 +2,19 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 )
 
 // ErrInconsistentListing is wrapped by ListAll when every scan of a paged
 // listing disagreed with the total the server reported.
-var ErrInconsistentListing = errors.New("inconsistent listing")
+// It concerns that one listing only (airflow.RequestScoped).
+var ErrInconsistentListing error = requestScoped("inconsistent listing")
+
+// requestScoped is a sentinel that airflow.RequestScoped accepts.
+type requestScoped string
+
+func (e requestScoped) Error() string       { return string(e) }
+func (e requestScoped) RequestScoped() bool { return true }
 
 // ListScans is how many times ListAll scans a listing before giving up: the
 // first scan and two rescans.

@@ -107,6 +107,7 @@ type spentError struct {
 	method, endpoint string
 	attempts         int
 	lastStatus       string // "" when the last attempt got no response
+	lastJSON         bool   // the last answer was JSON: Airflow's own, not a proxy's page
 	lastErr          error
 }
 
@@ -123,12 +124,18 @@ func (e *spentError) Error() string {
 
 func (e *spentError) Unwrap() error { return e.lastErr }
 
+// RequestScoped: retries spent on Airflow's own 5xx or 429 answers concern
+// this request; retries spent on a proxy's pages or without any answer mean
+// Airflow is unreachable.
+func (e *spentError) RequestScoped() bool { return e.lastStatus != "" && e.lastJSON }
+
 // spentHandler replaces retryablehttp's "giving up" error, which names the
 // raw URL and hides the last status, with one that names both.
 func spentHandler(resp *http.Response, err error, attempts int) (*http.Response, error) {
 	e := &spentError{attempts: attempts, lastErr: err}
 	if resp != nil {
 		e.lastStatus = resp.Status
+		e.lastJSON = isJSON(resp.Header.Get("Content-Type"))
 		drain(resp)
 	}
 	var ue *url.Error

@@ -83,6 +83,18 @@ func (c *client) ListUnfinished(ctx context.Context) ([]airflow.TaskInstance, er
 	return c.listTIs(ctx, "~", "~", unfinishedStates())
 }
 
+func (c *client) ProbeTaskInstances(ctx context.Context) error {
+	const what = "GET /api/v1/dags/~/dagRuns/~/taskInstances"
+	col, resp, err := c.api.TaskInstanceApi.GetTaskInstances(ctx, "~", "~").Limit(1).Execute()
+	if err != nil {
+		return fail(what, resp, err)
+	}
+	if col.TotalEntries == nil || col.TaskInstances == nil {
+		return fmt.Errorf("%s: the answer lacks task_instances or total_entries", what)
+	}
+	return nil
+}
+
 func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
 	tis, err := c.listTIs(ctx, dagID, runID, nil)
 	if err != nil {
@@ -186,6 +198,30 @@ func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error)
 		}
 	}
 	return ids, nil
+}
+
+func (c *client) GetDag(ctx context.Context, dagID string) error {
+	const what = "GET /api/v1/dags/{dag_id}"
+	d, resp, err := c.api.DAGApi.GetDag(ctx, dagID).Execute()
+	if err != nil {
+		return fmt.Errorf("dag %s: %w", dagID, fail(what, resp, err))
+	}
+	if id := d.DagId; id == nil || *id != dagID {
+		return fmt.Errorf("dag %s: %s answered for another or no DAG", dagID, what)
+	}
+	return nil
+}
+
+func (c *client) GetDagRun(ctx context.Context, dagID, runID string) error {
+	const what = "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}"
+	r, resp, err := c.api.DAGRunApi.GetDagRun(ctx, dagID, runID).Execute()
+	if err != nil {
+		return fmt.Errorf("dag run %s/%s: %w", dagID, runID, fail(what, resp, err))
+	}
+	if id := r.DagRunId.Get(); id == nil || *id != runID || r.DagId == nil || *r.DagId != dagID {
+		return fmt.Errorf("dag run %s/%s: %s answered for another or no run", dagID, runID, what)
+	}
+	return nil
 }
 
 func (c *client) GetTaskInstance(ctx context.Context, key airflow.TIKey) (airflow.TaskInstance, error) {

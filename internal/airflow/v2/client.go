@@ -97,6 +97,13 @@ func (c *client) ListUnfinished(ctx context.Context) ([]airflow.TaskInstance, er
 	return c.listTIs(ctx, "~", "~", &states)
 }
 
+func (c *client) ProbeTaskInstances(ctx context.Context) error {
+	var col gen.TaskInstanceCollectionResponse
+	limit := 1
+	resp, err := c.api.GetTaskInstances(ctx, "~", "~", &gen.GetTaskInstancesParams{Limit: &limit})
+	return do(resp, err, &col, "task_instances", tiFields...)
+}
+
 func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
 	tis, err := c.listTIs(ctx, dagID, runID, nil)
 	if err != nil {
@@ -256,6 +263,30 @@ func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error)
 		}
 	}
 	return ids, nil
+}
+
+func (c *client) GetDag(ctx context.Context, dagID string) error {
+	var d gen.DAGResponse
+	resp, err := c.api.GetDag(ctx, dagID)
+	if err := doObject(resp, err, &d, "dag_id"); err != nil {
+		return fmt.Errorf("dag %s: %w", dagID, err)
+	}
+	if d.DagId != dagID {
+		return fmt.Errorf("dag %s: the API answered for %s", dagID, d.DagId)
+	}
+	return nil
+}
+
+func (c *client) GetDagRun(ctx context.Context, dagID, runID string) error {
+	var r gen.DAGRunResponse
+	resp, err := c.api.GetDagRun(ctx, dagID, runID)
+	if err := doObject(resp, err, &r, "dag_id", "dag_run_id"); err != nil {
+		return fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
+	}
+	if r.DagId != dagID || r.DagRunId != runID {
+		return fmt.Errorf("dag run %s/%s: the API answered for %s/%s", dagID, runID, r.DagId, r.DagRunId)
+	}
+	return nil
 }
 
 func (c *client) GetTaskInstance(ctx context.Context, key airflow.TIKey) (airflow.TaskInstance, error) {
