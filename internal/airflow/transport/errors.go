@@ -126,6 +126,11 @@ func ResponseError(resp *http.Response, body []byte) error {
 		e.definitive404 = definitive && resp.StatusCode == http.StatusNotFound
 		if e.definitive404 {
 			e.about = entityOf(lead)
+			if strings.Contains(strings.ToLower(e.Detail), mappedWithoutIndex) {
+				// v1 puts this in the detail under the title "Task
+				// instance not found": the task instance exists, mapped.
+				e.about = airflow.EntityOther
+			}
 		}
 	}
 	return e
@@ -139,7 +144,7 @@ var notFoundWords = []struct {
 	about  airflow.Entity
 }{
 	// A mapped task instance asked for without its map index exists.
-	{"task instance is mapped", airflow.EntityOther},
+	{mappedWithoutIndex, airflow.EntityOther},
 	{"task instance not found", airflow.EntityTaskInstance},
 	{"the task instance with", airflow.EntityTaskInstance},
 	{"the mapped task instance with", airflow.EntityTaskInstance},
@@ -152,6 +157,8 @@ var notFoundWords = []struct {
 	{"xcom entry not found", airflow.EntityXCom},
 	{"xcom entry with", airflow.EntityXCom},
 }
+
+const mappedWithoutIndex = "task instance is mapped"
 
 func entityOf(lead string) airflow.Entity {
 	l := strings.ToLower(strings.TrimSpace(lead))

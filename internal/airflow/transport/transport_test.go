@@ -393,3 +393,85 @@ func TestBaseTransportPermanentErrorsAreNotRetried(t *testing.T) {
 		}
 	}
 }
+
+// A 404 is evidence only about what its words name; every other answer is
+// either about this one request (the pod is skipped) or about Airflow as a
+// whole (the cycle fails closed).
+func TestNotFoundAboutAndRequestScope(t *testing.T) {
+	v1 := func(title string) string {
+		return `{"type":"https://airflow.apache.org/docs/apache-airflow/2.10.5/stable-rest-api-ref.html#section/Errors/NotFound","title":"` + title + `","status":404,"detail":"x"}`
+	}
+	v2 := func(detail string) string { return `{"detail":"` + detail + `"}` }
+	cases := []struct {
+		name, ct, body string
+		status         int
+		about          airflow.Entity
+		scoped         bool
+	}{
+		{"v1 task instance", "application/problem+json", v1("Task instance not found"), 404, airflow.EntityTaskInstance, true},
+		{"v1 run", "application/problem+json", v1("DAGRun not found"), 404, airflow.EntityRun, true},
+		{"v1 DAG", "application/problem+json", v1("DAG not found"), 404, airflow.EntityDAG, true},
+		{"v1 mapped without index", "application/problem+json", v1("Task instance is mapped, add the map_index value to the URL"), 404, airflow.EntityOther, true},
+		{"v1 mapped without index, in the detail", "application/problem+json", `{"type":"https://airflow.apache.org/x","title":"Task instance not found","status":404,"detail":"Task instance is mapped, add the map_index value to the URL"}`, 404, airflow.EntityOther, true},
+		{"v2 task instance", "application/json", v2("The Task Instance with dag_id: `d`, run_id: `The DagRun`"), 404, airflow.EntityTaskInstance, true},
+		{"v2 mapped task instance", "application/json", v2("The Mapped Task Instance with dag_id: `d`"), 404, airflow.EntityTaskInstance, true},
+		{"v2 run", "application/json", v2("The DagRun with dag_id: `d` and run_id: `r` was not found"), 404, airflow.EntityRun, true},
+		{"v2 run listing", "application/json", v2("DagRun with run_id: `r` was not found"), 404, airflow.EntityRun, true},
+		{"v2 DAG missing from the bag", "application/json", v2("The Dag with ID: `ghost_dag` was not found"), 404, airflow.EntityDAG, true},
+		{"v2 DAG, run-like id", "application/json", v2("Dag with id dagrun_task_instance was not found"), 404, airflow.EntityDAG, true},
+		{"v2 unknown words", "application/json", v2("Something else was not found"), 404, airflow.EntityOther, true},
+		{"route missing", "application/json", v2("Not Found"), 404, "", false},
+		{"proxy 404", "text/html", `<h1>404</h1>`, 404, "", false},
+		{"airflow 500", "application/json", v2("Internal Server Error"), 500, "", true},
+		{"proxy 502", "text/html", `<h1>502</h1>`, 502, "", false},
+		{"unauthorized", "application/json", v2("Not authenticated"), 401, "", false},
+		{"forbidden", "application/json", v2("Forbidden"), 403, "", false},
+		{"validation", "application/json", `{"detail":[{"loc":["path","task_id"],"msg":"bad"}]}`, 422, "", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "http://airflow/api/v2/dags/d/dagRuns/r/taskInstances/t", nil)
+			resp := &http.Response{StatusCode: tc.status, Status: fmt.Sprintf("%d %s", tc.status, http.StatusText(tc.status)), Header: http.Header{"Content-Type": {tc.ct}}, Request: req}
+			err := fmt.Errorf("task instance d/r/t: %w", ResponseError(resp, []byte(tc.body)))
+			if got := airflow.NotFoundAbout(err); got != tc.about {
+				t.Errorf("NotFoundAbout = %q, want %q (%v)", got, tc.about, err)
+			}
+			if got := airflow.RequestScoped(err); got != tc.scoped {
+				t.Errorf("RequestScoped = %v, want %v (%v)", got, tc.scoped, err)
+			}
+		})
+	}
+}
+
+func TestSpentRetriesScope(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ct     string
+		scoped bool
+	}{{"airflow's own 503", "application/json", true}, {"a proxy's 503 page", "text/html", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.ct)
+				w.WriteHeader(503)
+				fmt.Fprint(w, `{"detail":"down"}`)
+			}))
+			defer srv.Close()
+			o := fastOptions()
+			o.MaxRetries = 1
+			_, err := get(t, mustNew(t, o), srv.URL+"/api/v2/dags/d/dagRuns/r/taskInstances/t")
+			if err == nil || airflow.RequestScoped(err) != tc.scoped {
+				t.Fatalf("RequestScoped(%v) = %v, want %v", err, airflow.RequestScoped(err), tc.scoped)
+			}
+		})
+	}
+	// Nobody answering: Airflow is unreachable, not one request's problem.
+	o := fastOptions()
+	o.MaxRetries = 1
+	_, err := get(t, mustNew(t, o), "http://127.0.0.1:1/api/v2/dags/d/dagRuns/r/taskInstances/t")
+	if err == nil || airflow.RequestScoped(err) {
+		t.Fatalf("connection refused: RequestScoped(%v) = true", err)
+	}
+	if !airflow.RequestScoped(fmt.Errorf("listing: %w", ErrInconsistentListing)) {
+		t.Fatal("an inconsistent listing concerns that listing only")
+	}
+}

@@ -863,3 +863,28 @@ func TestPodNameXComHTMLFails(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// GetDag and GetDagRun say what exists; their 404s name what is missing,
+// so that a missing DAG is never taken for a missing run.
+func TestGetDagAndRunName404s(t *testing.T) {
+	f, srv := newFakeV2(t)
+	f.dags = []dagRow{{id: "etl"}}
+	f.runs = map[string][]string{"etl": {"manual__2026-11-27T06:00:00+00:00"}}
+	c := newClient(t, srv)
+	ctx := context.Background()
+	if err := c.GetDag(ctx, "etl"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.GetDagRun(ctx, "etl", "manual__2026-11-27T06:00:00+00:00"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.GetDag(ctx, "ghost"); airflow.NotFoundAbout(err) != airflow.EntityDAG {
+		t.Fatalf("missing DAG: %v (about %q)", err, airflow.NotFoundAbout(err))
+	}
+	if err := c.GetDagRun(ctx, "etl", "gone"); airflow.NotFoundAbout(err) != airflow.EntityRun {
+		t.Fatalf("missing run: %v (about %q)", err, airflow.NotFoundAbout(err))
+	}
+	if err := c.ProbeTaskInstances(ctx); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+}
