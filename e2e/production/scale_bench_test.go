@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +34,9 @@ type scaleResult struct {
 	seconds           float64
 	exitCode          int
 	reap, keep, other int
+	// skipped counts the task instances unfinished before and after the
+	// evaluation that no listing page served; -1 when nothing was listed.
+	skipped int
 }
 
 // BenchmarkScalePlan runs one evaluation (`plan -o json`) of issue 10's
@@ -46,7 +51,10 @@ type scaleResult struct {
 // instances, runs, XComs), requests, wall seconds (the simulator's share
 // included), whether the evaluation completed (exit code 0) and the pods
 // judged reap, and prints them as a table with the issue's goal (Airflow
-// rows <= 2 x pods + one page). An evaluation that fails closed is a
+// rows <= 2 x pods + one page). For a reaper that lists task instances it
+// also counts the rows its listing skipped: task instances unfinished
+// before and after the evaluation that no listing page served (offset
+// paging under churn; a count check does not always notice). An evaluation that fails closed is a
 // result, not a benchmark failure; a live pod judged reap is.
 //
 //	make bench-scale
@@ -79,7 +87,8 @@ func BenchmarkScalePlan(b *testing.B) {
 						Seed: 10, Protect: protect}))
 				}
 				sim := airflowsim.New(sc, opts...)
-				srv := httptest.NewServer(sim)
+				watch := &listingWatch{h: sim}
+				srv := httptest.NewServer(watch)
 				defer func() {
 					sim.Close()
 					srv.Close()
@@ -97,8 +106,14 @@ func BenchmarkScalePlan(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					sim.ResetStats()
+					watch.reset()
+					before := unfinished(sim, sc)
 					r := planOnce(ctx, b, cfg, sh)
 					st := sim.Stats()
+					sum.skipped = -1
+					if st.TIPages > 0 {
+						sum.skipped = watch.skipped(before, unfinished(sim, sc))
+					}
 					sum.rows += st.TIRowsRead()
 					sum.runRows += st.RunRows
 					sum.allRows += st.TIRowsRead() + st.RunRows + st.RunGets + st.XComGets
@@ -128,7 +143,7 @@ func BenchmarkScalePlan(b *testing.B) {
 				}
 				results = append(results, scaleResult{version: version, mode: mode, rows: sum.rows / int64(b.N),
 					runRows: sum.runRows / int64(b.N), allRows: sum.allRows / int64(b.N), requests: sum.requests / int64(b.N), seconds: sum.seconds / n,
-					exitCode: sum.exitCode, reap: sum.reap, keep: sum.keep, other: sum.other})
+					exitCode: sum.exitCode, reap: sum.reap, keep: sum.keep, other: sum.other, skipped: sum.skipped})
 			})
 		}
 	}
@@ -205,8 +220,8 @@ func printScaleTable(sh scaleShape, results []scaleResult) {
 		sh.pods(), sh.zombies(), sh.backlog, reaperBin)
 	goal := int64(2*sh.pods() + 100)
 	fmt.Fprintf(w, "goal: Airflow rows per evaluation <= 2 x pods + one page = %d\n", goal)
-	fmt.Fprintf(w, "%-8s %-6s %10s %9s %9s %9s %11s %5s %9s %10s %6s %6s\n", "airflow", "mode", "ti-rows", "rows/pod", "requests", "run-rows",
-		"all-rows", "goal", "seconds", "completed", "reap", "keep")
+	fmt.Fprintf(w, "%-8s %-6s %10s %9s %9s %9s %11s %5s %9s %10s %6s %6s %8s\n", "airflow", "mode", "ti-rows", "rows/pod", "requests", "run-rows",
+		"all-rows", "goal", "seconds", "completed", "reap", "keep", "skipped")
 	for _, r := range results {
 		done := "yes"
 		if r.exitCode != 0 {
@@ -216,8 +231,89 @@ func printScaleTable(sh scaleShape, results []scaleResult) {
 		if r.allRows <= goal && r.exitCode == 0 {
 			met = "yes"
 		}
-		fmt.Fprintf(w, "%-8s %-6s %10d %9.2f %9d %9d %11d %5s %9.1f %10s %6d %6d\n", r.version, r.mode, r.rows,
-			float64(r.rows)/float64(sh.pods()), r.requests, r.runRows, r.allRows, met, r.seconds, done, r.reap, r.keep)
+		skipped := "-"
+		if r.skipped >= 0 {
+			skipped = fmt.Sprint(r.skipped)
+		}
+		fmt.Fprintf(w, "%-8s %-6s %10d %9.2f %9d %9d %11d %5s %9.1f %10s %6d %6d %8s\n", r.version, r.mode, r.rows,
+			float64(r.rows)/float64(sh.pods()), r.requests, r.runRows, r.allRows, met, r.seconds, done, r.reap, r.keep, skipped)
 	}
 	fmt.Fprintln(w)
+}
+
+// listingWatch sits in front of the simulator and remembers the task
+// instances that listing pages (GET lists and batch POSTs) served.
+type listingWatch struct {
+	h      http.Handler
+	mu     sync.Mutex
+	served map[airflowsim.TIKey]bool
+}
+
+func (l *listingWatch) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.served = map[airflowsim.TIKey]bool{}
+}
+
+func (l *listingWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; !strings.HasSuffix(p, "/taskInstances") && !strings.HasSuffix(p, "/taskInstances/list") {
+		l.h.ServeHTTP(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	l.h.ServeHTTP(rec, r)
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	body := rec.Body.Bytes()
+	_, _ = w.Write(body)
+	var page struct {
+		TaskInstances []struct {
+			DagID    string `json:"dag_id"`
+			RunID    string `json:"dag_run_id"`
+			TaskID   string `json:"task_id"`
+			MapIndex int    `json:"map_index"`
+		} `json:"task_instances"`
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(body, &page) != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, t := range page.TaskInstances {
+		l.served[airflowsim.TIKey{DagID: t.DagID, RunID: t.RunID, TaskID: t.TaskID, MapIndex: t.MapIndex}] = true
+	}
+}
+
+// skipped counts the task instances unfinished both before and after that
+// no listing page served.
+func (l *listingWatch) skipped(before, after map[airflowsim.TIKey]bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for k := range before {
+		if after[k] && !l.served[k] {
+			n++
+		}
+	}
+	return n
+}
+
+// unfinished are the scenario's task instances in an unfinished state now.
+func unfinished(sim *airflowsim.Server, sc *airflowsim.Scenario) map[airflowsim.TIKey]bool {
+	out := map[airflowsim.TIKey]bool{}
+	for _, t := range sc.TaskInstances {
+		ti, ok := sim.TaskInstance(t.Key())
+		if !ok {
+			continue
+		}
+		switch {
+		case ti.State == nil:
+		case *ti.State == "success", *ti.State == "failed", *ti.State == "skipped", *ti.State == "upstream_failed", *ti.State == "removed":
+			continue
+		}
+		out[t.Key()] = true
+	}
+	return out
 }
