@@ -573,10 +573,12 @@ func podLogs(t *testing.T, stderr string) map[string]logLine {
 			t.Errorf("log line is not JSON: %v: %s", err, line)
 			continue
 		}
-		if l["msg"] != "pod" {
+		// Keep and skip lines are "pod" at debug; actions have their own
+		// message ("deleted", "changed on re-check", ...).
+		pod, ok := l["pod"].(string)
+		if !ok || l["msg"] == "delete failed" {
 			continue
 		}
-		pod, _ := l["pod"].(string)
 		_, name, _ := strings.Cut(pod, "/")
 		out[name] = l
 	}

@@ -159,6 +159,14 @@ func NotFoundAbout(err error) Entity {
 	return EntityOther
 }
 
+// Forbidden reports whether Airflow refused the request with a 403: with
+// per-DAG access an API user may read some DAGs and not others, so it is an
+// answer about that DAG, which the pod's lookup cannot get past.
+func Forbidden(err error) bool {
+	var f interface{ Forbidden() bool }
+	return errors.As(err, &f) && f.Forbidden()
+}
+
 // RequestScoped reports whether err concerns only the request that met it
 // (Airflow's own 5xx or 429 after the retries, a 400/422 about this
 // request's ids, an inconsistent listing, a timeout): the pod that needed

@@ -217,7 +217,7 @@ func writePlanJSON(w io.Writer, rep *reaper.Report) error {
 
 func writePlanTable(w io.Writer, rep *reaper.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POD\tTASK\tSTATE\tTRY\tVERDICT\tREASON\tDETAIL")
+	fmt.Fprintln(tw, "POD\tTASK\tSTATE\tTRY\tVERDICT\tREASON\tACTION\tDETAIL")
 	for _, p := range planPods(rep) {
 		state, try := "-", "-"
 		if p.TIState != "" {
@@ -233,19 +233,20 @@ func writePlanTable(w io.Writer, rep *reaper.Report) error {
 		if p.ConfirmationsNeeded > 1 {
 			verdict = fmt.Sprintf("%s (%d/%d)", verdict, p.Confirmations, p.ConfirmationsNeeded)
 		}
+		action := "-"
 		switch p.Action {
 		case reaper.ActionDryRun:
-			verdict += " would delete"
+			action = "would-delete"
 		case reaper.ActionWaiting:
-			verdict += " would delete once confirmed"
+			action = "would-delete-once-confirmed"
 		case reaper.ActionCapped:
-			verdict += " capped"
+			action = "capped"
 		}
 		task := p.Task
 		if task == "" {
 			task = "-"
 		}
-		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Namespace, p.Name, task, state, try, verdict, p.Reason, p.Detail)
+		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Namespace, p.Name, task, state, try, verdict, p.Reason, action, p.Detail)
 	}
 	c := rep.Count()
 	fmt.Fprintf(tw, "\n%d pods: %d reap (%d would be deleted now), %d keep, %d skip (%d Airflow API calls)\n", len(rep.Pods), c[decision.Reap], rep.WouldDelete(), c[decision.Keep], c[decision.Skip], rep.APICalls)

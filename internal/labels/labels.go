@@ -188,24 +188,30 @@ func Exact(v string) bool {
 var isoInLabel = regexp.MustCompile(`^(.*\d{4}-\d{2}-\d{2}T)(\d{2})(\d{2})(\d{2})(\.\d{1,6})?(-?)(\d{2})(\d{2})(.*)$`)
 
 // RunIDCandidates returns the run ids whose label is v that can be rebuilt
-// from it: v itself when Exact, else Airflow's generated run ids
+// from it: v itself when Exact; else Airflow's generated run ids
 // ("scheduled__<isoformat>", "manual__<isoformat>", Airflow 3's
 // "<type>__<isoformat>_<random>"), whose only unsafe characters are the
 // timestamp's colons and "+". Each candidate is verified by its hash, so a
 // candidate's label is v; another id with the same label would need the
 // same 53-character prefix and an MD5 collision in 36 bits, which would
-// break Airflow's own pod search by labels as well.
+// break Airflow's own pod search by labels as well. A hashed-looking v that
+// is itself label-safe may also be a run id of its own, so it comes last:
+// the caller asks which of several exists.
 func RunIDCandidates(v string) []string {
 	if Exact(v) {
 		return []string{v}
 	}
+	var literal []string
+	if alreadySafe(v) {
+		literal = []string{v}
+	}
 	i := strings.LastIndexByte(v, '-')
 	if i < 0 || !hashSuffix.MatchString(v) {
-		return nil
+		return literal
 	}
 	m := isoInLabel.FindStringSubmatch(v[:i])
 	if m == nil {
-		return nil
+		return literal
 	}
 	sign := "+"
 	if m[6] == "-" {
@@ -213,7 +219,7 @@ func RunIDCandidates(v string) []string {
 	}
 	c := m[1] + m[2] + ":" + m[3] + ":" + m[4] + m[5] + sign + m[7] + ":" + m[8] + m[9]
 	if SafeValue(c) != v {
-		return nil
+		return literal
 	}
-	return []string{c}
+	return append([]string{c}, literal...)
 }

@@ -177,8 +177,12 @@ func TestRunIDCandidates(t *testing.T) {
 		"plain_run_id",
 	} {
 		got := RunIDCandidates(SafeValue(id))
-		if len(got) != 1 || got[0] != id {
-			t.Errorf("RunIDCandidates(SafeValue(%q)) = %q, want [%q]", id, got, id)
+		if len(got) == 0 || got[0] != id {
+			t.Errorf("RunIDCandidates(SafeValue(%q)) = %q, want %q first", id, got, id)
+		}
+		// A hashed label that is label-safe may be a run id of its own.
+		if l := SafeValue(id); l != id && (len(got) != 2 || got[1] != l) {
+			t.Errorf("RunIDCandidates(%q) = %q, want the label itself second", l, got)
 		}
 	}
 	// Ids that cannot be rebuilt give nothing rather than a guess.
@@ -187,12 +191,15 @@ func TestRunIDCandidates(t *testing.T) {
 		"scheduled__2026-11-27T09:00:00Z",
 		"a_very_long_run_id_prefix_that_pushes_the_timestamp_out__2026-11-27T09:00:00+00:00",
 	} {
-		if got := RunIDCandidates(SafeValue(id)); len(got) != 0 {
-			t.Errorf("RunIDCandidates(SafeValue(%q)) = %q, want none", id, got)
+		if got := RunIDCandidates(SafeValue(id)); len(got) != 1 || got[0] != SafeValue(id) {
+			t.Errorf("RunIDCandidates(SafeValue(%q)) = %q, want only the label itself", id, got)
 		}
 	}
 	// A wrong hash is refused even when the shape fits.
-	if got := RunIDCandidates("scheduled__2026-11-27T0900000000-000000000"); len(got) != 0 {
+	if got := RunIDCandidates("scheduled__2026-11-27T0900000000-000000000"); len(got) != 1 {
 		t.Errorf("forged hash accepted: %q", got)
+	}
+	if got := RunIDCandidates("_unsafe-000000000"); len(got) != 0 {
+		t.Errorf("a label no id can equal gave %q", got)
 	}
 }

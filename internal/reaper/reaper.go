@@ -188,6 +188,8 @@ func (r *Reaper) gather(ctx context.Context, now time.Time) (*facts, error) {
 	}
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var fatalOnce sync.Once
+	var fatal error // the first error that stopped the lookups
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for w := 0; w < workers && w < len(keys); w++ {
@@ -198,8 +200,10 @@ func (r *Reaper) gather(ctx context.Context, now time.Time) (*facts, error) {
 				c := byKey[keys[i]][0]
 				l, ref, err := session.Resolve(lctx, c.Identity)
 				answers[i] = answer{true, l, ref, err}
-				if err != nil && !airflow.RequestScoped(err) {
-					cancel() // Airflow cannot be trusted: stop asking
+				if err != nil && !airflow.RequestScoped(err) && lctx.Err() == nil {
+					// Airflow cannot be trusted: stop asking, and report
+					// this error rather than the cancellations it causes.
+					fatalOnce.Do(func() { fatal = err; cancel() })
 				}
 			}
 		}()
@@ -214,6 +218,9 @@ feed:
 	}
 	close(next)
 	wg.Wait()
+	if fatal != nil {
+		return nil, fmt.Errorf("%w: airflow: %w", ErrCycleFailed, fatal)
+	}
 
 	var failed, asked int
 	for i, k := range keys {
@@ -241,10 +248,14 @@ feed:
 	if asked < len(keys) {
 		return nil, fmt.Errorf("%w: airflow: lookups stopped early", ErrCycleFailed)
 	}
-	if failed > 0 && failed == asked {
-		// Not one pod could be looked up: that is Airflow failing, not a
-		// pod's odd data.
-		return nil, fmt.Errorf("%w: airflow: every one of %d lookups failed, e.g. %s", ErrCycleFailed, failed, firstFailure(f.lookups))
+	if refused := session.Forbidden(); asked > 0 && failed+refused == asked {
+		// Not one pod could be looked up: that is Airflow failing (or the
+		// API user reading nothing), not a pod's odd data.
+		why := firstFailure(f.lookups)
+		if failed == 0 {
+			why = "every answer was 403: give the API user read access (Airflow's Viewer role)"
+		}
+		return nil, fmt.Errorf("%w: airflow: every one of %d lookups failed, e.g. %s", ErrCycleFailed, asked, why)
 	}
 	return f, nil
 }

@@ -127,6 +127,7 @@ type Session struct {
 	// What this evaluation was told.
 	runsSeen map[[2]string]bool // a run answered or listed as existing
 	runsGone map[[2]string]bool // a run answered 404 about itself
+	refused  int                // lookups Airflow answered 403
 	troubled map[string]string  // DAG id -> an answer that makes its 404s doubtful
 }
 
@@ -141,8 +142,27 @@ func (r *Resolver) NewSession() *Session {
 
 // Resolve asks about the pod's own task instance. An error means the API
 // gave no usable answer; the caller decides whether it concerns this pod
-// only (airflow.RequestScoped) or the whole evaluation.
+// only (airflow.RequestScoped) or the whole evaluation. A 403 (a DAG the
+// API user may not read) leaves the pod unresolved.
 func (s *Session) Resolve(ctx context.Context, id labels.Identity) (decision.Lookup, Ref, error) {
+	l, ref, err := s.resolve(ctx, id)
+	if airflow.Forbidden(err) {
+		s.mu.Lock()
+		s.refused++
+		s.mu.Unlock()
+		return decision.Lookup{Status: decision.Unresolved, Detail: fmt.Sprintf("the API user may not read this pod's task instance (a DAG hidden from it?): %v", err)}, ref, nil
+	}
+	return l, ref, err
+}
+
+// Forbidden counts the lookups Airflow refused with a 403.
+func (s *Session) Forbidden() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
+
+func (s *Session) resolve(ctx context.Context, id labels.Identity) (decision.Lookup, Ref, error) {
 	dagID, l, err := s.dag(ctx, id.DagID)
 	if err != nil || dagID == "" {
 		return l, Ref{}, err
@@ -261,8 +281,13 @@ func (s *Session) listDags(ctx context.Context) ([]string, error) {
 }
 
 func (s *Session) run(ctx context.Context, dagID, label string) (string, decision.Lookup, error) {
-	if c := labels.RunIDCandidates(label); len(c) == 1 {
+	switch c := labels.RunIDCandidates(label); {
+	case len(c) == 1 && labels.Exact(label):
 		return c[0], decision.Lookup{}, nil
+	case len(c) == 1 && c[0] != label:
+		return c[0], decision.Lookup{}, nil
+	case len(c) > 1:
+		return s.pickRun(ctx, dagID, label, c)
 	}
 	key := [2]string{dagID, label}
 	if m, ok := s.r.cached(s.r.runs, key, s.fresh); ok {
@@ -299,6 +324,48 @@ func (s *Session) run(ctx context.Context, dagID, label string) (string, decisio
 	default:
 		return "", decision.Lookup{Status: decision.Ambiguous, Detail: fmt.Sprintf("runs %q of DAG %s all have run_id label %q", matches, dagID, label)}, nil
 	}
+}
+
+// pickRun decides between the rebuilt generated run id and the label itself
+// used as a run id (candidates[0] and the last): only the literal one is
+// asked about, and the answer is cached like any label mapping.
+func (s *Session) pickRun(ctx context.Context, dagID, label string, candidates []string) (string, decision.Lookup, error) {
+	key := [2]string{dagID, label}
+	if m, ok := s.r.cached(s.r.runs, key, true); ok {
+		return m.id, decision.Lookup{}, nil
+	}
+	exists := func(id string) (bool, decision.Lookup, error) {
+		err := s.r.Client.GetDagRun(ctx, dagID, id)
+		switch about := airflow.NotFoundAbout(err); {
+		case err == nil:
+			s.sawRun(dagID, id)
+			return true, decision.Lookup{}, nil
+		case about == airflow.EntityRun:
+			return false, decision.Lookup{}, nil
+		case about != "":
+			return false, decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("run %s/%s: %v", dagID, id, err)}, nil
+		default:
+			return false, decision.Lookup{}, err
+		}
+	}
+	rebuilt, literal := candidates[0], candidates[len(candidates)-1]
+	ok, l, err := exists(literal)
+	if err != nil || l.Status != decision.Found {
+		return "", l, err
+	}
+	if !ok {
+		s.r.remember(s.r.runs, key, mapping{id: rebuilt})
+		return rebuilt, decision.Lookup{}, nil
+	}
+	ok, l, err = exists(rebuilt)
+	if err != nil || l.Status != decision.Found {
+		return "", l, err
+	}
+	if ok {
+		return "", decision.Lookup{Status: decision.Ambiguous, Detail: fmt.Sprintf("runs %q and %q of DAG %s both have run_id label %q", rebuilt, literal, dagID, label)}, nil
+	}
+	s.r.remember(s.r.runs, key, mapping{id: literal})
+	return literal, decision.Lookup{}, nil
 }
 
 func (s *Session) absentRun(m mapping) decision.Lookup {

@@ -180,16 +180,32 @@ func TestResolve(t *testing.T) {
 }
 
 // Label-safe DAG and task ids and generated run ids cost one GET per task
-// instance: nothing is listed.
+// instance: nothing is listed. A run label is checked once (could the label
+// itself be a run id?), then remembered.
 func TestExactLabelsCostOneGet(t *testing.T) {
 	s := stub()
 	r := &Resolver{Client: s}
-	l, _, err := r.NewSession().Resolve(context.Background(), identity("etl", run, "load", -1))
-	if err != nil || l.Status != decision.Found {
-		t.Fatal(l, err)
+	for i, want := range []map[string]int{{"get": 1, "run": 1}, {"get": 2, "run": 1}} {
+		l, _, err := r.NewSession().Resolve(context.Background(), identity("etl", run, "load", -1))
+		if err != nil || l.Status != decision.Found {
+			t.Fatal(l, err)
+		}
+		if len(s.calls) != len(want) || s.calls["get"] != want["get"] || s.calls["run"] != want["run"] {
+			t.Fatalf("evaluation %d: calls %v, want %v", i+1, s.calls, want)
+		}
 	}
-	if len(s.calls) != 1 || s.calls["get"] != 1 {
-		t.Fatalf("calls %v, want exactly one get", s.calls)
+}
+
+// A run whose id is literally another run's hashed label: a pod with that
+// label could be either run's.
+func TestLiteralLabelRunIsAmbiguous(t *testing.T) {
+	s := stub()
+	lit := labels.SafeValue(run)
+	s.runs["etl"] = append(s.runs["etl"], lit)
+	r := &Resolver{Client: s}
+	l, _, err := r.NewSession().Resolve(context.Background(), identity("etl", run, "load", -1))
+	if err != nil || l.Status != decision.Ambiguous {
+		t.Fatalf("got %v (%s) %v, want Ambiguous", l.Status, l.Detail, err)
 	}
 }
 
@@ -329,6 +345,9 @@ func TestRecheck(t *testing.T) {
 	s := stub()
 	r := &Resolver{Client: s}
 	id := identity("etl", run, "load", -1)
+	if _, _, err := r.NewSession().Resolve(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
 	s.calls = nil
 	fresh, err := r.Recheck(context.Background(), id)
 	if err != nil || fresh.Status != decision.Found || s.calls["get"] != 1 || len(s.calls) != 1 {

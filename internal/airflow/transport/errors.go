@@ -57,6 +57,11 @@ func (e *StatusError) NotFoundAbout() airflow.Entity {
 	return e.about
 }
 
+// Forbidden: Airflow's own JSON 403 (not a proxy's page).
+func (e *StatusError) Forbidden() bool {
+	return e.StatusCode == http.StatusForbidden && isJSON(e.ContentType)
+}
+
 // RequestScoped: Airflow's own JSON answer that refused or failed this one
 // request (5xx, 429, 400, 409, 422) says nothing about the others; a 401,
 // 403, a 404 of a missing route or any page that is not Airflow's JSON does.
