@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/kpo-reaper/kpo-reaper/e2e/airflowsim"
 	"github.com/kpo-reaper/kpo-reaper/e2e/fixture"
 	"github.com/kpo-reaper/kpo-reaper/e2e/mwaastub"
 )
@@ -89,7 +89,8 @@ func (e *env) mwaaConfig(v airflowVersion, endpoint, environment string) string 
 // paths without /api/vN: on Airflow 2, /api/v2/version reaches /api/v1 and
 // answers 2.x, and the reaper must settle on v1. Exactly the two zombies
 // are deleted, every Airflow call went through the stand-in with a valid
-// SigV4 signature, and no credential is printed.
+// SigV4 signature, each seed pod's task instance was read there with its
+// own GET (the reaper lists no backlog), and no credential is printed.
 func TestMWAA(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
@@ -113,7 +114,8 @@ func TestMWAA(t *testing.T) {
 		}
 
 		calls := stub.Calls()
-		forwarded, arrays := 0, 0
+		forwarded := 0
+		lookedUp := map[airflowsim.TIKey]bool{}
 		for _, c := range calls {
 			if !c.SigV4 || c.Name != mwaaEnvName {
 				t.Errorf("call %s %s to environment %q: SigV4 %t (%s)", c.Method, c.Path, c.Name, c.SigV4, c.Rejected)
@@ -127,12 +129,11 @@ func TestMWAA(t *testing.T) {
 			if c.Forwarded != "" {
 				forwarded++
 			}
-			var q map[string]any
-			_ = json.Unmarshal(c.QueryParameters, &q)
-			for _, val := range q {
-				if _, ok := val.([]any); ok {
-					arrays++
-				}
+			if strings.HasPrefix(c.Path, "/dags/~/dagRuns/~/taskInstances") {
+				t.Errorf("call %s %s listed Airflow's backlog", c.Method, c.Path)
+			}
+			if k, ok := exactTI(c.Path); ok && c.Method == http.MethodGet && c.Outcome == "ok" && c.AirflowStatus == http.StatusOK {
+				lookedUp[k] = true
 			}
 		}
 		// Every request the simulator saw came through the stand-in: the
@@ -146,10 +147,14 @@ func TestMWAA(t *testing.T) {
 				t.Errorf("Airflow %s saw %s %s outside %s", v.version, r.Method, r.Path, s.BasePath())
 			}
 		}
-		// The unfinished-state filter is a repeated query parameter; its
-		// array form in QueryParameters is the stand-in's assumption.
-		if arrays == 0 {
-			t.Errorf("no call carried a repeated query parameter as an array; the listing filters were not exercised")
+		// The exact lookups went through InvokeRestApi: one GET of a single
+		// task instance path (with /{map_index} for the mapped ones) per
+		// seed pod's task instance.
+		for _, p := range fixture.SeedPods() {
+			k := airflowsim.TIKey{DagID: p.DagID, RunID: p.RunID, TaskID: p.TaskID, MapIndex: p.MapIndex}
+			if !lookedUp[k] {
+				t.Errorf("no InvokeRestApi call read the task instance %s of pod %s with a single GET", k, p.Name)
+			}
 		}
 	})
 }

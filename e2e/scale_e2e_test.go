@@ -1,9 +1,7 @@
 package e2e_test
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/url"
 	"sort"
 	"testing"
 	"time"
@@ -13,11 +11,11 @@ import (
 )
 
 // TestManyPods: 126 map indexes of one task, every sixth finished. The
-// unfinished listing (105 rows) and the run's task instances (126 rows) both
-// take more than one page on either API (v1 pages by 100, v2 caps limit at
-// the scenario's pageLimitCap, 100), so a client that stops after the
-// first page would judge a live pod's task instance missing and reap it as
-// an orphan. maxDeletesPerCycle is 20: the first cycle deletes the 20
+// reaper lists none of it: each pod's task instance is read with its own
+// GET (.../taskInstances/{task_id}/{map_index}), so the cycle's cost
+// follows the pods and no verdict rests on a page of a listing (a client
+// that judged from a truncated listing would reap a live pod as an
+// orphan). maxDeletesPerCycle is 20: the first cycle deletes the 20
 // oldest zombies and marks the 21st, the second deletes it.
 func TestManyPods(t *testing.T) {
 	t.Parallel()
@@ -76,9 +74,16 @@ func TestManyPods(t *testing.T) {
 		cfg := e.config(s.URL, v, nil)
 
 		e.runOnce(cfg, 0)
-		if !askedSecondPage(s.Requests()) {
-			t.Error("no listing asked for a second page: the test does not exercise paging")
+		reqs := s.Requests()
+		expectNoBacklogListing(t, s.BasePath(), reqs)
+		lookups, gets := exactLookups(s.BasePath(), reqs), 0
+		for _, c := range lookups {
+			gets += c
 		}
+		if gets < n || len(lookups) < n {
+			t.Errorf("%d single task instance GETs of %d task instances, want at least one of each of the %d pods' task instances", gets, len(lookups), n)
+		}
+		expectExactLookups(t, s.BasePath(), reqs, specs)
 
 		e.expectGone(first)
 		e.expectWrites(first, second)
@@ -93,22 +98,4 @@ func TestManyPods(t *testing.T) {
 		e.expectGone(append(append([]string(nil), first...), second...))
 		e.expectWrites(append(append([]string(nil), first...), second...), second)
 	})
-}
-
-// askedSecondPage reports whether some listing asked for rows past the
-// first page (offset in the query, or page_offset in a batch body).
-func askedSecondPage(reqs []airflowsim.RecordedRequest) bool {
-	for _, r := range reqs {
-		q, _ := url.ParseQuery(r.RawQuery)
-		if o := q.Get("offset"); o != "" && o != "0" {
-			return true
-		}
-		var body struct {
-			PageOffset int `json:"page_offset"`
-		}
-		if json.Unmarshal([]byte(r.Body), &body) == nil && body.PageOffset > 0 {
-			return true
-		}
-	}
-	return false
 }

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -42,8 +43,11 @@ const (
 // with the API version detected: exactly the two seed zombies are deleted,
 // the live pods (two running, a deferred and a resumed deferrable task,
 // both on their second try) are kept, no request was refused or had a
-// parameter ignored by that release, and on 3.2.2+ the task instance
-// listings page with a cursor.
+// parameter ignored by that release. The reaper never lists Airflow's
+// backlog (no GET /dags/~/dagRuns/~/taskInstances): every pod's task
+// instance is read with one exact GET, and on 3.2.2+ any task instance
+// listing it still makes (a fallback for a label it cannot rebuild; the
+// seed needs none) pages with a cursor.
 func TestSeedEveryVersion(t *testing.T) {
 	t.Parallel()
 	for _, ev := range everyVersion {
@@ -51,10 +55,11 @@ func TestSeedEveryVersion(t *testing.T) {
 			t.Parallel()
 			v := airflowVersions[ev.api-1]
 			e := newEnv(t)
-			e.createPods(append(fixture.SeedPods(),
+			pods := append(fixture.SeedPods(),
 				fixture.PodSpec{Name: deferredPod, DagID: fixture.SeedDag, RunID: fixture.SeedRun, TaskID: "deferrable_kpo_task", MapIndex: -1, Try: 2},
 				fixture.PodSpec{Name: resumedPod, DagID: fixture.SeedDag, RunID: fixture.SeedRun, TaskID: "resumed_kpo_task", MapIndex: -1, Try: 2},
-			)...)
+			)
+			e.createPods(pods...)
 			sc := seedScenario(t, v)
 			sc.AirflowVersion = ev.version
 			sc.TaskInstances = append(sc.TaskInstances,
@@ -82,8 +87,15 @@ func TestSeedEveryVersion(t *testing.T) {
 				}
 			}
 			checkRequests(t, s, ev.api)
-			if ev.cursor && !pagedWithCursor(s.Requests()) {
-				t.Errorf("Airflow %s: no task instance listing carried a cursor parameter: the reaper pages by offset where keyset paging is offered", ev.version)
+			reqs := s.Requests()
+			expectNoBacklogListing(t, s.BasePath(), reqs)
+			expectExactLookups(t, s.BasePath(), reqs, pods)
+			if ev.cursor {
+				for _, r := range taskInstanceListings(reqs) {
+					if q, err := url.ParseQuery(r.RawQuery); err != nil || !q.Has("cursor") {
+						t.Errorf("Airflow %s: %s %s?%s carried no cursor parameter: the reaper pages by offset where keyset paging is offered", ev.version, r.Method, r.Path, r.RawQuery)
+					}
+				}
 			}
 		})
 	}
@@ -107,16 +119,81 @@ func checkRequests(t *testing.T, s *sim, api int) {
 	}
 }
 
-// pagedWithCursor reports whether some GET of a task instance list had a
-// cursor query parameter.
-func pagedWithCursor(reqs []airflowsim.RecordedRequest) bool {
+// taskInstanceListings returns the GETs of a task instance list (any DAG
+// and run, "~" included).
+func taskInstanceListings(reqs []airflowsim.RecordedRequest) []airflowsim.RecordedRequest {
+	var out []airflowsim.RecordedRequest
 	for _, r := range reqs {
-		if r.Method != http.MethodGet || !strings.HasSuffix(r.Path, "/taskInstances") {
-			continue
-		}
-		if q, err := url.ParseQuery(r.RawQuery); err == nil && q.Has("cursor") {
-			return true
+		if r.Method == http.MethodGet && strings.HasSuffix(r.Path, "/taskInstances") {
+			out = append(out, r)
 		}
 	}
-	return false
+	return out
+}
+
+// expectNoBacklogListing fails on any request for the task instances of
+// every DAG and run (GET /dags/~/dagRuns/~/taskInstances, or v1's batch
+// POST .../taskInstances/list): the reaper reads the task instances of its
+// pods, never Airflow's backlog.
+func expectNoBacklogListing(t *testing.T, basePath string, reqs []airflowsim.RecordedRequest) {
+	t.Helper()
+	backlog := basePath + "/dags/~/dagRuns/~/taskInstances"
+	for _, r := range reqs {
+		if r.Path == backlog || strings.HasPrefix(r.Path, backlog+"/") {
+			t.Errorf("%s %s?%s: the reaper listed Airflow's backlog", r.Method, r.Path, r.RawQuery)
+		}
+	}
+}
+
+// exactLookups returns the task instances read with a single GET
+// (.../dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}[/{map_index}],
+// no "~") that were answered 200 or 404, with how often each was read.
+func exactLookups(basePath string, reqs []airflowsim.RecordedRequest) map[airflowsim.TIKey]int {
+	out := map[airflowsim.TIKey]int{}
+	for _, r := range reqs {
+		if r.Method != http.MethodGet || (r.Status != http.StatusOK && r.Status != http.StatusNotFound) {
+			continue
+		}
+		if k, ok := exactTI(strings.TrimPrefix(r.Path, basePath)); ok && strings.HasPrefix(r.Path, basePath+"/") {
+			out[k]++
+		}
+	}
+	return out
+}
+
+// exactTI parses an API path without its /api/vN prefix as the GET of a
+// single task instance: /dags/{dag_id}/dagRuns/{run_id}/taskInstances/
+// {task_id}[/{map_index}], none of the ids "~".
+func exactTI(path string) (airflowsim.TIKey, bool) {
+	rest, ok := strings.CutPrefix(path, "/dags/")
+	if !ok {
+		return airflowsim.TIKey{}, false
+	}
+	p := strings.Split(rest, "/")
+	if (len(p) != 5 && len(p) != 6) || p[1] != "dagRuns" || p[3] != "taskInstances" || p[0] == "~" || p[2] == "~" || p[4] == "~" {
+		return airflowsim.TIKey{}, false
+	}
+	k := airflowsim.TIKey{DagID: p[0], RunID: p[2], TaskID: p[4], MapIndex: -1}
+	if len(p) == 6 {
+		n, err := strconv.Atoi(p[5])
+		if err != nil || n < 0 {
+			return airflowsim.TIKey{}, false
+		}
+		k.MapIndex = n
+	}
+	return k, true
+}
+
+// expectExactLookups fails unless the task instance of every pod spec was
+// read with a single GET: the reaper's evidence about a pod is the exact
+// row of that pod's task instance.
+func expectExactLookups(t *testing.T, basePath string, reqs []airflowsim.RecordedRequest, pods []fixture.PodSpec) {
+	t.Helper()
+	got := exactLookups(basePath, reqs)
+	for _, p := range pods {
+		k := airflowsim.TIKey{DagID: p.DagID, RunID: p.RunID, TaskID: p.TaskID, MapIndex: p.MapIndex}
+		if got[k] == 0 {
+			t.Errorf("the task instance %s of pod %s was never read with a single GET", k, p.Name)
+		}
+	}
 }
