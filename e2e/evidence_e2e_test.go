@@ -520,16 +520,7 @@ func TestIssue9ConfirmationsSpaced(t *testing.T) {
 func podLines(t *testing.T, stderr, nsName string) []logLine {
 	t.Helper()
 	var out []logLine
-	for _, line := range strings.Split(stderr, "\n") {
-		line = strings.TrimSpace(line)
-		if !strings.HasPrefix(line, "{") {
-			continue
-		}
-		var l logLine
-		if err := json.Unmarshal([]byte(line), &l); err != nil {
-			t.Errorf("log line is not JSON: %v: %s", err, line)
-			continue
-		}
+	for _, l := range jsonLogLines(t, stderr) {
 		if l["pod"] == nsName {
 			out = append(out, l)
 		}

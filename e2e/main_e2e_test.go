@@ -558,11 +558,10 @@ func (e *env) checkMarkPatch(ev harness.AuditEvent) {
 // logLine is one line of the reaper's JSON log.
 type logLine map[string]any
 
-// podLogs parses a JSON log (--log-format json) and returns the last "pod"
-// line of each pod, by pod name.
-func podLogs(t *testing.T, stderr string) map[string]logLine {
+// jsonLogLines parses the JSON lines of a log (--log-format json).
+func jsonLogLines(t *testing.T, stderr string) []logLine {
 	t.Helper()
-	out := map[string]logLine{}
+	var out []logLine
 	for _, line := range strings.Split(stderr, "\n") {
 		line = strings.TrimSpace(line)
 		if !strings.HasPrefix(line, "{") {
@@ -573,8 +572,18 @@ func podLogs(t *testing.T, stderr string) map[string]logLine {
 			t.Errorf("log line is not JSON: %v: %s", err, line)
 			continue
 		}
-		// Keep and skip lines are "pod" at debug; actions have their own
-		// message ("deleted", "changed on re-check", ...).
+		out = append(out, l)
+	}
+	return out
+}
+
+// podLogs returns the last line about each pod, by pod name: keep and skip
+// lines are "pod" at debug, actions have their own message ("deleted",
+// "changed on re-check", ...).
+func podLogs(t *testing.T, stderr string) map[string]logLine {
+	t.Helper()
+	out := map[string]logLine{}
+	for _, l := range jsonLogLines(t, stderr) {
 		pod, ok := l["pod"].(string)
 		if !ok || l["msg"] == "delete failed" {
 			continue
