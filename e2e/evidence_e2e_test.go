@@ -46,14 +46,8 @@ const (
 func (e *env) planAll(extraEnv []string, cfg string) map[string]planPod {
 	e.t.Helper()
 	res := e.reaperEnv(0, extraEnv, nil, "plan", "--config", cfg, "-o", "json")
-	var out struct {
-		Pods []planPod `json:"pods"`
-	}
-	if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil {
-		e.t.Fatalf("plan -o json is not JSON: %v\n%s", err, res.Stdout)
-	}
 	m := map[string]planPod{}
-	for _, p := range out.Pods {
+	for _, p := range e.planPods(res.Stdout) {
 		m[p.Namespace+"/"+p.Name] = p
 	}
 	return m

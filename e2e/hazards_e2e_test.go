@@ -41,6 +41,9 @@ type hazard struct {
 	// listed at all); any of them.
 	want   []string
 	reaped bool
+	// later: created in a later second than every other pod, as a new
+	// try's pod is (creation timestamps are whole seconds).
+	later bool
 }
 
 func kpo(name, task string, try int) fixture.PodSpec {
@@ -106,19 +109,17 @@ func TestHazards(t *testing.T) {
 			{pod: kpo("reattached-pod", "reattach_task", 1), want: []string{"keep/ti-active"}},
 			// A previous try's pod the operator marked already_checked.
 			{pod: withAlreadyChecked(kpo("stale-checked-pod", "stale_checked_task", 1)), want: []string{"reap/stale-try"}, reaped: true},
-			// Both tries' pods exist and the current try's XCom names its
-			// own, but both pods were created together: a current-try pod
-			// proves this one stale only when created after it and after the
-			// try started (TestIssue9StaleTryEvidence* reap such a pod).
-			{pod: kpo("stale-pair-try1-pod", "stale_pair_task", 1), want: []string{"keep/ti-active"}},
-			{pod: kpo("stale-pair-try2-pod", "stale_pair_task", 2), want: []string{"keep/ti-active"}},
+			// Both tries' pods exist, the current try's was created later
+			// (and after the try started) and its XCom names its own.
+			{pod: kpo("stale-pair-try1-pod", "stale_pair_task", 1), want: []string{"reap/stale-try"}, reaped: true},
+			{pod: kpo("stale-pair-try2-pod", "stale_pair_task", 2), want: []string{"keep/ti-active"}, later: true},
 			// Airflow 3.3's durable reconnect: the current try's XCom names
 			// the already_checked pod of the previous try, so it is in use.
 			// Caught either in the first pass or by the re-check.
 			{pod: withAlreadyChecked(kpo("reconnected-pod", "reconnect_task", 1)), want: []string{"keep/ti-active", "skip/changed-on-recheck"}},
 			// The same two for a mapped task: the XCom is read for its map index.
-			{pod: mapped(kpo("mapped-stale-try1-pod", "mapped_stale_task", 1), 3), want: []string{"keep/ti-active"}},
-			{pod: mapped(kpo("mapped-stale-try2-pod", "mapped_stale_task", 2), 3), want: []string{"keep/ti-active"}},
+			{pod: mapped(kpo("mapped-stale-try1-pod", "mapped_stale_task", 1), 3), want: []string{"reap/stale-try"}, reaped: true},
+			{pod: mapped(kpo("mapped-stale-try2-pod", "mapped_stale_task", 2), 3), want: []string{"keep/ti-active"}, later: true},
 			{pod: mapped(withAlreadyChecked(kpo("mapped-reconnected-pod", "mapped_reconnect_task", 1)), 4), want: []string{"keep/ti-active", "skip/changed-on-recheck"}},
 			{pod: kpo("custom-operator-pod", "custom_operator_task", 1), want: []string{"reap/ti-finished"}, reaped: true},
 			{pod: withJob(kpo("job-owned-pod", "job_owned_task", 1)), want: []string{"skip/owned"}},
@@ -195,12 +196,21 @@ func TestHazards(t *testing.T) {
 			tiSpec(hazardDag, hazardRun, "unidentifiable_task", 1, "success"),
 		}
 
-		for _, h := range hazards {
-			p := h.pod.Pod(e.ns)
-			if h.prepare != nil {
-				h.prepare(p)
+		var created []*corev1.Pod
+		for _, later := range []bool{false, true} {
+			if later {
+				createdAfter(created...)
 			}
-			e.createPod(p)
+			for _, h := range hazards {
+				if h.later != later {
+					continue
+				}
+				p := h.pod.Pod(e.ns)
+				if h.prepare != nil {
+					h.prepare(p)
+				}
+				created = append(created, e.createPod(p))
+			}
 		}
 		// Terminating: deleted gracefully; with no kubelet it stays so.
 		grace := int64(3600)

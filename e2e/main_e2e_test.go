@@ -307,18 +307,24 @@ type planPod struct {
 	ConfirmationsNeeded int    `json:"confirmationsNeeded"`
 }
 
+// planPods decodes what `plan -o json` printed.
+func (e *env) planPods(stdout string) []planPod {
+	e.t.Helper()
+	var out struct {
+		Pods []planPod `json:"pods"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		e.t.Fatalf("plan -o json is not JSON: %v\n%s", err, stdout)
+	}
+	return out.Pods
+}
+
 // plan runs `plan -o json` and returns its pods by name.
 func (e *env) plan(cfg string) map[string]planPod {
 	e.t.Helper()
 	res := e.reaper(0, "plan", "--config", cfg, "-o", "json")
-	var out struct {
-		Pods []planPod `json:"pods"`
-	}
-	if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil {
-		e.t.Fatalf("plan -o json is not JSON: %v\n%s", err, res.Stdout)
-	}
 	m := map[string]planPod{}
-	for _, p := range out.Pods {
+	for _, p := range e.planPods(res.Stdout) {
 		if p.Namespace != e.ns {
 			e.t.Errorf("plan lists pod %s/%s outside the configured namespace %s", p.Namespace, p.Name, e.ns)
 		}
