@@ -280,6 +280,13 @@ func (r *Reaper) apply(ctx context.Context, steps []Step, f *facts) (*Report, er
 	for _, c := range f.candidates {
 		byUID[c.Pod.UID] = c
 	}
+	// A re-check judges one pod, and only pods of its own task instance can
+	// be evidence about it: indexing once keeps the deletes of a cycle
+	// linear in the pods (a re-check per reap over every pod was quadratic).
+	evidenceByKey := make(map[labels.Key][]decision.EvidencePod)
+	for _, e := range f.evidence {
+		evidenceByKey[e.Key] = append(evidenceByKey[e.Key], e)
+	}
 	for _, st := range steps {
 		pr := PodReport{Verdict: st.Verdict, Seen: st.Seen, Needed: st.Needed, Action: st.Action}
 		switch {
@@ -299,7 +306,8 @@ func (r *Reaper) apply(ctx context.Context, steps []Step, f *facts) (*Report, er
 			}
 		case st.Write == WriteDelete:
 			var fatal error
-			pr, fatal = r.recheckAndDelete(ctx, pr, byUID[st.Verdict.Pod.UID], f.evidence)
+			c := byUID[st.Verdict.Pod.UID]
+			pr, fatal = r.recheckAndDelete(ctx, pr, c, evidenceByKey[c.Identity.Key])
 			if fatal != nil {
 				stop = fatal
 				pr.Action = ActionFailed

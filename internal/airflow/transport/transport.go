@@ -37,6 +37,10 @@ const (
 	DefaultMaxRetries   = 4
 	DefaultRetryWaitMin = 1 * time.Second
 	DefaultRetryWaitMax = 30 * time.Second
+	// IdleConnsPerHost is at least the reaper's lookup concurrency: with
+	// fewer idle connections kept, each cycle's concurrent lookups open
+	// (and TLS-handshake) new connections to Airflow over and over.
+	IdleConnsPerHost = 16
 )
 
 // Auth types.
@@ -135,6 +139,7 @@ func New(o Options) (*http.Client, error) {
 	var base http.RoundTripper = o.Base
 	if base == nil {
 		t := cleanhttp.DefaultPooledTransport() // honours HTTP(S)_PROXY and NO_PROXY
+		t.MaxIdleConnsPerHost = IdleConnsPerHost
 		if err := configureTLS(t, o.TLS, o.Logger); err != nil {
 			return nil, err
 		}
