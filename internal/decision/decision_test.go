@@ -41,11 +41,11 @@ func ti(task string, mapIndex, try int, state string, end *time.Time) airflow.Ta
 // evaluate runs the whole pure pipeline the way a cycle does. active stands
 // for task instances the exact lookup of a pod's own key finds: one is
 // Found, several are Ambiguous; pods matching none ask lookup.
-func evaluate(pods []Pod, active []airflow.TaskInstance, lookup func(Candidate) (Lookup, bool)) map[string]Verdict {
+func evaluate(pods []Pod, active []airflow.TaskInstance, lookup func(Candidate) (Lookup, bool)) map[string]Decision {
 	return evaluateWith(policy, pods, active, lookup)
 }
 
-func evaluateWith(p Policy, pods []Pod, active []airflow.TaskInstance, lookup func(Candidate) (Lookup, bool)) map[string]Verdict {
+func evaluateWith(p Policy, pods []Pod, active []airflow.TaskInstance, lookup func(Candidate) (Lookup, bool)) map[string]Decision {
 	skipped, candidates, evidence := Screen(pods, now, p)
 	lookups := map[string]Lookup{}
 	for _, c := range candidates {
@@ -66,7 +66,7 @@ func evaluateWith(p Policy, pods []Pod, active []airflow.TaskInstance, lookup fu
 			}
 		}
 	}
-	out := map[string]Verdict{}
+	out := map[string]Decision{}
 	for _, v := range append(skipped, Decide(Input{Now: now, Policy: p, Candidates: candidates, Lookups: lookups, Evidence: evidence})...) {
 		out[v.Pod.Name] = v
 	}
@@ -87,8 +87,8 @@ func TestDecisionTable(t *testing.T) {
 		pods    []Pod
 		active  []airflow.TaskInstance
 		lookup  func(Candidate) (Lookup, bool)
-		verdict string
-		reason  string
+		verdict Verdict
+		reason  Reason
 	}
 	rows := []row{
 		{name: "no KPO label", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { delete(p.Labels, labels.KPO) })}, verdict: Skip, reason: ReasonNotKPO},
@@ -201,7 +201,7 @@ func TestSeedScenario(t *testing.T) {
 	got := evaluate(pods, active, func(c Candidate) (Lookup, bool) {
 		return Lookup{Status: Found, TI: finished[c.Pod.Name]}, true
 	})
-	want := map[string]string{"zombie": Reap, "mapped-0": Reap, "healthy": Keep, "mapped-1": Keep}
+	want := map[string]Verdict{"zombie": Reap, "mapped-0": Reap, "healthy": Keep, "mapped-1": Keep}
 	for name, v := range want {
 		if got[name].Verdict != v {
 			t.Errorf("%s: got %s/%s, want %s", name, got[name].Verdict, got[name].Reason, v)
@@ -222,11 +222,11 @@ func TestHashedIdsMatch(t *testing.T) {
 }
 
 func TestOldestFirst(t *testing.T) {
-	var vs []Verdict
+	var vs []Decision
 	for i := 3; i > 0; i-- {
-		vs = append(vs, Verdict{Pod: Pod{Name: strconv.Itoa(i), Created: now.Add(-time.Duration(i) * time.Hour)}})
+		vs = append(vs, Decision{Pod: Pod{Name: strconv.Itoa(i), Created: now.Add(-time.Duration(i) * time.Hour)}})
 	}
-	vs = append(vs, Verdict{Pod: Pod{Name: "0", Created: now}})
+	vs = append(vs, Decision{Pod: Pod{Name: "0", Created: now}})
 	OldestFirst(vs)
 	for i, want := range []string{"3", "2", "1", "0"} {
 		if vs[i].Pod.Name != want {

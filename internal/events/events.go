@@ -101,8 +101,8 @@ func message(p reaper.PodReport) string {
 			state = "null"
 		}
 	}
-	task := reaper.TaskOf(p.Verdict)
-	if p.Verdict.Verdict == decision.Reap {
+	task := reaper.TaskOf(p.Decision)
+	if p.Verdict == decision.Reap {
 		return fmt.Sprintf("force-deleted zombie pod of task instance %s (state %s), reason %s: %s", task, state, p.Reason, p.Detail)
 	}
 	return fmt.Sprintf("task instance %s (state %s), reason %s", task, state, p.Reason)
