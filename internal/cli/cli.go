@@ -195,10 +195,7 @@ func planPods(rep *reaper.Report) []PlanPod {
 		if p.TI != nil {
 			try := p.TI.TryNumber
 			pp.DagID, pp.RunID, pp.TaskID, pp.TITryNumber = p.TI.DagID, p.TI.RunID, p.TI.TaskID, &try
-			pp.TIState = p.TI.State
-			if pp.TIState == "" {
-				pp.TIState = "null"
-			}
+			pp.TIState = decision.StateName(p.TI.State)
 		}
 		if p.Verdict == decision.Reap {
 			pp.Confirmations, pp.ConfirmationsNeeded = p.Seen, p.Needed

@@ -291,7 +291,7 @@ func judgeTI(c Candidate, ti airflow.TaskInstance, currentPod, podNameUnknown st
 				return *v
 			}
 		}
-		return verdict(c, &ti, Keep, ReasonTIActive, "task instance state "+stateName(ti.State))
+		return verdict(c, &ti, Keep, ReasonTIActive, "task instance state "+StateName(ti.State))
 	}
 	return judgeFinished(in, c, ti)
 }
@@ -326,14 +326,16 @@ func judgeFinished(in Input, c Candidate, ti airflow.TaskInstance) Decision {
 	if in.Now.Sub(*ti.EndDate) < in.Policy.TerminalGracePeriod {
 		return verdict(c, &ti, Skip, ReasonTerminalGrace, "task instance ended less than reaper.terminalGracePeriod ago")
 	}
-	return verdict(c, &ti, Reap, ReasonTIFinished, "task instance state "+ti.State)
+	return verdict(c, &ti, Reap, ReasonTIFinished, "task instance state "+StateName(ti.State))
 }
 
-func stateName(s string) string {
-	if s == "" {
+// StateName renders a task instance state for people (plan, logs,
+// events, details): the API's null ("no status") reads "null".
+func StateName(state string) string {
+	if state == "" {
 		return "null"
 	}
-	return s
+	return state
 }
 
 func verdict(c Candidate, ti *airflow.TaskInstance, v Verdict, reason Reason, detail string) Decision {

@@ -96,10 +96,7 @@ func (k *Kube) Cycle(rep *reaper.Report, err error) {
 func message(p reaper.PodReport) string {
 	state := "-"
 	if p.TI != nil {
-		state = p.TI.State
-		if state == "" {
-			state = "null"
-		}
+		state = decision.StateName(p.TI.State)
 	}
 	task := reaper.TaskOf(p.Decision)
 	if p.Verdict == decision.Reap {

@@ -450,7 +450,7 @@ func (r *Reaper) logPod(p PodReport) {
 		attrs = append(attrs, "podTry", p.Identity.TryNumber)
 	}
 	if p.TI != nil {
-		attrs = append(attrs, "tiState", stateOrNull(p.TI.State), "tiTry", p.TI.TryNumber)
+		attrs = append(attrs, "tiState", decision.StateName(p.TI.State), "tiTry", p.TI.TryNumber)
 	}
 	if p.Verdict == decision.Reap || p.Action == ActionWaiting {
 		attrs = append(attrs, "confirmations", fmt.Sprintf("%d/%d", p.Seen, p.Needed))
@@ -460,13 +460,6 @@ func (r *Reaper) logPod(p PodReport) {
 	}
 	attrs = append(attrs, "detail", p.Detail)
 	r.Log.Log(context.Background(), level, msg, attrs...)
-}
-
-func stateOrNull(s string) string {
-	if s == "" {
-		return "null"
-	}
-	return s
 }
 
 func (r *Reaper) summarize(rep *Report, err error) {
