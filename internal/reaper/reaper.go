@@ -22,8 +22,9 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/internal/resolve"
 )
 
-// PodLister lists the pods to judge, completely or not at all.
-type PodLister interface {
+// PodSource lists the pods to judge, completely or not at all
+// (kube.PodLister pages a List, kube.WatchLister reads an informer).
+type PodSource interface {
 	List(ctx context.Context) ([]decision.Pod, error)
 }
 
@@ -32,7 +33,7 @@ const DefaultLookupConcurrency = 8
 
 // Reaper wires the edges to the decision.
 type Reaper struct {
-	Pods     PodLister
+	Pods     PodSource
 	Airflow  airflow.Client
 	Resolver *resolve.Resolver
 	Deleter  deleter.Deleter
