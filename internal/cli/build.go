@@ -93,7 +93,7 @@ func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, obser
 
 // newReaper wires the decision to the edges. Dry run swaps in the Deleter
 // that sends nothing.
-func newReaper(c *config.Config, e *edges, pods reaper.PodLister, dryRun bool, log *slog.Logger) *reaper.Reaper {
+func newReaper(c *config.Config, e *edges, pods reaper.PodSource, dryRun bool, log *slog.Logger) *reaper.Reaper {
 	var d deleter.Deleter = deleter.Force{Client: e.kube}
 	if dryRun {
 		d = &deleter.DryRunDeleter{}
@@ -123,6 +123,6 @@ func newReaper(c *config.Config, e *edges, pods reaper.PodLister, dryRun bool, l
 }
 
 // listPods is the paginated List, for --once and plan.
-func listPods(c *config.Config, e *edges) reaper.PodLister {
+func listPods(c *config.Config, e *edges) reaper.PodSource {
 	return &kube.PodLister{Client: e.kube, Namespaces: c.Kubernetes.Namespaces, Selector: kube.Selector(c.Kubernetes.LabelSelector)}
 }

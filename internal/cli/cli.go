@@ -162,31 +162,31 @@ func newPlan(stdout, stderr io.Writer) *cobra.Command {
 
 // PlanPod is one pod in `plan -o json`; the field names are a contract.
 type PlanPod struct {
-	Namespace           string `json:"namespace"`
-	Name                string `json:"name"`
-	UID                 string `json:"uid"`
-	Verdict             string `json:"verdict"`
-	Reason              string `json:"reason"`
-	Detail              string `json:"detail,omitempty"`
-	Task                string `json:"task,omitempty"`
-	DagID               string `json:"dagId,omitempty"`
-	RunID               string `json:"runId,omitempty"`
-	TaskID              string `json:"taskId,omitempty"`
-	MapIndex            *int   `json:"mapIndex,omitempty"`
-	PodTryNumber        *int   `json:"podTryNumber,omitempty"`
-	TIState             string `json:"tiState,omitempty"`
-	TITryNumber         *int   `json:"tiTryNumber,omitempty"`
-	Confirmations       int    `json:"confirmations,omitempty"`
-	ConfirmationsNeeded int    `json:"confirmationsNeeded,omitempty"`
+	Namespace           string           `json:"namespace"`
+	Name                string           `json:"name"`
+	UID                 string           `json:"uid"`
+	Verdict             decision.Verdict `json:"verdict"`
+	Reason              decision.Reason  `json:"reason"`
+	Detail              string           `json:"detail,omitempty"`
+	Task                string           `json:"task,omitempty"`
+	DagID               string           `json:"dagId,omitempty"`
+	RunID               string           `json:"runId,omitempty"`
+	TaskID              string           `json:"taskId,omitempty"`
+	MapIndex            *int             `json:"mapIndex,omitempty"`
+	PodTryNumber        *int             `json:"podTryNumber,omitempty"`
+	TIState             string           `json:"tiState,omitempty"`
+	TITryNumber         *int             `json:"tiTryNumber,omitempty"`
+	Confirmations       int              `json:"confirmations,omitempty"`
+	ConfirmationsNeeded int              `json:"confirmationsNeeded,omitempty"`
 	// Action is what a run would do now: dry-run (delete), awaiting-
 	// confirmation, capped; empty for pods kept or skipped.
-	Action string `json:"action,omitempty"`
+	Action reaper.Action `json:"action,omitempty"`
 }
 
 func planPods(rep *reaper.Report) []PlanPod {
 	out := make([]PlanPod, 0, len(rep.Pods))
 	for _, p := range rep.Pods {
-		pp := PlanPod{Namespace: p.Pod.Namespace, Name: p.Pod.Name, UID: p.Pod.UID, Verdict: p.Verdict.Verdict, Reason: p.Reason, Detail: p.Detail, Task: reaper.TaskOf(p.Verdict)}
+		pp := PlanPod{Namespace: p.Pod.Namespace, Name: p.Pod.Name, UID: p.Pod.UID, Verdict: p.Verdict, Reason: p.Reason, Detail: p.Detail, Task: reaper.TaskOf(p.Decision)}
 		if p.Identity != nil {
 			try, mi := p.Identity.TryNumber, p.Identity.MapIndex
 			pp.PodTryNumber, pp.MapIndex = &try, &mi
@@ -195,12 +195,9 @@ func planPods(rep *reaper.Report) []PlanPod {
 		if p.TI != nil {
 			try := p.TI.TryNumber
 			pp.DagID, pp.RunID, pp.TaskID, pp.TITryNumber = p.TI.DagID, p.TI.RunID, p.TI.TaskID, &try
-			pp.TIState = p.TI.State
-			if pp.TIState == "" {
-				pp.TIState = "null"
-			}
+			pp.TIState = decision.StateName(p.TI.State)
 		}
-		if p.Verdict.Verdict == decision.Reap {
+		if p.Verdict == decision.Reap {
 			pp.Confirmations, pp.ConfirmationsNeeded = p.Seen, p.Needed
 		}
 		pp.Action = p.Action
@@ -229,7 +226,7 @@ func writePlanTable(w io.Writer, rep *reaper.Report) error {
 				try += "/" + strconv.Itoa(*p.TITryNumber)
 			}
 		}
-		verdict := p.Verdict
+		verdict := string(p.Verdict)
 		if p.ConfirmationsNeeded > 1 {
 			verdict = fmt.Sprintf("%s (%d/%d)", verdict, p.Confirmations, p.ConfirmationsNeeded)
 		}

@@ -12,40 +12,47 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/internal/labels"
 )
 
+// Verdict is what to do about a pod. The values are a public contract
+// (plan output, logs, metrics).
+type Verdict string
+
 // Verdicts.
 const (
-	Reap = "reap" // a proven zombie
-	Keep = "keep" // its task instance is active
-	Skip = "skip" // not enough evidence either way
+	Reap Verdict = "reap" // a proven zombie
+	Keep Verdict = "keep" // its task instance is active
+	Skip Verdict = "skip" // not enough evidence either way
 )
 
+// Reason says why a pod got its verdict.
+type Reason string
+
 // Reason codes. They are a public contract (README, plan output, logs,
-// metrics): add new ones, never rename.
+// metrics, the zombie-reason annotation): add new ones, never rename.
 const (
-	ReasonNotKPO           = "not-kpo"
-	ReasonExecutorWorker   = "executor-worker"
-	ReasonOwned            = "owned"
-	ReasonTerminating      = "terminating"
-	ReasonUnidentifiable   = "unidentifiable"
-	ReasonTooYoung         = "too-young"
-	ReasonCompleted        = "completed"
-	ReasonTIActive         = "ti-active"
-	ReasonTIFinished       = "ti-finished"
-	ReasonStaleTry         = "stale-try"
-	ReasonOrphan           = "orphan"
-	ReasonOrphanTooYoung   = "orphan-too-young"
-	ReasonTerminalGrace    = "terminal-grace"
-	ReasonTryAhead         = "try-ahead"
-	ReasonPodNewerThanTI   = "pod-newer-than-ti"
-	ReasonNoEndDate        = "no-end-date"
-	ReasonUnresolved       = "unresolved"
-	ReasonAmbiguous        = "ambiguous"
-	ReasonChangedOnRecheck = "changed-on-recheck"
-	ReasonPodNameUnknown   = "pod-name-unknown"
-	ReasonOrphanNotEnabled = "orphan-not-enabled"
-	ReasonDagUnavailable   = "dag-unavailable"
-	ReasonContradictory    = "contradictory"
-	ReasonLookupFailed     = "lookup-failed"
+	ReasonNotKPO           Reason = "not-kpo"
+	ReasonExecutorWorker   Reason = "executor-worker"
+	ReasonOwned            Reason = "owned"
+	ReasonTerminating      Reason = "terminating"
+	ReasonUnidentifiable   Reason = "unidentifiable"
+	ReasonTooYoung         Reason = "too-young"
+	ReasonCompleted        Reason = "completed"
+	ReasonTIActive         Reason = "ti-active"
+	ReasonTIFinished       Reason = "ti-finished"
+	ReasonStaleTry         Reason = "stale-try"
+	ReasonOrphan           Reason = "orphan"
+	ReasonOrphanTooYoung   Reason = "orphan-too-young"
+	ReasonTerminalGrace    Reason = "terminal-grace"
+	ReasonTryAhead         Reason = "try-ahead"
+	ReasonPodNewerThanTI   Reason = "pod-newer-than-ti"
+	ReasonNoEndDate        Reason = "no-end-date"
+	ReasonUnresolved       Reason = "unresolved"
+	ReasonAmbiguous        Reason = "ambiguous"
+	ReasonChangedOnRecheck Reason = "changed-on-recheck"
+	ReasonPodNameUnknown   Reason = "pod-name-unknown"
+	ReasonOrphanNotEnabled Reason = "orphan-not-enabled"
+	ReasonDagUnavailable   Reason = "dag-unavailable"
+	ReasonContradictory    Reason = "contradictory"
+	ReasonLookupFailed     Reason = "lookup-failed"
 )
 
 // Pod is what the decisions read of a Kubernetes pod.
@@ -80,11 +87,11 @@ type Candidate struct {
 	Identity labels.Identity
 }
 
-// Verdict is the outcome for one pod.
-type Verdict struct {
+// Decision is the outcome for one pod.
+type Decision struct {
 	Pod      Pod
-	Verdict  string
-	Reason   string
+	Verdict  Verdict
+	Reason   Reason
 	Detail   string
 	Identity *labels.Identity
 	// TI is the task instance the verdict rests on, when one was found.
@@ -104,7 +111,7 @@ type EvidencePod struct {
 // with their reasons, the candidates, and every KPO pod that carries
 // readable labels and is not terminating (young and completed ones
 // included), which stale-try may use as evidence of the current try's pod.
-func Screen(pods []Pod, now time.Time, p Policy) (skipped []Verdict, candidates []Candidate, evidence []EvidencePod) {
+func Screen(pods []Pod, now time.Time, p Policy) (skipped []Decision, candidates []Candidate, evidence []EvidencePod) {
 	for _, pod := range pods {
 		l := pod.Labels
 		switch {
@@ -192,9 +199,9 @@ type Input struct {
 }
 
 // Decide judges every candidate.
-func Decide(in Input) []Verdict {
+func Decide(in Input) []Decision {
 	current := currentTryPods(in.Evidence)
-	out := make([]Verdict, 0, len(in.Candidates))
+	out := make([]Decision, 0, len(in.Candidates))
 	for _, c := range in.Candidates {
 		out = append(out, decideOne(in, c, current))
 	}
@@ -203,7 +210,7 @@ func Decide(in Input) []Verdict {
 
 // DecideOne judges a single candidate; the re-check before a delete uses it
 // with freshly fetched data.
-func DecideOne(in Input, c Candidate) Verdict {
+func DecideOne(in Input, c Candidate) Decision {
 	return decideOne(in, c, currentTryPods(in.Evidence))
 }
 
@@ -234,7 +241,7 @@ func provesNewerTry(e EvidencePod, p Pod, ti airflow.TaskInstance) bool {
 		ti.StartDate != nil && !e.Created.Before(*ti.StartDate)
 }
 
-func decideOne(in Input, c Candidate, podsByTry map[tryKey][]EvidencePod) Verdict {
+func decideOne(in Input, c Candidate, podsByTry map[tryKey][]EvidencePod) Decision {
 	l, ok := in.Lookups[c.Pod.UID]
 	if !ok {
 		return verdict(c, nil, Skip, ReasonUnresolved, "task instance not looked up")
@@ -263,7 +270,7 @@ func decideOne(in Input, c Candidate, podsByTry map[tryKey][]EvidencePod) Verdic
 	}
 }
 
-func judgeTI(c Candidate, ti airflow.TaskInstance, currentPod, podNameUnknown string, podsByTry map[tryKey][]EvidencePod, in Input) Verdict {
+func judgeTI(c Candidate, ti airflow.TaskInstance, currentPod, podNameUnknown string, podsByTry map[tryKey][]EvidencePod, in Input) Decision {
 	id := c.Identity
 	if !airflow.IsFinished(ti.State) {
 		if currentPod != "" && currentPod == c.Pod.Name {
@@ -284,14 +291,14 @@ func judgeTI(c Candidate, ti airflow.TaskInstance, currentPod, podNameUnknown st
 				return *v
 			}
 		}
-		return verdict(c, &ti, Keep, ReasonTIActive, "task instance state "+stateName(ti.State))
+		return verdict(c, &ti, Keep, ReasonTIActive, "task instance state "+StateName(ti.State))
 	}
 	return judgeFinished(in, c, ti)
 }
 
 // staleTry returns the reap verdict when the operator's own marks prove
 // that the current try does not use this earlier try's pod.
-func staleTry(c Candidate, ti airflow.TaskInstance, podsByTry map[tryKey][]EvidencePod) *Verdict {
+func staleTry(c Candidate, ti airflow.TaskInstance, podsByTry map[tryKey][]EvidencePod) *Decision {
 	if c.Identity.AlreadyChecked {
 		v := verdict(c, &ti, Reap, ReasonStaleTry, "pod of an earlier try marked already_checked=True: the operator never reattaches to it")
 		return &v
@@ -305,7 +312,7 @@ func staleTry(c Candidate, ti airflow.TaskInstance, podsByTry map[tryKey][]Evide
 	return nil
 }
 
-func judgeFinished(in Input, c Candidate, ti airflow.TaskInstance) Verdict {
+func judgeFinished(in Input, c Candidate, ti airflow.TaskInstance) Decision {
 	id := c.Identity
 	if id.TryNumber > ti.TryNumber {
 		return verdict(c, &ti, Skip, ReasonTryAhead, "pod's try is newer than the finished task instance's: a new try may be starting")
@@ -319,23 +326,25 @@ func judgeFinished(in Input, c Candidate, ti airflow.TaskInstance) Verdict {
 	if in.Now.Sub(*ti.EndDate) < in.Policy.TerminalGracePeriod {
 		return verdict(c, &ti, Skip, ReasonTerminalGrace, "task instance ended less than reaper.terminalGracePeriod ago")
 	}
-	return verdict(c, &ti, Reap, ReasonTIFinished, "task instance state "+ti.State)
+	return verdict(c, &ti, Reap, ReasonTIFinished, "task instance state "+StateName(ti.State))
 }
 
-func stateName(s string) string {
-	if s == "" {
+// StateName renders a task instance state for people (plan, logs,
+// events, details): the API's null ("no status") reads "null".
+func StateName(state string) string {
+	if state == "" {
 		return "null"
 	}
-	return s
+	return state
 }
 
-func verdict(c Candidate, ti *airflow.TaskInstance, v, reason, detail string) Verdict {
+func verdict(c Candidate, ti *airflow.TaskInstance, v Verdict, reason Reason, detail string) Decision {
 	id := c.Identity
-	return Verdict{Pod: c.Pod, Verdict: v, Reason: reason, Detail: detail, Identity: &id, TI: ti}
+	return Decision{Pod: c.Pod, Verdict: v, Reason: reason, Detail: detail, Identity: &id, TI: ti}
 }
 
-func skip(pod Pod, id *labels.Identity, reason, detail string) Verdict {
-	return Verdict{Pod: pod, Verdict: Skip, Reason: reason, Detail: detail, Identity: id}
+func skip(pod Pod, id *labels.Identity, reason Reason, detail string) Decision {
+	return Decision{Pod: pod, Verdict: Skip, Reason: reason, Detail: detail, Identity: id}
 }
 
 func hasKey(m map[string]string, k string) bool {
@@ -345,7 +354,7 @@ func hasKey(m map[string]string, k string) bool {
 
 // Reconfirm compares a reap verdict with the one the re-check before its
 // delete reached: anything but the same reap keeps the pod.
-func Reconfirm(before, again Verdict) Verdict {
+func Reconfirm(before, again Decision) Decision {
 	if again.Verdict == Reap && again.Reason == before.Reason {
 		again.Pod = before.Pod
 		return again
@@ -356,7 +365,7 @@ func Reconfirm(before, again Verdict) Verdict {
 	}
 	v := before
 	v.Verdict, v.Reason = Skip, ReasonChangedOnRecheck
-	v.Detail = "re-check before delete found " + again.Verdict + "/" + again.Reason + ": " + again.Detail
+	v.Detail = "re-check before delete found " + string(again.Verdict) + "/" + string(again.Reason) + ": " + again.Detail
 	if again.TI != nil {
 		v.TI = again.TI
 	}
@@ -365,7 +374,7 @@ func Reconfirm(before, again Verdict) Verdict {
 
 // OldestFirst orders verdicts by pod creation time, so that a capped cycle
 // removes the longest-lived zombies first.
-func OldestFirst(vs []Verdict) {
+func OldestFirst(vs []Decision) {
 	sort.SliceStable(vs, func(i, j int) bool {
 		if vs[i].Pod.Created.Equal(vs[j].Pod.Created) {
 			return vs[i].Pod.Namespace+"/"+vs[i].Pod.Name < vs[j].Pod.Namespace+"/"+vs[j].Pod.Name

@@ -41,11 +41,11 @@ func ti(task string, mapIndex, try int, state string, end *time.Time) airflow.Ta
 // evaluate runs the whole pure pipeline the way a cycle does. active stands
 // for task instances the exact lookup of a pod's own key finds: one is
 // Found, several are Ambiguous; pods matching none ask lookup.
-func evaluate(pods []Pod, active []airflow.TaskInstance, lookup func(Candidate) (Lookup, bool)) map[string]Verdict {
+func evaluate(pods []Pod, active []airflow.TaskInstance, lookup func(Candidate) (Lookup, bool)) map[string]Decision {
 	return evaluateWith(policy, pods, active, lookup)
 }
 
-func evaluateWith(p Policy, pods []Pod, active []airflow.TaskInstance, lookup func(Candidate) (Lookup, bool)) map[string]Verdict {
+func evaluateWith(p Policy, pods []Pod, active []airflow.TaskInstance, lookup func(Candidate) (Lookup, bool)) map[string]Decision {
 	skipped, candidates, evidence := Screen(pods, now, p)
 	lookups := map[string]Lookup{}
 	for _, c := range candidates {
@@ -66,7 +66,7 @@ func evaluateWith(p Policy, pods []Pod, active []airflow.TaskInstance, lookup fu
 			}
 		}
 	}
-	out := map[string]Verdict{}
+	out := map[string]Decision{}
 	for _, v := range append(skipped, Decide(Input{Now: now, Policy: p, Candidates: candidates, Lookups: lookups, Evidence: evidence})...) {
 		out[v.Pod.Name] = v
 	}
@@ -87,76 +87,350 @@ func TestDecisionTable(t *testing.T) {
 		pods    []Pod
 		active  []airflow.TaskInstance
 		lookup  func(Candidate) (Lookup, bool)
-		verdict string
-		reason  string
+		verdict Verdict
+		reason  Reason
 	}
 	rows := []row{
-		{name: "no KPO label", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { delete(p.Labels, labels.KPO) })}, verdict: Skip, reason: ReasonNotKPO},
-		{name: "KPO label False", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.KPO] = "False" })}, verdict: Skip, reason: ReasonNotKPO},
-		{name: "executor worker by airflow-worker", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AirflowWorker] = "42" })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonExecutorWorker},
-		{name: "executor worker by kubernetes_executor", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.KubernetesExecutor] = "True" })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonExecutorWorker},
-		{name: "Job-owned pod", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.OwnerKind = "Job" })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonOwned},
-		{name: "terminating", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Terminating = true })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonTerminating},
-		{name: "missing try_number", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { delete(p.Labels, labels.TryNumber) })}, verdict: Skip, reason: ReasonUnidentifiable},
-		{name: "execution_date era pod", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { delete(p.Labels, labels.RunID); p.Labels[labels.ExecutionDate] = "x" })}, verdict: Skip, reason: ReasonUnidentifiable},
-		{name: "bad map_index", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.MapIndex] = "zero" })}, verdict: Skip, reason: ReasonUnidentifiable},
-		{name: "too young", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Created = now.Add(-time.Minute) })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonTooYoung},
-		{name: "Succeeded pod", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Succeeded" })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonCompleted},
-		{name: "Failed pod", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Failed" })}, lookup: found(ti("t", -1, 1, "failed", ago(time.Hour))), verdict: Skip, reason: ReasonCompleted},
+		{
+			name:    "no KPO label",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { delete(p.Labels, labels.KPO) })},
+			verdict: Skip, reason: ReasonNotKPO,
+		},
+		{
+			name:    "KPO label False",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.KPO] = "False" })},
+			verdict: Skip, reason: ReasonNotKPO,
+		},
+		{
+			name:    "executor worker by airflow-worker",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AirflowWorker] = "42" })},
+			lookup:  found(ti("t", -1, 1, "success", ago(time.Hour))),
+			verdict: Skip, reason: ReasonExecutorWorker,
+		},
+		{
+			name:    "executor worker by kubernetes_executor",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.KubernetesExecutor] = "True" })},
+			lookup:  found(ti("t", -1, 1, "success", ago(time.Hour))),
+			verdict: Skip, reason: ReasonExecutorWorker,
+		},
+		{
+			name:    "Job-owned pod",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.OwnerKind = "Job" })},
+			lookup:  found(ti("t", -1, 1, "success", ago(time.Hour))),
+			verdict: Skip, reason: ReasonOwned,
+		},
+		{
+			name:    "terminating",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Terminating = true })},
+			lookup:  found(ti("t", -1, 1, "success", ago(time.Hour))),
+			verdict: Skip, reason: ReasonTerminating,
+		},
+		{
+			name:    "missing try_number",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { delete(p.Labels, labels.TryNumber) })},
+			verdict: Skip, reason: ReasonUnidentifiable,
+		},
+		{
+			name: "execution_date era pod",
+			pods: []Pod{
+				kpoPod("p", "t", -1, 1, func(p *Pod) { delete(p.Labels, labels.RunID); p.Labels[labels.ExecutionDate] = "x" }),
+			},
+			verdict: Skip, reason: ReasonUnidentifiable,
+		},
+		{
+			name:    "bad map_index",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.MapIndex] = "zero" })},
+			verdict: Skip, reason: ReasonUnidentifiable,
+		},
+		{
+			name:    "too young",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Created = now.Add(-time.Minute) })},
+			lookup:  found(ti("t", -1, 1, "success", ago(time.Hour))),
+			verdict: Skip, reason: ReasonTooYoung,
+		},
+		{
+			name:    "Succeeded pod",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Succeeded" })},
+			lookup:  found(ti("t", -1, 1, "success", ago(time.Hour))),
+			verdict: Skip, reason: ReasonCompleted,
+		},
+		{
+			name:    "Failed pod",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Failed" })},
+			lookup:  found(ti("t", -1, 1, "failed", ago(time.Hour))),
+			verdict: Skip, reason: ReasonCompleted,
+		},
 
-		{name: "running TI", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 1, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "null state TI", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 1, "", nil)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "deferred TI, Airflow 2.0-2.9 try one lower than pod", pods: []Pod{kpoPod("p", "t", -1, 2)}, active: []airflow.TaskInstance{ti("t", -1, 1, "deferred", nil)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "retry reattached to previous try's pod", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "up_for_retry keeps the reattach candidate", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 1, "up_for_retry", nil)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "restarting", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 1, "restarting", nil)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "unknown state found by lookup is active", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "shutdown", ago(time.Hour))), verdict: Keep, reason: ReasonTIActive},
-		{name: "Succeeded pod of deferred TI is not touched", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Succeeded" })}, active: []airflow.TaskInstance{ti("t", -1, 1, "deferred", nil)}, verdict: Skip, reason: ReasonCompleted},
+		{
+			name:    "running TI",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			active:  []airflow.TaskInstance{ti("t", -1, 1, "running", nil)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name:    "null state TI",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			active:  []airflow.TaskInstance{ti("t", -1, 1, "", nil)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name:    "deferred TI, Airflow 2.0-2.9 try one lower than pod",
+			pods:    []Pod{kpoPod("p", "t", -1, 2)},
+			active:  []airflow.TaskInstance{ti("t", -1, 1, "deferred", nil)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name:    "retry reattached to previous try's pod",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			active:  []airflow.TaskInstance{ti("t", -1, 2, "running", nil)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name:    "up_for_retry keeps the reattach candidate",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			active:  []airflow.TaskInstance{ti("t", -1, 1, "up_for_retry", nil)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name:    "restarting",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			active:  []airflow.TaskInstance{ti("t", -1, 1, "restarting", nil)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name:    "unknown state found by lookup is active",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  found(ti("t", -1, 1, "shutdown", ago(time.Hour))),
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name:    "Succeeded pod of deferred TI is not touched",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Succeeded" })},
+			active:  []airflow.TaskInstance{ti("t", -1, 1, "deferred", nil)},
+			verdict: Skip, reason: ReasonCompleted,
+		},
 
-		{name: "stale try marked already_checked", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Reap, reason: ReasonStaleTry},
-		{name: "stale try with the current try's pod present", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Minute) })},
-			active: []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)}, verdict: Reap, reason: ReasonStaleTry},
-		{name: "a current-try pod in another namespace is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Namespace = "other"; p.Created = now.Add(-time.Minute) })},
-			active: []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "an already_checked current-try pod is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True"; p.Created = now.Add(-time.Minute) })},
-			active: []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "a current-try pod older than this one is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-4 * time.Hour) })},
-			active: []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 5*time.Hour)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "a current-try pod created before the try started is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Hour) })},
-			active: []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "without the try's start_date a current-try pod is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Minute) })},
-			active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "a terminating current-try pod is no evidence", pods: []Pod{kpoPod("p", "t", -1, 1), kpoPod("current", "t", -1, 2, func(p *Pod) { p.Terminating = true })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
-		{name: "already_checked, but the current try's XCom pod_name names it", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, lookup: func(Candidate) (Lookup, bool) {
-			return Lookup{Status: Found, TI: ti("t", -1, 2, "running", nil), CurrentPodName: "p"}, true
-		}, verdict: Keep, reason: ReasonTIActive},
-		{name: "already_checked, the current try's XCom names another pod", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, lookup: func(Candidate) (Lookup, bool) {
-			return Lookup{Status: Found, TI: ti("t", -1, 2, "running", nil), CurrentPodName: "other"}, true
-		}, verdict: Reap, reason: ReasonStaleTry},
-		{name: "already_checked but same try as TI is kept", pods: []Pod{kpoPod("p", "t", -1, 2, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })}, active: []airflow.TaskInstance{ti("t", -1, 2, "running", nil)}, verdict: Keep, reason: ReasonTIActive},
+		{
+			name:    "stale try marked already_checked",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })},
+			active:  []airflow.TaskInstance{ti("t", -1, 2, "running", nil)},
+			verdict: Reap, reason: ReasonStaleTry,
+		},
+		{
+			name: "stale try with the current try's pod present",
+			pods: []Pod{
+				kpoPod("p", "t", -1, 1),
+				kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Minute) }),
+			},
+			active:  []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)},
+			verdict: Reap, reason: ReasonStaleTry,
+		},
+		{
+			name: "a current-try pod in another namespace is no evidence",
+			pods: []Pod{
+				kpoPod("p", "t", -1, 1),
+				kpoPod("current", "t", -1, 2, func(p *Pod) { p.Namespace = "other"; p.Created = now.Add(-time.Minute) }),
+			},
+			active:  []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name: "an already_checked current-try pod is no evidence",
+			pods: []Pod{
+				kpoPod("p", "t", -1, 1),
+				kpoPod("current", "t", -1, 2, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True"; p.Created = now.Add(-time.Minute) }),
+			},
+			active:  []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name: "a current-try pod older than this one is no evidence",
+			pods: []Pod{
+				kpoPod("p", "t", -1, 1),
+				kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-4 * time.Hour) }),
+			},
+			active:  []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 5*time.Hour)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name: "a current-try pod created before the try started is no evidence",
+			pods: []Pod{
+				kpoPod("p", "t", -1, 1),
+				kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Hour) }),
+			},
+			active:  []airflow.TaskInstance{started(ti("t", -1, 2, "running", nil), 10*time.Minute)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name: "without the try's start_date a current-try pod is no evidence",
+			pods: []Pod{
+				kpoPod("p", "t", -1, 1),
+				kpoPod("current", "t", -1, 2, func(p *Pod) { p.Created = now.Add(-time.Minute) }),
+			},
+			active:  []airflow.TaskInstance{ti("t", -1, 2, "running", nil)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name: "a terminating current-try pod is no evidence",
+			pods: []Pod{
+				kpoPod("p", "t", -1, 1),
+				kpoPod("current", "t", -1, 2, func(p *Pod) { p.Terminating = true }),
+			},
+			active:  []airflow.TaskInstance{ti("t", -1, 2, "running", nil)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name: "already_checked, but the current try's XCom pod_name names it",
+			pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })},
+			lookup: func(Candidate) (Lookup, bool) {
+				return Lookup{Status: Found, TI: ti("t", -1, 2, "running", nil), CurrentPodName: "p"}, true
+			},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name: "already_checked, the current try's XCom names another pod",
+			pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })},
+			lookup: func(Candidate) (Lookup, bool) {
+				return Lookup{Status: Found, TI: ti("t", -1, 2, "running", nil), CurrentPodName: "other"}, true
+			},
+			verdict: Reap, reason: ReasonStaleTry,
+		},
+		{
+			name:    "already_checked but same try as TI is kept",
+			pods:    []Pod{kpoPod("p", "t", -1, 2, func(p *Pod) { p.Labels[labels.AlreadyChecked] = "True" })},
+			active:  []airflow.TaskInstance{ti("t", -1, 2, "running", nil)},
+			verdict: Keep, reason: ReasonTIActive,
+		},
 
-		{name: "finished TI past grace", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Reap, reason: ReasonTIFinished},
-		{name: "failed TI, pod stuck Pending", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Pending" })}, lookup: found(ti("t", -1, 1, "failed", ago(time.Hour))), verdict: Reap, reason: ReasonTIFinished},
-		{name: "finished TI, pod of an earlier try", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 3, "failed", ago(time.Hour))), verdict: Reap, reason: ReasonTIFinished},
-		{name: "skipped, upstream_failed and removed are finished", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "removed", ago(time.Hour))), verdict: Reap, reason: ReasonTIFinished},
-		{name: "finished TI within grace", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "success", ago(time.Minute))), verdict: Skip, reason: ReasonTerminalGrace},
-		{name: "pod try ahead of finished TI", pods: []Pod{kpoPod("p", "t", -1, 2)}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonTryAhead},
-		{name: "pod newer than TI end", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Created = now.Add(-30 * time.Minute) })}, lookup: found(ti("t", -1, 1, "success", ago(time.Hour))), verdict: Skip, reason: ReasonPodNewerThanTI},
-		{name: "finished without end_date", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: found(ti("t", -1, 1, "upstream_failed", nil)), verdict: Skip, reason: ReasonNoEndDate},
+		{
+			name:    "finished TI past grace",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  found(ti("t", -1, 1, "success", ago(time.Hour))),
+			verdict: Reap, reason: ReasonTIFinished,
+		},
+		{
+			name:    "failed TI, pod stuck Pending",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Phase = "Pending" })},
+			lookup:  found(ti("t", -1, 1, "failed", ago(time.Hour))),
+			verdict: Reap, reason: ReasonTIFinished,
+		},
+		{
+			name:    "finished TI, pod of an earlier try",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  found(ti("t", -1, 3, "failed", ago(time.Hour))),
+			verdict: Reap, reason: ReasonTIFinished,
+		},
+		{
+			name:    "skipped, upstream_failed and removed are finished",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  found(ti("t", -1, 1, "removed", ago(time.Hour))),
+			verdict: Reap, reason: ReasonTIFinished,
+		},
+		{
+			name:    "finished TI within grace",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  found(ti("t", -1, 1, "success", ago(time.Minute))),
+			verdict: Skip, reason: ReasonTerminalGrace,
+		},
+		{
+			name:    "pod try ahead of finished TI",
+			pods:    []Pod{kpoPod("p", "t", -1, 2)},
+			lookup:  found(ti("t", -1, 1, "success", ago(time.Hour))),
+			verdict: Skip, reason: ReasonTryAhead,
+		},
+		{
+			name:    "pod newer than TI end",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Created = now.Add(-30 * time.Minute) })},
+			lookup:  found(ti("t", -1, 1, "success", ago(time.Hour))),
+			verdict: Skip, reason: ReasonPodNewerThanTI,
+		},
+		{
+			name:    "finished without end_date",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  found(ti("t", -1, 1, "upstream_failed", nil)),
+			verdict: Skip, reason: ReasonNoEndDate,
+		},
 
-		{name: "orphan", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Gone), verdict: Reap, reason: ReasonOrphan},
-		{name: "DAG unavailable", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(DagUnavailable), verdict: Skip, reason: ReasonDagUnavailable},
-		{name: "contradictory answers", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Contradictory), verdict: Skip, reason: ReasonContradictory},
-		{name: "lookup failed", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Failed), verdict: Skip, reason: ReasonLookupFailed},
-		{name: "orphan younger than orphan age", pods: []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Created = now.Add(-30 * time.Minute) })}, lookup: status(Gone), verdict: Skip, reason: ReasonOrphanTooYoung},
-		{name: "unresolved", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Unresolved), verdict: Skip, reason: ReasonUnresolved},
-		{name: "not looked up", pods: []Pod{kpoPod("p", "t", -1, 1)}, verdict: Skip, reason: ReasonUnresolved},
-		{name: "ambiguous lookup", pods: []Pod{kpoPod("p", "t", -1, 1)}, lookup: status(Ambiguous), verdict: Skip, reason: ReasonAmbiguous},
-		{name: "two active TIs on one key", pods: []Pod{kpoPod("p", "t", -1, 1)}, active: []airflow.TaskInstance{ti("t", -1, 1, "running", nil), ti("t", -1, 1, "queued", nil)}, verdict: Skip, reason: ReasonAmbiguous},
+		{
+			name:    "orphan",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  status(Gone),
+			verdict: Reap, reason: ReasonOrphan,
+		},
+		{
+			name:    "DAG unavailable",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  status(DagUnavailable),
+			verdict: Skip, reason: ReasonDagUnavailable,
+		},
+		{
+			name:    "contradictory answers",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  status(Contradictory),
+			verdict: Skip, reason: ReasonContradictory,
+		},
+		{
+			name:    "lookup failed",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  status(Failed),
+			verdict: Skip, reason: ReasonLookupFailed,
+		},
+		{
+			name:    "orphan younger than orphan age",
+			pods:    []Pod{kpoPod("p", "t", -1, 1, func(p *Pod) { p.Created = now.Add(-30 * time.Minute) })},
+			lookup:  status(Gone),
+			verdict: Skip, reason: ReasonOrphanTooYoung,
+		},
+		{
+			name:    "unresolved",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  status(Unresolved),
+			verdict: Skip, reason: ReasonUnresolved,
+		},
+		{
+			name:    "not looked up",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			verdict: Skip, reason: ReasonUnresolved,
+		},
+		{
+			name:    "ambiguous lookup",
+			pods:    []Pod{kpoPod("p", "t", -1, 1)},
+			lookup:  status(Ambiguous),
+			verdict: Skip, reason: ReasonAmbiguous,
+		},
+		{
+			name: "two active TIs on one key",
+			pods: []Pod{kpoPod("p", "t", -1, 1)},
+			active: []airflow.TaskInstance{
+				ti("t", -1, 1, "running", nil),
+				ti("t", -1, 1, "queued", nil),
+			},
+			verdict: Skip, reason: ReasonAmbiguous,
+		},
 
-		{name: "mapped: other map index active does not protect", pods: []Pod{kpoPod("p", "m", 0, 1)}, active: []airflow.TaskInstance{ti("m", 1, 1, "running", nil)}, lookup: found(ti("m", 0, 1, "success", ago(time.Hour))), verdict: Reap, reason: ReasonTIFinished},
-		{name: "mapped: own map index active", pods: []Pod{kpoPod("p", "m", 1, 1)}, active: []airflow.TaskInstance{ti("m", 1, 1, "running", nil), ti("m", 0, 1, "success", ago(time.Hour))}, verdict: Keep, reason: ReasonTIActive},
-		{name: "unmapped pod is not the mapped TI 0", pods: []Pod{kpoPod("p", "m", -1, 1)}, active: []airflow.TaskInstance{ti("m", 0, 1, "running", nil)}, lookup: status(Gone), verdict: Reap, reason: ReasonOrphan},
+		{
+			name:    "mapped: other map index active does not protect",
+			pods:    []Pod{kpoPod("p", "m", 0, 1)},
+			active:  []airflow.TaskInstance{ti("m", 1, 1, "running", nil)},
+			lookup:  found(ti("m", 0, 1, "success", ago(time.Hour))),
+			verdict: Reap, reason: ReasonTIFinished,
+		},
+		{
+			name: "mapped: own map index active",
+			pods: []Pod{kpoPod("p", "m", 1, 1)},
+			active: []airflow.TaskInstance{
+				ti("m", 1, 1, "running", nil),
+				ti("m", 0, 1, "success", ago(time.Hour)),
+			},
+			verdict: Keep, reason: ReasonTIActive,
+		},
+		{
+			name:    "unmapped pod is not the mapped TI 0",
+			pods:    []Pod{kpoPod("p", "m", -1, 1)},
+			active:  []airflow.TaskInstance{ti("m", 0, 1, "running", nil)},
+			lookup:  status(Gone),
+			verdict: Reap, reason: ReasonOrphan,
+		},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
@@ -201,7 +475,7 @@ func TestSeedScenario(t *testing.T) {
 	got := evaluate(pods, active, func(c Candidate) (Lookup, bool) {
 		return Lookup{Status: Found, TI: finished[c.Pod.Name]}, true
 	})
-	want := map[string]string{"zombie": Reap, "mapped-0": Reap, "healthy": Keep, "mapped-1": Keep}
+	want := map[string]Verdict{"zombie": Reap, "mapped-0": Reap, "healthy": Keep, "mapped-1": Keep}
 	for name, v := range want {
 		if got[name].Verdict != v {
 			t.Errorf("%s: got %s/%s, want %s", name, got[name].Verdict, got[name].Reason, v)
@@ -222,11 +496,11 @@ func TestHashedIdsMatch(t *testing.T) {
 }
 
 func TestOldestFirst(t *testing.T) {
-	var vs []Verdict
+	var vs []Decision
 	for i := 3; i > 0; i-- {
-		vs = append(vs, Verdict{Pod: Pod{Name: strconv.Itoa(i), Created: now.Add(-time.Duration(i) * time.Hour)}})
+		vs = append(vs, Decision{Pod: Pod{Name: strconv.Itoa(i), Created: now.Add(-time.Duration(i) * time.Hour)}})
 	}
-	vs = append(vs, Verdict{Pod: Pod{Name: "0", Created: now}})
+	vs = append(vs, Decision{Pod: Pod{Name: "0", Created: now}})
 	OldestFirst(vs)
 	for i, want := range []string{"3", "2", "1", "0"} {
 		if vs[i].Pod.Name != want {

@@ -335,8 +335,8 @@ func randomHistories(t *testing.T, pol Policy) {
 			for _, c := range candidates {
 				lookups[c.Pod.UID] = h.lookupFor(rng, churn)
 			}
-			verdicts := append(append([]Verdict(nil), skipped...), Decide(Input{Now: at, Policy: pol, Candidates: candidates, Lookups: lookups, Evidence: evidence})...)
-			byName := map[string]Verdict{}
+			verdicts := append(append([]Decision(nil), skipped...), Decide(Input{Now: at, Policy: pol, Candidates: candidates, Lookups: lookups, Evidence: evidence})...)
+			byName := map[string]Decision{}
 			for _, v := range verdicts {
 				if !extra[v.Pod.Name] {
 					byName[v.Pod.Name] = v

@@ -36,7 +36,7 @@ type Sighting struct {
 	Count     int
 	FirstSeen time.Time
 	LastSeen  time.Time // the last counted sighting
-	Reason    string
+	Reason    decision.Reason
 }
 
 // ReadSighting reads the marks; a pod without valid marks has none. Marks
@@ -54,7 +54,7 @@ func ReadSighting(annotations map[string]string) Sighting {
 	if err != nil || last.Before(first) {
 		last = first
 	}
-	return Sighting{Count: n, FirstSeen: first, LastSeen: last, Reason: annotations[AnnotationReason]}
+	return Sighting{Count: n, FirstSeen: first, LastSeen: last, Reason: decision.Reason(annotations[AnnotationReason])}
 }
 
 // Result of one delete.
@@ -108,7 +108,7 @@ func (f Force) Mark(ctx context.Context, pod decision.Pod, s Sighting) error {
 		AnnotationCount:     strconv.Itoa(s.Count),
 		AnnotationFirstSeen: s.FirstSeen.UTC().Format(time.RFC3339),
 		AnnotationLastSeen:  s.LastSeen.UTC().Format(time.RFC3339),
-		AnnotationReason:    s.Reason,
+		AnnotationReason:    string(s.Reason),
 	})
 }
 

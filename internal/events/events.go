@@ -96,13 +96,10 @@ func (k *Kube) Cycle(rep *reaper.Report, err error) {
 func message(p reaper.PodReport) string {
 	state := "-"
 	if p.TI != nil {
-		state = p.TI.State
-		if state == "" {
-			state = "null"
-		}
+		state = decision.StateName(p.TI.State)
 	}
-	task := reaper.TaskOf(p.Verdict)
-	if p.Verdict.Verdict == decision.Reap {
+	task := reaper.TaskOf(p.Decision)
+	if p.Verdict == decision.Reap {
 		return fmt.Sprintf("force-deleted zombie pod of task instance %s (state %s), reason %s: %s", task, state, p.Reason, p.Detail)
 	}
 	return fmt.Sprintf("task instance %s (state %s), reason %s", task, state, p.Reason)

@@ -21,9 +21,9 @@ func TestEventsForReapedPodsAndFailedCycles(t *testing.T) {
 	k := NewKube(cs, SelfReference("ops", "kpo-reaper-0", "u0"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ti := &airflow.TaskInstance{TIKey: airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1}, State: "success"}
 	rep := &reaper.Report{Pods: []reaper.PodReport{
-		{Verdict: decision.Verdict{Pod: decision.Pod{Namespace: "airflow", Name: "zombie", UID: "u1"}, Verdict: decision.Reap, Reason: "ti-finished", TI: ti}, Action: reaper.ActionDeleted},
-		{Verdict: decision.Verdict{Pod: decision.Pod{Namespace: "airflow", Name: "waiting", UID: "u2"}, Verdict: decision.Reap, Reason: "ti-finished", TI: ti}, Action: reaper.ActionWaiting},
-		{Verdict: decision.Verdict{Pod: decision.Pod{Namespace: "airflow", Name: "live", UID: "u3"}, Verdict: decision.Keep, Reason: "ti-active"}},
+		{Decision: decision.Decision{Pod: decision.Pod{Namespace: "airflow", Name: "zombie", UID: "u1"}, Verdict: decision.Reap, Reason: "ti-finished", TI: ti}, Action: reaper.ActionDeleted},
+		{Decision: decision.Decision{Pod: decision.Pod{Namespace: "airflow", Name: "waiting", UID: "u2"}, Verdict: decision.Reap, Reason: "ti-finished", TI: ti}, Action: reaper.ActionWaiting},
+		{Decision: decision.Decision{Pod: decision.Pod{Namespace: "airflow", Name: "live", UID: "u3"}, Verdict: decision.Keep, Reason: "ti-active"}},
 	}}
 	k.Cycle(rep, nil)
 	k.Cycle(&reaper.Report{}, fmt.Errorf("%w: airflow: 500", reaper.ErrCycleFailed))

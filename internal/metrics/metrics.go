@@ -103,7 +103,7 @@ func (m *Metrics) ObserveCycle(rep *reaper.Report, err error, finished time.Time
 	for _, p := range rep.Pods {
 		switch p.Action {
 		case reaper.ActionDeleted, reaper.ActionGone, reaper.ActionReplaced, reaper.ActionFailed:
-			m.deletions.WithLabelValues(p.Reason, p.Action).Inc()
+			m.deletions.WithLabelValues(string(p.Reason), string(p.Action)).Inc()
 		}
 	}
 	if err != nil {
@@ -118,8 +118,8 @@ func (m *Metrics) ObserveCycle(rep *reaper.Report, err error, finished time.Time
 	m.pods.Reset()
 	awaiting := 0
 	for _, p := range rep.Pods {
-		m.pods.WithLabelValues(p.Verdict.Verdict, p.Reason).Inc()
-		if p.Verdict.Verdict == decision.Reap && p.Action == reaper.ActionWaiting {
+		m.pods.WithLabelValues(string(p.Verdict), string(p.Reason)).Inc()
+		if p.Verdict == decision.Reap && p.Action == reaper.ActionWaiting {
 			awaiting++
 		}
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
 )
 
-func pr(verdict, reason, action string) reaper.PodReport {
-	return reaper.PodReport{Verdict: decision.Verdict{Verdict: verdict, Reason: reason}, Action: action}
+func pr(verdict decision.Verdict, reason decision.Reason, action reaper.Action) reaper.PodReport {
+	return reaper.PodReport{Decision: decision.Decision{Verdict: verdict, Reason: reason}, Action: action}
 }
 
 func TestObserveCycle(t *testing.T) {

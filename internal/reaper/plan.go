@@ -29,27 +29,27 @@ type PlanPolicy struct {
 
 // Step is the plan for one pod.
 type Step struct {
-	Verdict decision.Verdict
-	Seen    int // counted sightings, this one included when it counted
-	Needed  int
-	Write   Write
-	Mark    deleter.Sighting // what WriteMark records
-	Action  string           // the action when the apply step changes nothing
+	Decision decision.Decision
+	Seen     int // counted sightings, this one included when it counted
+	Needed   int
+	Write    Write
+	Mark     deleter.Sighting // what WriteMark records
+	Action   Action           // the action when the apply step changes nothing
 }
 
-// Plan is pure: from the verdicts and the sightings already recorded, it
+// Plan is pure: from the decisions and the sightings already recorded, it
 // decides which sightings count, which pods are confirmed, and which of
 // those this cycle deletes (oldest first, up to MaxDeletes; the rest are
 // capped). The deletes come last, in order.
-func Plan(verdicts []decision.Verdict, sighting func(decision.Pod) deleter.Sighting, p PlanPolicy, now time.Time) []Step {
-	steps := make([]Step, 0, len(verdicts))
-	var confirmed []decision.Verdict
+func Plan(decisions []decision.Decision, sighting func(decision.Pod) deleter.Sighting, p PlanPolicy, now time.Time) []Step {
+	steps := make([]Step, 0, len(decisions))
+	var confirmed []decision.Decision
 	seen := map[string]deleter.Sighting{}
 	counted := map[string]bool{}
-	for _, v := range verdicts {
+	for _, v := range decisions {
 		prev := sighting(v.Pod)
 		if v.Verdict != decision.Reap {
-			st := Step{Verdict: v, Needed: p.Confirmations}
+			st := Step{Decision: v, Needed: p.Confirmations}
 			if prev.Count > 0 {
 				st.Write = WriteUnmark
 			}
@@ -62,7 +62,7 @@ func Plan(verdicts []decision.Verdict, sighting func(decision.Pod) deleter.Sight
 			confirmed = append(confirmed, v)
 			continue
 		}
-		st := Step{Verdict: v, Seen: next.Count, Needed: p.Confirmations, Action: ActionWaiting}
+		st := Step{Decision: v, Seen: next.Count, Needed: p.Confirmations, Action: ActionWaiting}
 		if ok {
 			st.Write, st.Mark = WriteMark, next
 		}
@@ -71,7 +71,7 @@ func Plan(verdicts []decision.Verdict, sighting func(decision.Pod) deleter.Sight
 	decision.OldestFirst(confirmed)
 	for i, v := range confirmed {
 		s := seen[v.Pod.UID]
-		st := Step{Verdict: v, Seen: s.Count, Needed: p.Confirmations, Write: WriteDelete, Mark: s}
+		st := Step{Decision: v, Seen: s.Count, Needed: p.Confirmations, Write: WriteDelete, Mark: s}
 		if i >= p.MaxDeletes {
 			st.Write, st.Action = WriteNone, ActionCapped
 			if counted[v.Pod.UID] {
@@ -85,7 +85,7 @@ func Plan(verdicts []decision.Verdict, sighting func(decision.Pod) deleter.Sight
 
 // nextSighting counts this evaluation's sighting if the previous counted
 // one is at least spacing old.
-func nextSighting(prev deleter.Sighting, reason string, spacing time.Duration, now time.Time) (deleter.Sighting, bool) {
+func nextSighting(prev deleter.Sighting, reason decision.Reason, spacing time.Duration, now time.Time) (deleter.Sighting, bool) {
 	if prev.Count == 0 {
 		return deleter.Sighting{Count: 1, FirstSeen: now, LastSeen: now, Reason: reason}, true
 	}

@@ -22,8 +22,9 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/internal/resolve"
 )
 
-// PodLister lists the pods to judge, completely or not at all.
-type PodLister interface {
+// PodSource lists the pods to judge, completely or not at all
+// (kube.PodLister pages a List, kube.WatchLister reads an informer).
+type PodSource interface {
 	List(ctx context.Context) ([]decision.Pod, error)
 }
 
@@ -32,7 +33,7 @@ const DefaultLookupConcurrency = 8
 
 // Reaper wires the edges to the decision.
 type Reaper struct {
-	Pods     PodLister
+	Pods     PodSource
 	Airflow  airflow.Client
 	Resolver *resolve.Resolver
 	Deleter  deleter.Deleter
@@ -54,25 +55,31 @@ type Reaper struct {
 	MayWrite func() bool
 }
 
+// Action is what a cycle did about a pod after its verdict. The values are
+// a public contract (plan output, logs, the deletions metric's result).
+type Action string
+
 // Actions recorded on a pod after the verdict.
 const (
-	ActionDeleted   = "deleted"
-	ActionGone      = "gone"
-	ActionReplaced  = "replaced"
-	ActionDryRun    = "dry-run"
-	ActionWaiting   = "awaiting-confirmation"
-	ActionCapped    = "capped"
-	ActionChanged   = "changed-on-recheck"
-	ActionFailed    = "failed"
-	ActionNotLeader = "stopped"
+	// A delete's action is the deleter's Result.
+	ActionDeleted  = Action(deleter.Deleted)
+	ActionGone     = Action(deleter.Gone)
+	ActionReplaced = Action(deleter.Replaced)
+	ActionDryRun   = Action(deleter.DryRun)
+	ActionFailed   = Action(deleter.Failed)
+
+	ActionWaiting   Action = "awaiting-confirmation"
+	ActionCapped    Action = "capped"
+	ActionChanged   Action = "changed-on-recheck"
+	ActionNotLeader Action = "stopped"
 )
 
 // PodReport is one pod's line in a cycle's report.
 type PodReport struct {
-	decision.Verdict
+	decision.Decision
 	Seen   int    // counted sightings as a zombie, this one included when it counted
 	Needed int    // confirmations needed
-	Action string // what the cycle did about it
+	Action Action // what the cycle did about it
 }
 
 // Report is one cycle's outcome.
@@ -84,10 +91,10 @@ type Report struct {
 }
 
 // Count tallies pods by verdict.
-func (r *Report) Count() map[string]int {
-	m := map[string]int{decision.Reap: 0, decision.Keep: 0, decision.Skip: 0}
+func (r *Report) Count() map[decision.Verdict]int {
+	m := map[decision.Verdict]int{decision.Reap: 0, decision.Keep: 0, decision.Skip: 0}
 	for _, p := range r.Pods {
-		m[p.Verdict.Verdict]++
+		m[p.Verdict]++
 	}
 	return m
 }
@@ -132,7 +139,7 @@ func (r *Reaper) Cycle(ctx context.Context) (*Report, error) {
 
 // facts is what the gather step learned.
 type facts struct {
-	skipped    []decision.Verdict
+	skipped    []decision.Decision
 	candidates []decision.Candidate
 	evidence   []decision.EvidencePod
 	lookups    map[string]decision.Lookup
@@ -144,8 +151,8 @@ func (r *Reaper) cycle(ctx context.Context, now time.Time) (*Report, error) {
 		return nil, err
 	}
 	in := decision.Input{Now: now, Policy: r.Policy, Candidates: f.candidates, Lookups: f.lookups, Evidence: f.evidence}
-	verdicts := append(f.skipped, decision.Decide(in)...)
-	steps := Plan(verdicts, r.Deleter.Sighting, r.Plan, now)
+	decisions := append(f.skipped, decision.Decide(in)...)
+	steps := Plan(decisions, r.Deleter.Sighting, r.Plan, now)
 	return r.apply(ctx, steps, f)
 }
 
@@ -288,7 +295,7 @@ func (r *Reaper) apply(ctx context.Context, steps []Step, f *facts) (*Report, er
 		evidenceByKey[e.Key] = append(evidenceByKey[e.Key], e)
 	}
 	for _, st := range steps {
-		pr := PodReport{Verdict: st.Verdict, Seen: st.Seen, Needed: st.Needed, Action: st.Action}
+		pr := PodReport{Decision: st.Decision, Seen: st.Seen, Needed: st.Needed, Action: st.Action}
 		switch {
 		case st.Write == WriteNone:
 		case stop != nil || !r.mayWrite(ctx):
@@ -297,16 +304,16 @@ func (r *Reaper) apply(ctx context.Context, steps []Step, f *facts) (*Report, er
 			}
 			pr.Action = ActionNotLeader
 		case st.Write == WriteMark:
-			if err := r.Deleter.Mark(ctx, st.Verdict.Pod, st.Mark); err != nil {
+			if err := r.Deleter.Mark(ctx, st.Decision.Pod, st.Mark); err != nil {
 				writeErrs = append(writeErrs, err)
 			}
 		case st.Write == WriteUnmark:
-			if err := r.Deleter.Unmark(ctx, st.Verdict.Pod); err != nil {
+			if err := r.Deleter.Unmark(ctx, st.Decision.Pod); err != nil {
 				writeErrs = append(writeErrs, err)
 			}
 		case st.Write == WriteDelete:
 			var fatal error
-			c := byUID[st.Verdict.Pod.UID]
+			c := byUID[st.Decision.Pod.UID]
 			pr, fatal = r.recheckAndDelete(ctx, pr, c, evidenceByKey[c.Identity.Key])
 			if fatal != nil {
 				stop = fatal
@@ -363,8 +370,8 @@ func (r *Reaper) recheckAndDelete(ctx context.Context, pr PodReport, c decision.
 		Now: r.Now(), Policy: r.Policy, Candidates: []decision.Candidate{c},
 		Lookups: map[string]decision.Lookup{c.Pod.UID: fresh}, Evidence: evidence,
 	}, c)
-	pr.Verdict = decision.Reconfirm(pr.Verdict, again)
-	if pr.Verdict.Verdict != decision.Reap {
+	pr.Decision = decision.Reconfirm(pr.Decision, again)
+	if pr.Verdict != decision.Reap {
 		pr.Action = ActionChanged
 		return pr, nil
 	}
@@ -373,7 +380,7 @@ func (r *Reaper) recheckAndDelete(ctx context.Context, pr PodReport, c decision.
 		return pr, nil
 	}
 	res, err := r.Deleter.Delete(ctx, pr.Pod)
-	pr.Action = string(res)
+	pr.Action = Action(res)
 	if err != nil {
 		r.Log.Error("delete failed", "pod", pr.Pod.Namespace+"/"+pr.Pod.Name, "uid", pr.Pod.UID, "error", err.Error())
 	}
@@ -393,9 +400,9 @@ func (r *Reaper) currentPodName(ctx context.Context, k airflow.TIKey) (string, e
 	return name, nil
 }
 
-// TaskOf names the task instance a verdict is about: the real ids when the
-// API gave them, else the label values.
-func TaskOf(v decision.Verdict) string {
+// TaskOf names the task instance a decision is about: the real ids when
+// the API gave them, else the label values.
+func TaskOf(v decision.Decision) string {
 	if v.TI != nil {
 		return v.TI.TIKey.String()
 	}
@@ -443,32 +450,25 @@ func (r *Reaper) logPod(p PodReport) {
 	}
 	attrs := []any{
 		"pod", p.Pod.Namespace + "/" + p.Pod.Name, "uid", p.Pod.UID,
-		"verdict", p.Verdict.Verdict, "reason", p.Reason,
+		"verdict", string(p.Verdict), "reason", string(p.Reason),
 	}
-	if t := TaskOf(p.Verdict); t != "" {
+	if t := TaskOf(p.Decision); t != "" {
 		attrs = append(attrs, "ti", t)
 	}
 	if p.Identity != nil {
 		attrs = append(attrs, "podTry", p.Identity.TryNumber)
 	}
 	if p.TI != nil {
-		attrs = append(attrs, "tiState", stateOrNull(p.TI.State), "tiTry", p.TI.TryNumber)
+		attrs = append(attrs, "tiState", decision.StateName(p.TI.State), "tiTry", p.TI.TryNumber)
 	}
-	if p.Verdict.Verdict == decision.Reap || p.Action == ActionWaiting {
+	if p.Verdict == decision.Reap || p.Action == ActionWaiting {
 		attrs = append(attrs, "confirmations", fmt.Sprintf("%d/%d", p.Seen, p.Needed))
 	}
 	if p.Action != "" {
-		attrs = append(attrs, "action", p.Action)
+		attrs = append(attrs, "action", string(p.Action))
 	}
 	attrs = append(attrs, "detail", p.Detail)
 	r.Log.Log(context.Background(), level, msg, attrs...)
-}
-
-func stateOrNull(s string) string {
-	if s == "" {
-		return "null"
-	}
-	return s
 }
 
 func (r *Reaper) summarize(rep *Report, err error) {

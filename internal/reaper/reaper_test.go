@@ -225,7 +225,7 @@ func (c *cluster) Mark(_ context.Context, p decision.Pod, s deleter.Sighting) er
 		deleter.AnnotationCount:     strconv.Itoa(s.Count),
 		deleter.AnnotationFirstSeen: s.FirstSeen.Format(time.RFC3339),
 		deleter.AnnotationLastSeen:  s.LastSeen.Format(time.RFC3339),
-		deleter.AnnotationReason:    s.Reason,
+		deleter.AnnotationReason:    string(s.Reason),
 	}
 	c.pods[p.Name] = q
 	return nil
@@ -512,7 +512,7 @@ func TestDryRunTellsWhatARealRunWouldDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range rep.Pods {
-		if p.Verdict.Verdict == decision.Reap && (p.Action != ActionWaiting || p.Seen != 1 || p.Needed != 2) {
+		if p.Verdict == decision.Reap && (p.Action != ActionWaiting || p.Seen != 1 || p.Needed != 2) {
 			t.Fatalf("first dry-run cycle: %s action %s %d/%d", p.Pod.Name, p.Action, p.Seen, p.Needed)
 		}
 	}
@@ -544,7 +544,7 @@ func TestOneFailingLookupSkipsOnlyItsPod(t *testing.T) {
 	}
 	for _, p := range rep.Pods {
 		if p.Pod.Name == "healthy" && p.Reason != decision.ReasonLookupFailed {
-			t.Fatalf("healthy: %s/%s", p.Verdict.Verdict, p.Reason)
+			t.Fatalf("healthy: %s/%s", p.Verdict, p.Reason)
 		}
 	}
 }
@@ -658,8 +658,8 @@ func TestStaleTryKeptWhenPodNameUnknowable(t *testing.T) {
 		t.Fatalf("the cycle must go on: %v", err)
 	}
 	for _, p := range rep.Pods {
-		if p.Pod.Name == "healthy" && (p.Verdict.Verdict != decision.Skip || p.Reason != decision.ReasonPodNameUnknown) {
-			t.Fatalf("healthy: %s/%s action %s", p.Verdict.Verdict, p.Reason, p.Action)
+		if p.Pod.Name == "healthy" && (p.Verdict != decision.Skip || p.Reason != decision.ReasonPodNameUnknown) {
+			t.Fatalf("healthy: %s/%s action %s", p.Verdict, p.Reason, p.Action)
 		}
 	}
 	if _, ok := c.pods["healthy"]; !ok {
@@ -695,7 +695,7 @@ func TestStaleTryVetoedByXCom(t *testing.T) {
 	}
 	for _, p := range rep.Pods {
 		if p.Pod.Name == "healthy" && (p.Action != ActionChanged || p.Reason != decision.ReasonChangedOnRecheck) {
-			t.Fatalf("healthy: %s/%s action %s", p.Verdict.Verdict, p.Reason, p.Action)
+			t.Fatalf("healthy: %s/%s action %s", p.Verdict, p.Reason, p.Action)
 		}
 	}
 	for _, d := range c.deleted {

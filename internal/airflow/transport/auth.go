@@ -286,7 +286,7 @@ func (j *jwtRT) token(ctx context.Context, rejected uint64) (string, uint64, err
 			j.logger.Warn("the Airflow token looks expired by the local clock; check the clock", "expires", exp)
 			j.refreshAt = time.Time{}
 		} else {
-			j.logger.Debug("logged in to Airflow", "expires", exp, "renew_after", j.refreshAt)
+			j.logger.Debug("logged in to Airflow", "expires", exp, "renewAfter", j.refreshAt)
 		}
 	} else {
 		j.logger.Debug("logged in to Airflow; the token has no readable exp claim, it is kept until a 401")
