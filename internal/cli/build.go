@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/connect"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/mwaa"
@@ -25,7 +23,7 @@ import (
 // edges are the connected clients.
 type edges struct {
 	airflow  airflow.Client
-	kube     kubernetes.Interface
+	kube     kube.Client
 	apiCalls func() int64
 }
 
@@ -84,7 +82,7 @@ func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, obser
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", reaper.ErrCycleFailed, err)
 	}
-	cs, err := kubernetes.NewForConfig(restCfg)
+	cs, err := kube.New(restCfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: kubernetes client: %v", reaper.ErrCycleFailed, err)
 	}

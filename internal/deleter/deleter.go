@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kpo-reaper/kpo-reaper/internal/kube"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 )
@@ -81,7 +81,7 @@ type Deleter interface {
 // a sidecar that ignores SIGTERM, and with a UID precondition so that a new
 // pod that took the name is never hit.
 type Force struct {
-	Client kubernetes.Interface
+	Client kube.Client
 }
 
 func (f Force) Delete(ctx context.Context, pod decision.Pod) (Result, error) {

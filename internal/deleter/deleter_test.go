@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/kube/clientset"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
@@ -26,14 +28,14 @@ func TestForceDeleteSendsGraceZeroAndUID(t *testing.T) {
 		opts = a.(k8stesting.DeleteActionImpl).DeleteOptions
 		return false, nil, nil
 	})
-	res, err := Force{Client: cs}.Delete(context.Background(), pod)
+	res, err := Force{Client: clientset.Of(cs)}.Delete(context.Background(), pod)
 	if err != nil || res != Deleted {
 		t.Fatal(res, err)
 	}
 	if opts.GracePeriodSeconds == nil || *opts.GracePeriodSeconds != 0 || opts.Preconditions == nil || *opts.Preconditions.UID != "u1" {
 		t.Fatalf("delete options %+v", opts)
 	}
-	res, err = Force{Client: cs}.Delete(context.Background(), pod)
+	res, err = Force{Client: clientset.Of(cs)}.Delete(context.Background(), pod)
 	if err != nil || res != Gone {
 		t.Fatalf("second delete: %v %v", res, err)
 	}
@@ -42,7 +44,7 @@ func TestForceDeleteSendsGraceZeroAndUID(t *testing.T) {
 func TestMarkAndUnmark(t *testing.T) {
 	cs, pod := setup()
 	first := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
-	if err := (Force{Client: cs}).Mark(context.Background(), pod, Sighting{Count: 1, FirstSeen: first, Reason: "ti-finished"}); err != nil {
+	if err := (Force{Client: clientset.Of(cs)}).Mark(context.Background(), pod, Sighting{Count: 1, FirstSeen: first, Reason: "ti-finished"}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := cs.CoreV1().Pods("ns").Get(context.Background(), "p", metav1.GetOptions{})
@@ -50,7 +52,7 @@ func TestMarkAndUnmark(t *testing.T) {
 	if s.Count != 1 || !s.FirstSeen.Equal(first) || s.Reason != "ti-finished" {
 		t.Fatalf("sighting %+v from %v", s, got.Annotations)
 	}
-	if err := (Force{Client: cs}).Unmark(context.Background(), pod); err != nil {
+	if err := (Force{Client: clientset.Of(cs)}).Unmark(context.Background(), pod); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = cs.CoreV1().Pods("ns").Get(context.Background(), "p", metav1.GetOptions{})

@@ -1,24 +1,23 @@
-// Package events reports what the reaper did as Kubernetes Events, through
-// client-go's event machinery: ZombiePodReaped on each reaped pod, and a
-// Warning on the reaper's own pod when a cycle fails closed.
+// Package events reports what the reaper did as Kubernetes Events:
+// ZombiePodReaped on each reaped pod, and a Warning on the reaper's own pod
+// when a cycle fails closed.
 package events
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
+	"github.com/kpo-reaper/kpo-reaper/internal/kube"
 	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
 )
 
@@ -28,6 +27,10 @@ const (
 	ReasonCycleFailed = "CycleFailedClosed"
 	component         = "kpo-reaper"
 	flushTimeout      = 5 * time.Second
+	writeTimeout      = 10 * time.Second
+	// queueSize bounds the Events waiting to be written; beyond it they are
+	// dropped (and logged) rather than slowing a cycle down.
+	queueSize = 1000
 )
 
 // Recorder emits the reaper's events.
@@ -44,25 +47,31 @@ type Noop struct{}
 func (Noop) Cycle(*reaper.Report, error) {}
 func (Noop) Flush()                      {}
 
-// Kube records to the apiserver.
+// Kube records to the apiserver, from one goroutine, in the order of
+// emission. A Warning that repeats the previous one on the reaper's pod
+// raises that Event's count instead of adding an Event per failed cycle.
 type Kube struct {
-	broadcaster record.EventBroadcaster
-	recorder    record.EventRecorder
-	self        *corev1.ObjectReference
-	log         *slog.Logger
+	client kube.CoreV1
+	self   *corev1.ObjectReference
+	log    *slog.Logger
+	host   string
 
-	emitted atomic.Int64
-	sunk    atomic.Int64
-	once    sync.Once
+	mu     sync.Mutex
+	closed bool
+	queue  chan *corev1.Event
+	done   chan struct{}
+	once   sync.Once
+
+	lastSelf *corev1.Event // only the writer goroutine touches it
 }
 
-// NewKube starts a broadcaster writing to the apiserver. self, when not nil,
-// is the reaper's own pod, which carries the Warning of a failed cycle.
-func NewKube(cs kubernetes.Interface, self *corev1.ObjectReference, log *slog.Logger) *Kube {
-	k := &Kube{self: self, log: log}
-	k.broadcaster = record.NewBroadcaster()
-	k.broadcaster.StartRecordingToSink(&countingSink{EventSink: &typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")}, done: &k.sunk})
-	k.recorder = k.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component})
+// NewKube starts the writer. self, when not nil, is the reaper's own pod,
+// which carries the Warning of a failed cycle.
+func NewKube(c kube.Client, self *corev1.ObjectReference, log *slog.Logger) *Kube {
+	host, _ := os.Hostname()
+	k := &Kube{client: c.CoreV1(), self: self, log: log, host: host,
+		queue: make(chan *corev1.Event, queueSize), done: make(chan struct{})}
+	go k.write()
 	return k
 }
 
@@ -106,43 +115,82 @@ func message(p reaper.PodReport) string {
 }
 
 func (k *Kube) emit(ref *corev1.ObjectReference, typ, reason, msg string) {
-	k.emitted.Add(1)
-	k.recorder.Event(ref, typ, reason, msg)
+	now := metav1.Now()
+	ev := &corev1.Event{
+		// The name scheme of client-go's recorder: unique per object and time.
+		ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("%v.%x", ref.Name, now.UnixNano()), Namespace: ref.Namespace},
+		InvolvedObject: *ref,
+		Reason:         reason,
+		Message:        msg,
+		Type:           typ,
+		Source:         corev1.EventSource{Component: component, Host: k.host},
+		FirstTimestamp: now,
+		LastTimestamp:  now,
+		Count:          1,
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		k.log.Warn("event after flush not written", "reason", reason, "object", ref.Namespace+"/"+ref.Name)
+		return
+	}
+	select {
+	case k.queue <- ev:
+	default:
+		k.log.Warn("event queue full, event not written", "reason", reason, "object", ref.Namespace+"/"+ref.Name)
+	}
 }
 
-// Flush shuts the broadcaster down once the sink caught up, or after a
-// bounded wait: an event the correlator drops never reaches the sink.
+func (k *Kube) write() {
+	defer close(k.done)
+	for ev := range k.queue {
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		if err := k.writeOne(ctx, ev); err != nil {
+			k.log.Warn("event not written", "reason", ev.Reason, "object", ev.InvolvedObject.Namespace+"/"+ev.InvolvedObject.Name, "error", err.Error())
+		}
+		cancel()
+	}
+}
+
+func (k *Kube) writeOne(ctx context.Context, ev *corev1.Event) error {
+	events := k.client.Events(ev.Namespace)
+	isSelf := k.self != nil && ev.InvolvedObject == *k.self
+	if last := k.lastSelf; isSelf && last != nil && last.Reason == ev.Reason && last.Message == ev.Message {
+		next := last.DeepCopy()
+		next.Count++
+		next.LastTimestamp = ev.LastTimestamp
+		updated, err := events.Update(ctx, next, metav1.UpdateOptions{})
+		if err == nil {
+			k.lastSelf = updated
+			return nil
+		}
+		// Expired or removed: write it anew.
+	}
+	created, err := events.Create(ctx, ev, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	if isSelf {
+		k.lastSelf = created
+	}
+	return nil
+}
+
+// Flush writes what is queued, for at most flushTimeout, and stops the
+// writer: a --once run must not exit with its events still queued.
 func (k *Kube) Flush() {
 	k.once.Do(func() {
-		deadline := time.Now().Add(flushTimeout)
-		for k.sunk.Load() < k.emitted.Load() && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
+		k.mu.Lock()
+		k.closed = true
+		close(k.queue)
+		left := len(k.queue)
+		k.mu.Unlock()
+		t := time.NewTimer(flushTimeout)
+		defer t.Stop()
+		select {
+		case <-k.done:
+		case <-t.C:
+			k.log.Warn("events not confirmed written before exit", "count", left)
 		}
-		if n := k.emitted.Load() - k.sunk.Load(); n > 0 {
-			k.log.Warn("events not confirmed written before exit", "count", n)
-		}
-		k.broadcaster.Shutdown()
 	})
-}
-
-// countingSink counts every write attempt, successful or not, so Flush
-// knows when the queue is empty.
-type countingSink struct {
-	record.EventSink
-	done *atomic.Int64
-}
-
-func (s *countingSink) Create(e *corev1.Event) (*corev1.Event, error) {
-	defer s.done.Add(1)
-	return s.EventSink.Create(e)
-}
-
-func (s *countingSink) Update(e *corev1.Event) (*corev1.Event, error) {
-	defer s.done.Add(1)
-	return s.EventSink.Update(e)
-}
-
-func (s *countingSink) Patch(e *corev1.Event, data []byte) (*corev1.Event, error) {
-	defer s.done.Add(1)
-	return s.EventSink.Patch(e, data)
 }

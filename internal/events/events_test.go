@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kpo-reaper/kpo-reaper/internal/kube/clientset"
+
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
@@ -18,7 +20,7 @@ import (
 
 func TestEventsForReapedPodsAndFailedCycles(t *testing.T) {
 	cs := fake.NewClientset()
-	k := NewKube(cs, SelfReference("ops", "kpo-reaper-0", "u0"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	k := NewKube(clientset.Of(cs), SelfReference("ops", "kpo-reaper-0", "u0"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ti := &airflow.TaskInstance{TIKey: airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1}, State: "success"}
 	rep := &reaper.Report{Pods: []reaper.PodReport{
 		{Decision: decision.Decision{Pod: decision.Pod{Namespace: "airflow", Name: "zombie", UID: "u1"}, Verdict: decision.Reap, Reason: "ti-finished", TI: ti}, Action: reaper.ActionDeleted},

@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
@@ -25,7 +24,7 @@ type WatchLister struct {
 
 // NewWatchLister builds one informer per namespace (one for all when
 // namespaces is empty), filtered by the selector on the server side.
-func NewWatchLister(cs kubernetes.Interface, namespaces []string, selector string) *WatchLister {
+func NewWatchLister(cs Client, namespaces []string, selector string) *WatchLister {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}

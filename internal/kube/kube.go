@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -65,7 +64,7 @@ func Selector(userSelector string) string {
 // PodLister lists pods page by page, so that a namespace with thousands of
 // pods never needs one huge response.
 type PodLister struct {
-	Client     kubernetes.Interface
+	Client     Client
 	Namespaces []string // empty: all namespaces
 	Selector   string
 	PageSize   int64

@@ -1,4 +1,4 @@
-package kube
+package kube_test
 
 import (
 	"context"
@@ -7,13 +7,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/kube"
+	"github.com/kpo-reaper/kpo-reaper/internal/kube/clientset"
 )
 
 func TestSelector(t *testing.T) {
-	if got := Selector(""); got != "kubernetes_pod_operator=True" {
+	if got := kube.Selector(""); got != "kubernetes_pod_operator=True" {
 		t.Fatal(got)
 	}
-	if got := Selector("airflow=prod"); got != "kubernetes_pod_operator=True,airflow=prod" {
+	if got := kube.Selector("airflow=prod"); got != "kubernetes_pod_operator=True,airflow=prod" {
 		t.Fatal(got)
 	}
 }
@@ -26,7 +29,7 @@ func TestListConvertsWhatDecisionsRead(t *testing.T) {
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "other", Labels: map[string]string{"app": "x"}}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: "kpo-b", Labels: map[string]string{"kubernetes_pod_operator": "True"}}},
 	)
-	pods, err := (&PodLister{Client: cs, Namespaces: []string{"a"}, Selector: Selector("")}).List(context.Background())
+	pods, err := (&kube.PodLister{Client: clientset.Of(cs), Namespaces: []string{"a"}, Selector: kube.Selector("")}).List(context.Background())
 	if err != nil || len(pods) != 1 {
 		t.Fatalf("%v %v", pods, err)
 	}
@@ -34,7 +37,7 @@ func TestListConvertsWhatDecisionsRead(t *testing.T) {
 	if p.OwnerKind != "Job" || !p.Terminating || p.Phase != "Running" || p.UID != "1" {
 		t.Fatalf("%+v", p)
 	}
-	all, err := (&PodLister{Client: cs, Selector: Selector("")}).List(context.Background())
+	all, err := (&kube.PodLister{Client: clientset.Of(cs), Selector: kube.Selector("")}).List(context.Background())
 	if err != nil || len(all) != 2 {
 		t.Fatalf("all namespaces: %v %v", all, err)
 	}
@@ -47,7 +50,7 @@ func TestSlimDropsWhatDecisionsDoNotRead(t *testing.T) {
 		Spec:   corev1.PodSpec{NodeName: "n", Containers: []corev1.Container{{Name: "base"}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: "base"}}},
 	}
-	out, err := Slim(p)
+	out, err := kube.Slim(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +58,7 @@ func TestSlimDropsWhatDecisionsDoNotRead(t *testing.T) {
 	if len(s.ManagedFields) != 0 || len(s.Spec.Containers) != 0 || len(s.Status.ContainerStatuses) != 0 {
 		t.Fatalf("not slimmed: %+v", s)
 	}
-	if got := ToPod(s); got.Name != "p" || got.UID != "u" || got.Phase != "Running" || got.Labels["a"] != "b" {
+	if got := kube.ToPod(s); got.Name != "p" || got.UID != "u" || got.Phase != "Running" || got.Labels["a"] != "b" {
 		t.Fatalf("lost what decisions read: %+v", got)
 	}
 }

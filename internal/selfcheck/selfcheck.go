@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/kpo-reaper/kpo-reaper/internal/kube"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
@@ -76,7 +76,7 @@ func Needs(namespaces []string, dryRun, watch bool, leaseNamespace, leaseName st
 
 // Kubernetes asks the apiserver, with SelfSubjectAccessReviews, whether
 // each need is granted.
-func Kubernetes(ctx context.Context, cs kubernetes.Interface, needs []Need) error {
+func Kubernetes(ctx context.Context, cs kube.Client, needs []Need) error {
 	var errs []error
 	for _, n := range needs {
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{

@@ -8,6 +8,8 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/kube/clientset"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -39,11 +41,11 @@ func TestKubernetesNamesEachMissingPermission(t *testing.T) {
 		r.Status.Allowed = r.Spec.ResourceAttributes.Verb != "delete"
 		return true, r, nil
 	})
-	err := Kubernetes(context.Background(), cs, Needs([]string{"airflow"}, false, true, "", ""))
+	err := Kubernetes(context.Background(), clientset.Of(cs), Needs([]string{"airflow"}, false, true, "", ""))
 	if err == nil || !strings.Contains(err.Error(), "not allowed to delete pods in namespace airflow") || strings.Count(err.Error(), "\n") != 0 {
 		t.Fatalf("got %v", err)
 	}
-	if err := Kubernetes(context.Background(), cs, Needs([]string{"airflow"}, true, true, "", "")); err != nil {
+	if err := Kubernetes(context.Background(), clientset.Of(cs), Needs([]string{"airflow"}, true, true, "", "")); err != nil {
 		t.Fatalf("dry run needs no delete: %v", err)
 	}
 }
