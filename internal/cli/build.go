@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/authtype"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/connect"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/mwaa"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
@@ -44,14 +45,14 @@ func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, obser
 		BaseURL: a.URL,
 	}
 	var base http.RoundTripper
-	if a.Auth.Type == "mwaa" {
+	if a.Auth.Type == authtype.MWAA {
 		var err error
 		base, err = mwaa.NewTransport(ctx, mwaa.Options{Environment: a.MWAA.Environment, Region: a.MWAA.Region, Endpoint: a.MWAA.Endpoint, Logger: log})
 		if err != nil {
 			return nil, usageError{err}
 		}
 		// SigV4 inside the SDK authenticates; the HTTP layer adds nothing.
-		auth = transport.Auth{Type: transport.AuthNone}
+		auth = transport.Auth{Type: authtype.None}
 		baseURL, shown = mwaa.BaseURL, "mwaa:"+a.MWAA.Region+"/"+a.MWAA.Environment
 		if pageSize == 0 {
 			pageSize = mwaa.PageSize

@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/authtype"
 )
 
 // EnvPrefix prefixes every environment variable: KPO_REAPER_AIRFLOW_URL is
@@ -61,7 +63,8 @@ type Airflow struct {
 }
 
 type Auth struct {
-	// Type is none, basic, bearer, airflow-jwt, google or mwaa.
+	// Type is one of authtype.All(): none, basic, bearer, airflow-jwt,
+	// google or mwaa.
 	Type      string `mapstructure:"type"`
 	Username  string `mapstructure:"username"`
 	Password  string `mapstructure:"password"`
@@ -293,7 +296,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 	a := c.Airflow
-	mwaa := a.Auth.Type == "mwaa"
+	mwaa := a.Auth.Type == authtype.MWAA
 	switch u, err := url.Parse(a.URL); {
 	case mwaa:
 		if a.URL != "" {
@@ -331,12 +334,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch au.Type {
-	case "none":
-	case "basic":
+	case authtype.None:
+	case authtype.Basic:
 		if au.Username == "" || au.Password == "" {
 			bad("airflow.auth", "type basic needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD)")
 		}
-	case "airflow-jwt":
+	case authtype.AirflowJWT:
 		user, client := au.Username != "" || au.Password != "", au.ClientID != "" || au.ClientSecret != ""
 		switch {
 		case user && client:
@@ -346,16 +349,16 @@ func (c *Config) Validate() error {
 		case !client && (au.Username == "" || au.Password == ""):
 			bad("airflow.auth", "type airflow-jwt needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD), or clientID and clientSecret for the Keycloak auth manager")
 		}
-	case "bearer":
+	case authtype.Bearer:
 		if (au.Token == "") == (au.TokenFile == "") {
 			bad("airflow.auth", "type bearer needs exactly one of airflow.auth.token and airflow.auth.tokenFile")
 		}
-	case "google":
+	case authtype.Google:
 		if len(compact(au.Scopes)) == 0 {
 			bad("airflow.auth.scopes", "type google needs at least one OAuth2 scope, e.g. https://www.googleapis.com/auth/cloud-platform")
 		}
 		unused("google", map[string]bool{"username": au.Username != "", "password": au.Password != "", "token": au.Token != "", "tokenFile": au.TokenFile != ""})
-	case "mwaa":
+	case authtype.MWAA:
 		if a.MWAA.Environment == "" {
 			bad("airflow.mwaa.environment", "required with airflow.auth.type mwaa: the MWAA environment name")
 		}
@@ -372,7 +375,7 @@ func (c *Config) Validate() error {
 			bad("airflow.tls", "does not apply to airflow.auth.type mwaa: the AWS SDK makes the connection")
 		}
 	default:
-		bad("airflow.auth.type", "%q is not one of none, basic, bearer, airflow-jwt, google, mwaa", au.Type)
+		bad("airflow.auth.type", "%q is not one of %s", au.Type, strings.Join(authtype.All(), ", "))
 	}
 	if !mwaa && (a.MWAA != MWAA{}) {
 		bad("airflow.mwaa", "is only used with airflow.auth.type mwaa")
