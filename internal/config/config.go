@@ -144,83 +144,110 @@ type Log struct {
 	Format string `mapstructure:"format"`
 }
 
-// defaults lists every key with its default. Viper only maps environment
-// variables onto keys it knows, so every key must appear here.
-var defaults = map[string]any{
-	"airflow.url":                    "",
-	"airflow.apiVersion":             "auto",
-	"airflow.timeout":                "30s",
-	"airflow.maxRetries":             4,
-	"airflow.auth.type":              "none",
-	"airflow.auth.username":          "",
-	"airflow.auth.password":          "",
-	"airflow.auth.token":             "",
-	"airflow.auth.tokenFile":         "",
-	"airflow.auth.clientID":          "",
-	"airflow.auth.clientSecret":      "",
-	"airflow.auth.credentialsFile":   "",
-	"airflow.auth.scopes":            []string{"https://www.googleapis.com/auth/cloud-platform"},
-	"airflow.pageSize":               0,
-	"airflow.tls.caFile":             "",
-	"airflow.tls.certFile":           "",
-	"airflow.tls.keyFile":            "",
-	"airflow.tls.insecureSkipVerify": false,
-	"airflow.mwaa.environment":       "",
-	"airflow.mwaa.region":            "",
-	"airflow.mwaa.endpoint":          "",
-	"kubernetes.kubeconfig":          "",
-	"kubernetes.namespaces":          []string{},
-	"kubernetes.allNamespaces":       false,
-	"kubernetes.labelSelector":       "",
-	"reaper.dryRun":                  true,
-	"reaper.interval":                "1m",
-	"reaper.minPodAge":               "5m",
-	"reaper.terminalGracePeriod":     "2m",
-	"reaper.orphanMinAge":            "1h",
-	"reaper.confirmations":           2,
-	"reaper.confirmationSpacing":     "0s",
-	"reaper.maxDeletesPerCycle":      20,
-	"reaper.reapOrphans":             false,
-	"server.address":                 ":8080",
-	"leaderElection.enabled":         false,
-	"leaderElection.leaseName":       "kpo-reaper",
-	"leaderElection.leaseNamespace":  "",
-	"leaderElection.leaseDuration":   "15s",
-	"leaderElection.renewDeadline":   "10s",
-	"leaderElection.retryPeriod":     "2s",
-	"log.level":                      "info",
-	"log.format":                     "text",
+// Default is the configuration that the file, the environment and the
+// flags start from: every key's default, written here and nowhere else.
+// Viper's defaults and the flags' defaults are read from it.
+func Default() Config {
+	return Config{
+		Airflow: Airflow{
+			APIVersion: "auto",
+			Timeout:    30 * time.Second,
+			MaxRetries: 4,
+			Auth: Auth{
+				Type:   authtype.None,
+				Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"},
+			},
+		},
+		Kubernetes: Kubernetes{Namespaces: []string{}},
+		Reaper: Reaper{
+			DryRun:              true,
+			Interval:            time.Minute,
+			MinPodAge:           5 * time.Minute,
+			TerminalGracePeriod: 2 * time.Minute,
+			OrphanMinAge:        time.Hour,
+			Confirmations:       2,
+			MaxDeletesPerCycle:  20,
+		},
+		Server: Server{Address: ":8080"},
+		LeaderElection: LeaderElection{
+			LeaseName:     "kpo-reaper",
+			LeaseDuration: 15 * time.Second,
+			RenewDeadline: 10 * time.Second,
+			RetryPeriod:   2 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
 }
 
-// Flag names bound to keys; the commands declare the flags.
-var flagKeys = map[string]string{
-	"dry-run":        "reaper.dryRun",
-	"airflow-url":    "airflow.url",
-	"kubeconfig":     "kubernetes.kubeconfig",
-	"namespace":      "kubernetes.namespaces",
-	"all-namespaces": "kubernetes.allNamespaces",
-	"interval":       "reaper.interval",
-	"log-level":      "log.level",
-	"log-format":     "log.format",
+// walk calls fn with every key of v (a Config or one of its sections),
+// named by the mapstructure tags, and its field.
+func walk(prefix string, v reflect.Value, fn func(key string, f reflect.Value)) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		key := t.Field(i).Tag.Get("mapstructure")
+		if prefix != "" {
+			key = prefix + "." + key
+		}
+		f := v.Field(i)
+		if f.Kind() == reflect.Struct {
+			walk(key, f, fn)
+			continue
+		}
+		fn(key, f)
+	}
+}
+
+// defaults maps every key to its default from Default(). Viper only maps
+// environment variables onto keys it knows, so every key is given one.
+func defaults() map[string]any {
+	out := map[string]any{}
+	walk("", reflect.ValueOf(Default()), func(key string, f reflect.Value) {
+		out[key] = f.Interface()
+	})
+	return out
+}
+
+// flags are the command-line flags for the common keys. Each takes its
+// default from Default() and its help names its key: usage, then (key),
+// then more.
+var flags = []struct{ name, key, usage, more string }{
+	{"dry-run", "reaper.dryRun", "log what would be deleted without deleting", "; deleting needs --dry-run=false"},
+	{"airflow-url", "airflow.url", "Airflow webserver/API server base URL, without /api/v1", ""},
+	{"kubeconfig", "kubernetes.kubeconfig", "kubeconfig path; empty: in-cluster, $KUBECONFIG or ~/.kube/config", ""},
+	{"namespace", "kubernetes.namespaces", "namespace to watch, repeatable", ""},
+	{"all-namespaces", "kubernetes.allNamespaces", "watch every namespace", ""},
+	{"interval", "reaper.interval", "time between cycles", ""},
+	{"log-level", "log.level", "debug, info, warn or error", ""},
+	{"log-format", "log.format", "text or json", ""},
 }
 
 // AddFlags declares the flags for the common settings.
 func AddFlags(fs *pflag.FlagSet) {
-	fs.Bool("dry-run", true, "log what would be deleted without deleting (reaper.dryRun); deleting needs --dry-run=false")
-	fs.String("airflow-url", "", "Airflow webserver/API server base URL, without /api/v1 (airflow.url)")
-	fs.String("kubeconfig", "", "kubeconfig path; empty: in-cluster, $KUBECONFIG or ~/.kube/config (kubernetes.kubeconfig)")
-	fs.StringSlice("namespace", nil, "namespace to watch, repeatable (kubernetes.namespaces)")
-	fs.Bool("all-namespaces", false, "watch every namespace (kubernetes.allNamespaces)")
-	fs.Duration("interval", time.Minute, "time between cycles (reaper.interval)")
-	fs.String("log-level", "info", "debug, info, warn or error (log.level)")
-	fs.String("log-format", "text", "text or json (log.format)")
+	d := defaults()
+	for _, f := range flags {
+		usage := f.usage + " (" + f.key + ")" + f.more
+		switch def := d[f.key].(type) {
+		case bool:
+			fs.Bool(f.name, def, usage)
+		case string:
+			fs.String(f.name, def, usage)
+		case []string:
+			fs.StringSlice(f.name, def, usage)
+		case time.Duration:
+			fs.Duration(f.name, def, usage)
+		case int:
+			fs.Int(f.name, def, usage)
+		default:
+			panic(fmt.Sprintf("config: flag --%s: key %s of type %T has no flag type", f.name, f.key, def))
+		}
+	}
 }
 
 // Load reads the file (if any), the environment and the flags that were set,
 // in increasing precedence, and validates the result.
 func Load(file string, fs *pflag.FlagSet) (*Config, error) {
 	v := viper.New()
-	for k, d := range defaults {
+	for k, d := range defaults() {
 		v.SetDefault(k, d)
 	}
 	v.SetEnvPrefix(EnvPrefix)
@@ -237,16 +264,12 @@ func Load(file string, fs *pflag.FlagSet) (*Config, error) {
 		}
 	}
 	if fs != nil {
-		var bindErr error
-		fs.VisitAll(func(f *pflag.Flag) {
-			if key, ok := flagKeys[f.Name]; ok && f.Changed {
-				if err := v.BindPFlag(key, f); err != nil {
-					bindErr = err
+		for _, f := range flags {
+			if pf := fs.Lookup(f.name); pf != nil && pf.Changed {
+				if err := v.BindPFlag(f.key, pf); err != nil {
+					return nil, err
 				}
 			}
-		})
-		if bindErr != nil {
-			return nil, bindErr
 		}
 	}
 	var c Config
@@ -421,7 +444,8 @@ func (c *Config) Validate() error {
 			bad("leaderElection.leaseName", "required when leaderElection.enabled is true")
 		}
 		if le.RetryPeriod <= 0 || le.RenewDeadline <= le.RetryPeriod || le.LeaseDuration <= le.RenewDeadline {
-			bad("leaderElection", "durations must satisfy leaseDuration > renewDeadline > retryPeriod > 0 (defaults 15s, 10s, 2s)")
+			d := Default().LeaderElection
+			bad("leaderElection", "durations must satisfy leaseDuration > renewDeadline > retryPeriod > 0 (defaults %s, %s, %s)", d.LeaseDuration, d.RenewDeadline, d.RetryPeriod)
 		}
 	}
 	switch c.Log.Level {
@@ -466,22 +490,8 @@ func (c Config) LogValue() slog.Value {
 // String renders every key=value with secrets redacted.
 func (c Config) String() string {
 	var parts []string
-	flatten("", reflect.ValueOf(c.Redacted()), &parts)
+	walk("", reflect.ValueOf(c.Redacted()), func(key string, f reflect.Value) {
+		parts = append(parts, fmt.Sprintf("%s=%v", key, f.Interface()))
+	})
 	return strings.Join(parts, " ")
-}
-
-func flatten(prefix string, v reflect.Value, out *[]string) {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		key := t.Field(i).Tag.Get("mapstructure")
-		if prefix != "" {
-			key = prefix + "." + key
-		}
-		f := v.Field(i)
-		if f.Kind() == reflect.Struct {
-			flatten(key, f, out)
-			continue
-		}
-		*out = append(*out, fmt.Sprintf("%s=%v", key, f.Interface()))
-	}
 }
