@@ -311,158 +311,198 @@ func compact(in []string) []string {
 	return out
 }
 
+// problems collects what Validate finds, each naming its key and the fix.
+type problems []error
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
 // Validate checks every value and names the key and the fix for each
 // problem; all problems are reported at once.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
-	}
+	var p problems
 	a := c.Airflow
-	mwaa := a.Auth.Type == authtype.MWAA
+	a.validate(&p)
+	a.Auth.validate(&p)
+	a.TLS.validate(&p, a.Auth.Type)
+	a.MWAA.validate(&p, a.Auth.Type)
+	c.Kubernetes.validate(&p)
+	c.Reaper.validate(&p)
+	c.LeaderElection.validate(&p)
+	c.Log.validate(&p)
+	// server.address has nothing to check before listening.
+	if len(p) == 0 {
+		return nil
+	}
+	sort.Slice(p, func(i, j int) bool { return p[i].Error() < p[j].Error() })
+	return fmt.Errorf("invalid configuration:\n  %w", errors.Join(p...))
+}
+
+// validate checks airflow's own keys; its sections check theirs.
+func (a Airflow) validate(p *problems) {
 	switch u, err := url.Parse(a.URL); {
-	case mwaa:
+	case a.Auth.Type == authtype.MWAA:
 		if a.URL != "" {
-			bad("airflow.url", "must be empty with airflow.auth.type mwaa: MWAA is reached through the AWS API named by airflow.mwaa.environment and airflow.mwaa.region")
+			p.add("airflow.url", "must be empty with airflow.auth.type mwaa: MWAA is reached through the AWS API named by airflow.mwaa.environment and airflow.mwaa.region")
 		}
 	case a.URL == "":
-		bad("airflow.url", "required: the Airflow webserver (2.x) or API server (3.x) base URL, e.g. http://airflow-webserver.airflow:8080")
+		p.add("airflow.url", "required: the Airflow webserver (2.x) or API server (3.x) base URL, e.g. http://airflow-webserver.airflow:8080")
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		bad("airflow.url", "%q is not an http(s) URL", a.URL)
+		p.add("airflow.url", "%q is not an http(s) URL", a.URL)
 	case strings.Contains(strings.TrimSuffix(u.Path, "/"), "/api/v"):
-		bad("airflow.url", "remove the /api/v1 or /api/v2 suffix: give the base URL, the API version is chosen by airflow.apiVersion")
+		p.add("airflow.url", "remove the /api/v1 or /api/v2 suffix: give the base URL, the API version is chosen by airflow.apiVersion")
 	case u.User != nil:
-		bad("airflow.url", "must not carry credentials: use airflow.auth")
+		p.add("airflow.url", "must not carry credentials: use airflow.auth")
 	}
 	switch a.APIVersion {
 	case "auto", "v1", "v2":
 	default:
-		bad("airflow.apiVersion", "%q is not one of auto, v1, v2", a.APIVersion)
+		p.add("airflow.apiVersion", "%q is not one of auto, v1, v2", a.APIVersion)
 	}
 	if a.Timeout <= 0 {
-		bad("airflow.timeout", "must be a positive duration such as 30s")
+		p.add("airflow.timeout", "must be a positive duration such as 30s")
 	}
 	if a.MaxRetries < 0 || a.MaxRetries > 10 {
-		bad("airflow.maxRetries", "must be between 0 and 10")
+		p.add("airflow.maxRetries", "must be between 0 and 10")
 	}
 	if a.PageSize < 0 || a.PageSize > 1000 {
-		bad("airflow.pageSize", "must be between 1 and 1000, or 0 for the default (100; 25 through MWAA)")
+		p.add("airflow.pageSize", "must be between 1 and 1000, or 0 for the default (100; 25 through MWAA)")
 	}
-	au := a.Auth
-	unused := func(kind string, keys map[string]bool) {
-		for k, set := range keys {
-			if set {
-				bad("airflow.auth."+k, "is not used by airflow.auth.type %s: remove it", kind)
-			}
-		}
-	}
+}
+
+func (au Auth) validate(p *problems) {
 	switch au.Type {
 	case authtype.None:
 	case authtype.Basic:
 		if au.Username == "" || au.Password == "" {
-			bad("airflow.auth", "type basic needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD)")
+			p.add("airflow.auth", "type basic needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD)")
 		}
 	case authtype.AirflowJWT:
 		user, client := au.Username != "" || au.Password != "", au.ClientID != "" || au.ClientSecret != ""
 		switch {
 		case user && client:
-			bad("airflow.auth", "type airflow-jwt takes either username and password or clientID and clientSecret, not both")
+			p.add("airflow.auth", "type airflow-jwt takes either username and password or clientID and clientSecret, not both")
 		case client && (au.ClientID == "" || au.ClientSecret == ""):
-			bad("airflow.auth", "type airflow-jwt with client credentials needs airflow.auth.clientID and airflow.auth.clientSecret (env KPO_REAPER_AIRFLOW_AUTH_CLIENTSECRET)")
+			p.add("airflow.auth", "type airflow-jwt with client credentials needs airflow.auth.clientID and airflow.auth.clientSecret (env KPO_REAPER_AIRFLOW_AUTH_CLIENTSECRET)")
 		case !client && (au.Username == "" || au.Password == ""):
-			bad("airflow.auth", "type airflow-jwt needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD), or clientID and clientSecret for the Keycloak auth manager")
+			p.add("airflow.auth", "type airflow-jwt needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD), or clientID and clientSecret for the Keycloak auth manager")
 		}
 	case authtype.Bearer:
 		if (au.Token == "") == (au.TokenFile == "") {
-			bad("airflow.auth", "type bearer needs exactly one of airflow.auth.token and airflow.auth.tokenFile")
+			p.add("airflow.auth", "type bearer needs exactly one of airflow.auth.token and airflow.auth.tokenFile")
 		}
 	case authtype.Google:
 		if len(compact(au.Scopes)) == 0 {
-			bad("airflow.auth.scopes", "type google needs at least one OAuth2 scope, e.g. https://www.googleapis.com/auth/cloud-platform")
+			p.add("airflow.auth.scopes", "type google needs at least one OAuth2 scope, e.g. https://www.googleapis.com/auth/cloud-platform")
 		}
-		unused("google", map[string]bool{"username": au.Username != "", "password": au.Password != "", "token": au.Token != "", "tokenFile": au.TokenFile != ""})
+		au.unused(p)
 	case authtype.MWAA:
-		if a.MWAA.Environment == "" {
-			bad("airflow.mwaa.environment", "required with airflow.auth.type mwaa: the MWAA environment name")
-		}
-		if a.MWAA.Region == "" {
-			bad("airflow.mwaa.region", "required with airflow.auth.type mwaa: the environment's AWS region, e.g. us-east-1")
-		}
-		if a.MWAA.Endpoint != "" {
-			if u, err := url.Parse(a.MWAA.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				bad("airflow.mwaa.endpoint", "%q is not an http(s) URL", a.MWAA.Endpoint)
-			}
-		}
-		unused("mwaa", map[string]bool{"username": au.Username != "", "password": au.Password != "", "token": au.Token != "", "tokenFile": au.TokenFile != ""})
-		if a.TLS != (TLS{}) {
-			bad("airflow.tls", "does not apply to airflow.auth.type mwaa: the AWS SDK makes the connection")
-		}
+		au.unused(p)
 	default:
-		bad("airflow.auth.type", "%q is not one of %s", au.Type, strings.Join(authtype.All(), ", "))
+		p.add("airflow.auth.type", "%q is not one of %s", au.Type, strings.Join(authtype.All(), ", "))
 	}
-	if !mwaa && (a.MWAA != MWAA{}) {
-		bad("airflow.mwaa", "is only used with airflow.auth.type mwaa")
+}
+
+// unused names each credential set for a type that does not read it.
+func (au Auth) unused(p *problems) {
+	for k, set := range map[string]bool{"username": au.Username != "", "password": au.Password != "", "token": au.Token != "", "tokenFile": au.TokenFile != ""} {
+		if set {
+			p.add("airflow.auth."+k, "is not used by airflow.auth.type %s: remove it", au.Type)
+		}
 	}
-	if t := a.TLS; (t.CertFile == "") != (t.KeyFile == "") {
-		bad("airflow.tls", "a client certificate needs both airflow.tls.certFile and airflow.tls.keyFile")
+}
+
+func (t TLS) validate(p *problems, authType string) {
+	if authType == authtype.MWAA && t != (TLS{}) {
+		p.add("airflow.tls", "does not apply to airflow.auth.type mwaa: the AWS SDK makes the connection")
 	}
-	if a.TLS.InsecureSkipVerify && a.TLS.CAFile != "" {
-		bad("airflow.tls.insecureSkipVerify", "set either airflow.tls.caFile or insecureSkipVerify, not both")
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		p.add("airflow.tls", "a client certificate needs both airflow.tls.certFile and airflow.tls.keyFile")
 	}
-	k := c.Kubernetes
+	if t.InsecureSkipVerify && t.CAFile != "" {
+		p.add("airflow.tls.insecureSkipVerify", "set either airflow.tls.caFile or insecureSkipVerify, not both")
+	}
+}
+
+func (m MWAA) validate(p *problems, authType string) {
+	if authType != authtype.MWAA {
+		if m != (MWAA{}) {
+			p.add("airflow.mwaa", "is only used with airflow.auth.type mwaa")
+		}
+		return
+	}
+	if m.Environment == "" {
+		p.add("airflow.mwaa.environment", "required with airflow.auth.type mwaa: the MWAA environment name")
+	}
+	if m.Region == "" {
+		p.add("airflow.mwaa.region", "required with airflow.auth.type mwaa: the environment's AWS region, e.g. us-east-1")
+	}
+	if m.Endpoint != "" {
+		if u, err := url.Parse(m.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("airflow.mwaa.endpoint", "%q is not an http(s) URL", m.Endpoint)
+		}
+	}
+}
+
+func (k Kubernetes) validate(p *problems) {
 	switch {
 	case k.AllNamespaces && len(k.Namespaces) > 0:
-		bad("kubernetes.namespaces", "set either kubernetes.namespaces or kubernetes.allNamespaces, not both")
+		p.add("kubernetes.namespaces", "set either kubernetes.namespaces or kubernetes.allNamespaces, not both")
 	case !k.AllNamespaces && len(k.Namespaces) == 0:
-		bad("kubernetes.namespaces", "required: list the namespaces where KPO pods run (or set kubernetes.allNamespaces: true)")
+		p.add("kubernetes.namespaces", "required: list the namespaces where KPO pods run (or set kubernetes.allNamespaces: true)")
 	}
 	if k.LabelSelector != "" {
 		if _, err := labels.Parse(k.LabelSelector); err != nil {
-			bad("kubernetes.labelSelector", "%v", err)
+			p.add("kubernetes.labelSelector", "%v", err)
 		}
 	}
-	r := c.Reaper
+}
+
+func (r Reaper) validate(p *problems) {
 	if r.Interval < time.Second {
-		bad("reaper.interval", "must be at least 1s")
+		p.add("reaper.interval", "must be at least 1s")
 	}
 	for key, d := range map[string]time.Duration{"reaper.minPodAge": r.MinPodAge, "reaper.terminalGracePeriod": r.TerminalGracePeriod, "reaper.orphanMinAge": r.OrphanMinAge} {
 		if d < 0 {
-			bad(key, "must not be negative")
+			p.add(key, "must not be negative")
 		}
 	}
 	if r.Confirmations < 1 {
-		bad("reaper.confirmations", "must be at least 1 (1 deletes on the first evaluation that finds a zombie)")
+		p.add("reaper.confirmations", "must be at least 1 (1 deletes on the first evaluation that finds a zombie)")
 	}
 	if r.ConfirmationSpacing < 0 {
-		bad("reaper.confirmationSpacing", "must not be negative: the least time between two sightings that both count toward reaper.confirmations; leave it unset (or 0) for reaper.interval")
+		p.add("reaper.confirmationSpacing", "must not be negative: the least time between two sightings that both count toward reaper.confirmations; leave it unset (or 0) for reaper.interval")
 	}
 	if r.MaxDeletesPerCycle < 1 {
-		bad("reaper.maxDeletesPerCycle", "must be at least 1; use reaper.dryRun: true to delete nothing")
+		p.add("reaper.maxDeletesPerCycle", "must be at least 1; use reaper.dryRun: true to delete nothing")
 	}
-	if le := c.LeaderElection; le.Enabled {
-		if le.LeaseName == "" {
-			bad("leaderElection.leaseName", "required when leaderElection.enabled is true")
-		}
-		if le.RetryPeriod <= 0 || le.RenewDeadline <= le.RetryPeriod || le.LeaseDuration <= le.RenewDeadline {
-			d := Default().LeaderElection
-			bad("leaderElection", "durations must satisfy leaseDuration > renewDeadline > retryPeriod > 0 (defaults %s, %s, %s)", d.LeaseDuration, d.RenewDeadline, d.RetryPeriod)
-		}
+}
+
+func (le LeaderElection) validate(p *problems) {
+	if !le.Enabled {
+		return
 	}
-	switch c.Log.Level {
+	if le.LeaseName == "" {
+		p.add("leaderElection.leaseName", "required when leaderElection.enabled is true")
+	}
+	if le.RetryPeriod <= 0 || le.RenewDeadline <= le.RetryPeriod || le.LeaseDuration <= le.RenewDeadline {
+		d := Default().LeaderElection
+		p.add("leaderElection", "durations must satisfy leaseDuration > renewDeadline > retryPeriod > 0 (defaults %s, %s, %s)", d.LeaseDuration, d.RenewDeadline, d.RetryPeriod)
+	}
+}
+
+func (l Log) validate(p *problems) {
+	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+		p.add("log.level", "%q is not one of debug, info, warn, error", l.Level)
 	}
-	switch c.Log.Format {
+	switch l.Format {
 	case "text", "json":
 	default:
-		bad("log.format", "%q is not one of text, json", c.Log.Format)
+		p.add("log.format", "%q is not one of text, json", l.Format)
 	}
-	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-	if len(errs) > 0 {
-		return fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
-	}
-	return nil
 }
 
 const redacted = "<redacted>"
