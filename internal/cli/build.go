@@ -30,6 +30,19 @@ type edges struct {
 	apiCalls func() int64
 }
 
+// transportAuth hands the credentials to the Airflow transport: the one
+// place their values leave the configuration.
+func transportAuth(a config.Airflow) transport.Auth {
+	au := a.Auth
+	return transport.Auth{
+		Type: au.Type, Username: au.Username, Password: au.Password.Reveal(),
+		Token: au.Token.Reveal(), TokenFile: au.TokenFile,
+		ClientID: au.ClientID, ClientSecret: au.ClientSecret.Reveal(),
+		CredentialsFile: au.CredentialsFile, Scopes: au.Scopes,
+		BaseURL: a.URL,
+	}
+}
+
 // connectEdges connects to Airflow and builds the Kubernetes client.
 // Connecting to Airflow asks its version, so a wrong URL or API version
 // fails here with a line that names the fix.
@@ -37,13 +50,7 @@ func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, obser
 	var calls atomic.Int64
 	a := c.Airflow
 	baseURL, shown, pageSize := a.URL, a.URL, a.PageSize
-	auth := transport.Auth{
-		Type: a.Auth.Type, Username: a.Auth.Username, Password: a.Auth.Password,
-		Token: a.Auth.Token, TokenFile: a.Auth.TokenFile,
-		ClientID: a.Auth.ClientID, ClientSecret: a.Auth.ClientSecret,
-		CredentialsFile: a.Auth.CredentialsFile, Scopes: a.Auth.Scopes,
-		BaseURL: a.URL,
-	}
+	auth := transportAuth(a)
 	var base http.RoundTripper
 	if a.Auth.Type == authtype.MWAA {
 		var err error

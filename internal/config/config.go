@@ -67,14 +67,14 @@ type Auth struct {
 	// google or mwaa.
 	Type      string `mapstructure:"type"`
 	Username  string `mapstructure:"username"`
-	Password  string `mapstructure:"password"`
-	Token     string `mapstructure:"token"`
+	Password  Secret `mapstructure:"password"`
+	Token     Secret `mapstructure:"token"`
 	TokenFile string `mapstructure:"tokenFile"`
 	// ClientID and ClientSecret log airflow-jwt in with the OAuth2
 	// client_credentials grant (Airflow 3 with the Keycloak auth manager)
 	// instead of a username and password.
 	ClientID     string `mapstructure:"clientID"`
-	ClientSecret string `mapstructure:"clientSecret"`
+	ClientSecret Secret `mapstructure:"clientSecret"`
 	// CredentialsFile is a Google credentials JSON for type google; empty
 	// uses Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS,
 	// then the metadata server, e.g. GKE Workload Identity).
@@ -180,7 +180,7 @@ func Default() Config {
 }
 
 // walk calls fn with every key of v (a Config or one of its sections),
-// named by the mapstructure tags, and its field.
+// named by the mapstructure tags, and its field; a Secret is one key.
 func walk(prefix string, v reflect.Value, fn func(key string, f reflect.Value)) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
@@ -189,7 +189,7 @@ func walk(prefix string, v reflect.Value, fn func(key string, f reflect.Value)) 
 			key = prefix + "." + key
 		}
 		f := v.Field(i)
-		if f.Kind() == reflect.Struct {
+		if f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[Secret]() {
 			walk(key, f, fn)
 			continue
 		}
@@ -202,6 +202,10 @@ func walk(prefix string, v reflect.Value, fn func(key string, f reflect.Value)) 
 func defaults() map[string]any {
 	out := map[string]any{}
 	walk("", reflect.ValueOf(Default()), func(key string, f reflect.Value) {
+		if s, ok := f.Interface().(Secret); ok {
+			out[key] = s.value
+			return
+		}
 		out[key] = f.Interface()
 	})
 	return out
@@ -375,21 +379,21 @@ func (au Auth) validate(p *problems) {
 	switch au.Type {
 	case authtype.None:
 	case authtype.Basic:
-		if au.Username == "" || au.Password == "" {
+		if au.Username == "" || !au.Password.IsSet() {
 			p.add("airflow.auth", "type basic needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD)")
 		}
 	case authtype.AirflowJWT:
-		user, client := au.Username != "" || au.Password != "", au.ClientID != "" || au.ClientSecret != ""
+		user, client := au.Username != "" || au.Password.IsSet(), au.ClientID != "" || au.ClientSecret.IsSet()
 		switch {
 		case user && client:
 			p.add("airflow.auth", "type airflow-jwt takes either username and password or clientID and clientSecret, not both")
-		case client && (au.ClientID == "" || au.ClientSecret == ""):
+		case client && (au.ClientID == "" || !au.ClientSecret.IsSet()):
 			p.add("airflow.auth", "type airflow-jwt with client credentials needs airflow.auth.clientID and airflow.auth.clientSecret (env KPO_REAPER_AIRFLOW_AUTH_CLIENTSECRET)")
-		case !client && (au.Username == "" || au.Password == ""):
+		case !client && (au.Username == "" || !au.Password.IsSet()):
 			p.add("airflow.auth", "type airflow-jwt needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD), or clientID and clientSecret for the Keycloak auth manager")
 		}
 	case authtype.Bearer:
-		if (au.Token == "") == (au.TokenFile == "") {
+		if au.Token.IsSet() == (au.TokenFile != "") {
 			p.add("airflow.auth", "type bearer needs exactly one of airflow.auth.token and airflow.auth.tokenFile")
 		}
 	case authtype.Google:
@@ -406,7 +410,7 @@ func (au Auth) validate(p *problems) {
 
 // unused names each credential set for a type that does not read it.
 func (au Auth) unused(p *problems) {
-	for k, set := range map[string]bool{"username": au.Username != "", "password": au.Password != "", "token": au.Token != "", "tokenFile": au.TokenFile != ""} {
+	for k, set := range map[string]bool{"username": au.Username != "", "password": au.Password.IsSet(), "token": au.Token.IsSet(), "tokenFile": au.TokenFile != ""} {
 		if set {
 			p.add("airflow.auth."+k, "is not used by airflow.auth.type %s: remove it", au.Type)
 		}
@@ -505,32 +509,16 @@ func (l Log) validate(p *problems) {
 	}
 }
 
-const redacted = "<redacted>"
-
-// Redacted returns a copy safe to log: every secret replaced, emptiness kept
-// visible so a missing secret is still diagnosable.
-func (c Config) Redacted() Config {
-	if c.Airflow.Auth.Password != "" {
-		c.Airflow.Auth.Password = redacted
-	}
-	if c.Airflow.Auth.Token != "" {
-		c.Airflow.Auth.Token = redacted
-	}
-	if c.Airflow.Auth.ClientSecret != "" {
-		c.Airflow.Auth.ClientSecret = redacted
-	}
-	return c
-}
-
-// LogValue lets slog print the configuration without secrets.
+// LogValue lets slog print the configuration; a Secret shows no value.
 func (c Config) LogValue() slog.Value {
 	return slog.StringValue(c.String())
 }
 
-// String renders every key=value with secrets redacted.
+// String renders every key=value; a set Secret shows "<redacted>", an
+// unset one nothing.
 func (c Config) String() string {
 	var parts []string
-	walk("", reflect.ValueOf(c.Redacted()), func(key string, f reflect.Value) {
+	walk("", reflect.ValueOf(c), func(key string, f reflect.Value) {
 		parts = append(parts, fmt.Sprintf("%s=%v", key, f.Interface()))
 	})
 	return strings.Join(parts, " ")

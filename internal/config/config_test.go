@@ -132,7 +132,7 @@ func TestEnvOverridesFileAndFlagsOverrideEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Airflow.Auth.Password != "s3cret-pw" || strings.Join(c.Kubernetes.Namespaces, "|") != "a|b" || c.Reaper.MinPodAge != 10*time.Minute {
+	if c.Airflow.Auth.Password.Reveal() != "s3cret-pw" || strings.Join(c.Kubernetes.Namespaces, "|") != "a|b" || c.Reaper.MinPodAge != 10*time.Minute {
 		t.Fatalf("env not applied: %+v", c)
 	}
 	if !c.Reaper.DryRun || c.Reaper.Interval != 30*time.Second {
