@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -22,6 +23,12 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
 	"github.com/kpo-reaper/kpo-reaper/internal/resolve"
 )
+
+// ErrStartup wraps the reasons `run` or `plan` could not start: Airflow not
+// reached, no Kubernetes client, a failed start-up self-check. No cycle ran,
+// so it is not reaper.ErrCycleFailed, but it exits as one does
+// (ExitCycleFailed) and reads as one always has: nothing was deleted.
+var ErrStartup = errors.New(reaper.ErrCycleFailed.Error())
 
 // edges are the connected clients.
 type edges struct {
@@ -84,17 +91,17 @@ func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, obser
 	}
 	af, version, err := connect.Connect(ctx, connect.Options{BaseURL: baseURL, Shown: shown, APIVersion: a.APIVersion, HTTPClient: hc, PageSize: pageSize})
 	if err != nil {
-		return nil, fmt.Errorf("%w: airflow: %v", reaper.ErrCycleFailed, err)
+		return nil, fmt.Errorf("%w: airflow: %w", ErrStartup, err)
 	}
 	log.Info("connected to Airflow", "url", shown, "api", af.APIVersion(), "version", version)
 
 	restCfg, err := kube.Config(c.Kubernetes.Kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", reaper.ErrCycleFailed, err)
+		return nil, fmt.Errorf("%w: %w", ErrStartup, err)
 	}
 	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: kubernetes client: %v", reaper.ErrCycleFailed, err)
+		return nil, fmt.Errorf("%w: kubernetes client: %w", ErrStartup, err)
 	}
 	return &edges{airflow: af, kube: cs, apiCalls: calls.Load}, nil
 }

@@ -67,7 +67,7 @@ func runReaper(ctx context.Context, c *config.Config, once bool, log *slog.Logge
 	}
 	pods := kube.NewWatchLister(e.kube, c.Kubernetes.Namespaces, kube.Selector(c.Kubernetes.LabelSelector))
 	if err := pods.Start(ctx); err != nil {
-		return fmt.Errorf("%w: %v", reaper.ErrCycleFailed, err)
+		return fmt.Errorf("%w: %w", ErrStartup, err)
 	}
 	r := newReaper(c, e, pods, dryRun, log)
 
@@ -93,13 +93,13 @@ func runReaper(ctx context.Context, c *config.Config, once bool, log *slog.Logge
 func selfCheck(ctx context.Context, c *config.Config, e *edges, dryRun, watch bool, leaseNS string, log *slog.Logger) error {
 	needs := selfcheck.Needs(c.Kubernetes.Namespaces, dryRun, watch, leaseNS, c.LeaderElection.LeaseName)
 	if err := selfcheck.Kubernetes(ctx, e.kube, needs); err != nil {
-		return fmt.Errorf("%w: start-up self-check:\n%v", reaper.ErrCycleFailed, err)
+		return fmt.Errorf("%w: start-up self-check:\n%w", ErrStartup, err)
 	}
 	// --once skips the Airflow check: its one cycle makes the same listing
 	// at once and fails closed on the same errors.
 	if watch {
 		if err := selfcheck.Airflow(ctx, e.airflow); err != nil {
-			return fmt.Errorf("%w: start-up self-check: %v", reaper.ErrCycleFailed, err)
+			return fmt.Errorf("%w: start-up self-check: %w", ErrStartup, err)
 		}
 	}
 	log.Info("self-check passed", "permissions", len(needs), "airflow", e.airflow.APIVersion())
