@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -30,11 +31,22 @@ import (
 // (ExitCycleFailed) and reads as one always has: nothing was deleted.
 var ErrStartup = errors.New(reaper.ErrCycleFailed.Error())
 
-// edges are the connected clients.
+// Self is the reaper's own pod, from the downward API variables POD_NAME,
+// POD_NAMESPACE and POD_UID; empty outside a pod. It is read once, here,
+// and passed to what names the replica: the Kubernetes user agent, the
+// leader election and the Events.
+type Self struct{ Name, Namespace, UID string }
+
+func selfFromEnv() Self {
+	return Self{Name: os.Getenv("POD_NAME"), Namespace: os.Getenv("POD_NAMESPACE"), UID: os.Getenv("POD_UID")}
+}
+
+// edges are the connected clients, and the pod they speak for.
 type edges struct {
 	airflow  airflow.Client
 	kube     kubernetes.Interface
 	apiCalls func() int64
+	self     Self
 }
 
 // transportAuth hands the credentials to the Airflow transport: the one
@@ -55,6 +67,7 @@ func transportAuth(a config.Airflow) transport.Auth {
 // fails here with a line that names the fix.
 func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, observe func(string, string, int, time.Duration)) (*edges, error) {
 	var calls atomic.Int64
+	self := selfFromEnv()
 	a := c.Airflow
 	baseURL, shown, pageSize := a.URL, a.URL, a.PageSize
 	auth := transportAuth(a)
@@ -95,7 +108,7 @@ func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, obser
 	}
 	log.Info("connected to Airflow", "url", shown, "api", af.APIVersion(), "version", version)
 
-	restCfg, err := kube.Config(c.Kubernetes.Kubeconfig)
+	restCfg, err := kube.Config(c.Kubernetes.Kubeconfig, self.Name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStartup, err)
 	}
@@ -103,7 +116,7 @@ func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, obser
 	if err != nil {
 		return nil, fmt.Errorf("%w: kubernetes client: %w", ErrStartup, err)
 	}
-	return &edges{airflow: af, kube: cs, apiCalls: calls.Load}, nil
+	return &edges{airflow: af, kube: cs, apiCalls: calls.Load, self: self}, nil
 }
 
 // newReaper wires the decision to the edges. Dry run swaps in the Deleter

@@ -105,3 +105,12 @@ func TestStartupErrorKeepsItsCause(t *testing.T) {
 		t.Errorf("message: %v", err)
 	}
 }
+
+func TestSelfFromEnv(t *testing.T) {
+	t.Setenv("POD_NAME", "kpo-reaper-0")
+	t.Setenv("POD_NAMESPACE", "ops")
+	t.Setenv("POD_UID", "u0")
+	if got := selfFromEnv(); got != (Self{Name: "kpo-reaper-0", Namespace: "ops", UID: "u0"}) {
+		t.Fatalf("%+v", got)
+	}
+}
