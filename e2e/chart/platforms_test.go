@@ -460,9 +460,14 @@ func flatten(prefix string, v reflect.Value, out map[string]any) {
 		if prefix != "" {
 			key = prefix + "." + key
 		}
-		if f := v.Field(i); f.Kind() == reflect.Struct {
+		// A config.Secret shows no value when printed: the test reads the
+		// value to check that each secret variable lands in its key.
+		switch f := v.Field(i); {
+		case f.Type() == reflect.TypeFor[config.Secret]():
+			out[key] = f.Interface().(config.Secret).Reveal()
+		case f.Kind() == reflect.Struct:
 			flatten(key, f, out)
-		} else {
+		default:
 			out[key] = fmt.Sprint(f.Interface())
 		}
 	}

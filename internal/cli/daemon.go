@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/config"
@@ -28,7 +27,7 @@ func runReaper(ctx context.Context, c *config.Config, once bool, log *slog.Logge
 	dryRun := c.Reaper.DryRun
 	leaseNS := ""
 	if c.LeaderElection.Enabled {
-		if leaseNS, err = leader.LeaseNamespace(c.LeaderElection); err != nil {
+		if leaseNS, err = leader.LeaseNamespace(c.LeaderElection, e.self.Namespace); err != nil {
 			return usageError{err}
 		}
 	}
@@ -38,7 +37,7 @@ func runReaper(ctx context.Context, c *config.Config, once bool, log *slog.Logge
 
 	var rec events.Recorder = events.Noop{}
 	if !dryRun {
-		rec = events.NewKube(e.kube, events.SelfReference(os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME"), os.Getenv("POD_UID")), log)
+		rec = events.NewKube(e.kube, events.SelfReference(e.self.Namespace, e.self.Name, e.self.UID), log)
 	}
 	defer rec.Flush()
 	health := &server.Health{Interval: c.Reaper.Interval, Now: time.Now}
@@ -67,7 +66,7 @@ func runReaper(ctx context.Context, c *config.Config, once bool, log *slog.Logge
 	}
 	pods := kube.NewWatchLister(e.kube, c.Kubernetes.Namespaces, kube.Selector(c.Kubernetes.LabelSelector))
 	if err := pods.Start(ctx); err != nil {
-		return fmt.Errorf("%w: %v", reaper.ErrCycleFailed, err)
+		return fmt.Errorf("%w: %w", ErrStartup, err)
 	}
 	r := newReaper(c, e, pods, dryRun, log)
 
@@ -78,7 +77,7 @@ func runReaper(ctx context.Context, c *config.Config, once bool, log *slog.Logge
 	}
 	health.SetStandby(true)
 	m.SetLeader(false)
-	el, err := leader.New(e.kube, c.LeaderElection, leaseNS, leader.Identity(), log, func(leading bool) {
+	el, err := leader.New(e.kube, c.LeaderElection, leaseNS, leader.Identity(e.self.Name), log, func(leading bool) {
 		m.SetLeader(leading)
 		health.SetStandby(!leading)
 	})
@@ -93,13 +92,13 @@ func runReaper(ctx context.Context, c *config.Config, once bool, log *slog.Logge
 func selfCheck(ctx context.Context, c *config.Config, e *edges, dryRun, watch bool, leaseNS string, log *slog.Logger) error {
 	needs := selfcheck.Needs(c.Kubernetes.Namespaces, dryRun, watch, leaseNS, c.LeaderElection.LeaseName)
 	if err := selfcheck.Kubernetes(ctx, e.kube, needs); err != nil {
-		return fmt.Errorf("%w: start-up self-check:\n%v", reaper.ErrCycleFailed, err)
+		return fmt.Errorf("%w: start-up self-check:\n%w", ErrStartup, err)
 	}
 	// --once skips the Airflow check: its one cycle makes the same listing
 	// at once and fails closed on the same errors.
 	if watch {
 		if err := selfcheck.Airflow(ctx, e.airflow); err != nil {
-			return fmt.Errorf("%w: start-up self-check: %v", reaper.ErrCycleFailed, err)
+			return fmt.Errorf("%w: start-up self-check: %w", ErrStartup, err)
 		}
 	}
 	log.Info("self-check passed", "permissions", len(needs), "airflow", e.airflow.APIVersion())

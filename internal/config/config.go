@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/authtype"
 )
 
 // EnvPrefix prefixes every environment variable: KPO_REAPER_AIRFLOW_URL is
@@ -61,17 +63,18 @@ type Airflow struct {
 }
 
 type Auth struct {
-	// Type is none, basic, bearer, airflow-jwt, google or mwaa.
+	// Type is one of authtype.All(): none, basic, bearer, airflow-jwt,
+	// google or mwaa.
 	Type      string `mapstructure:"type"`
 	Username  string `mapstructure:"username"`
-	Password  string `mapstructure:"password"`
-	Token     string `mapstructure:"token"`
+	Password  Secret `mapstructure:"password"`
+	Token     Secret `mapstructure:"token"`
 	TokenFile string `mapstructure:"tokenFile"`
 	// ClientID and ClientSecret log airflow-jwt in with the OAuth2
 	// client_credentials grant (Airflow 3 with the Keycloak auth manager)
 	// instead of a username and password.
 	ClientID     string `mapstructure:"clientID"`
-	ClientSecret string `mapstructure:"clientSecret"`
+	ClientSecret Secret `mapstructure:"clientSecret"`
 	// CredentialsFile is a Google credentials JSON for type google; empty
 	// uses Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS,
 	// then the metadata server, e.g. GKE Workload Identity).
@@ -141,83 +144,114 @@ type Log struct {
 	Format string `mapstructure:"format"`
 }
 
-// defaults lists every key with its default. Viper only maps environment
-// variables onto keys it knows, so every key must appear here.
-var defaults = map[string]any{
-	"airflow.url":                    "",
-	"airflow.apiVersion":             "auto",
-	"airflow.timeout":                "30s",
-	"airflow.maxRetries":             4,
-	"airflow.auth.type":              "none",
-	"airflow.auth.username":          "",
-	"airflow.auth.password":          "",
-	"airflow.auth.token":             "",
-	"airflow.auth.tokenFile":         "",
-	"airflow.auth.clientID":          "",
-	"airflow.auth.clientSecret":      "",
-	"airflow.auth.credentialsFile":   "",
-	"airflow.auth.scopes":            []string{"https://www.googleapis.com/auth/cloud-platform"},
-	"airflow.pageSize":               0,
-	"airflow.tls.caFile":             "",
-	"airflow.tls.certFile":           "",
-	"airflow.tls.keyFile":            "",
-	"airflow.tls.insecureSkipVerify": false,
-	"airflow.mwaa.environment":       "",
-	"airflow.mwaa.region":            "",
-	"airflow.mwaa.endpoint":          "",
-	"kubernetes.kubeconfig":          "",
-	"kubernetes.namespaces":          []string{},
-	"kubernetes.allNamespaces":       false,
-	"kubernetes.labelSelector":       "",
-	"reaper.dryRun":                  true,
-	"reaper.interval":                "1m",
-	"reaper.minPodAge":               "5m",
-	"reaper.terminalGracePeriod":     "2m",
-	"reaper.orphanMinAge":            "1h",
-	"reaper.confirmations":           2,
-	"reaper.confirmationSpacing":     "0s",
-	"reaper.maxDeletesPerCycle":      20,
-	"reaper.reapOrphans":             false,
-	"server.address":                 ":8080",
-	"leaderElection.enabled":         false,
-	"leaderElection.leaseName":       "kpo-reaper",
-	"leaderElection.leaseNamespace":  "",
-	"leaderElection.leaseDuration":   "15s",
-	"leaderElection.renewDeadline":   "10s",
-	"leaderElection.retryPeriod":     "2s",
-	"log.level":                      "info",
-	"log.format":                     "text",
+// Default is the configuration that the file, the environment and the
+// flags start from: every key's default, written here and nowhere else.
+// Viper's defaults and the flags' defaults are read from it.
+func Default() Config {
+	return Config{
+		Airflow: Airflow{
+			APIVersion: "auto",
+			Timeout:    30 * time.Second,
+			MaxRetries: 4,
+			Auth: Auth{
+				Type:   authtype.None,
+				Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"},
+			},
+		},
+		Kubernetes: Kubernetes{Namespaces: []string{}},
+		Reaper: Reaper{
+			DryRun:              true,
+			Interval:            time.Minute,
+			MinPodAge:           5 * time.Minute,
+			TerminalGracePeriod: 2 * time.Minute,
+			OrphanMinAge:        time.Hour,
+			Confirmations:       2,
+			MaxDeletesPerCycle:  20,
+		},
+		Server: Server{Address: ":8080"},
+		LeaderElection: LeaderElection{
+			LeaseName:     "kpo-reaper",
+			LeaseDuration: 15 * time.Second,
+			RenewDeadline: 10 * time.Second,
+			RetryPeriod:   2 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
 }
 
-// Flag names bound to keys; the commands declare the flags.
-var flagKeys = map[string]string{
-	"dry-run":        "reaper.dryRun",
-	"airflow-url":    "airflow.url",
-	"kubeconfig":     "kubernetes.kubeconfig",
-	"namespace":      "kubernetes.namespaces",
-	"all-namespaces": "kubernetes.allNamespaces",
-	"interval":       "reaper.interval",
-	"log-level":      "log.level",
-	"log-format":     "log.format",
+// walk calls fn with every key of v (a Config or one of its sections),
+// named by the mapstructure tags, and its field; a Secret is one key.
+func walk(prefix string, v reflect.Value, fn func(key string, f reflect.Value)) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		key := t.Field(i).Tag.Get("mapstructure")
+		if prefix != "" {
+			key = prefix + "." + key
+		}
+		f := v.Field(i)
+		if f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[Secret]() {
+			walk(key, f, fn)
+			continue
+		}
+		fn(key, f)
+	}
+}
+
+// defaults maps every key to its default from Default(). Viper only maps
+// environment variables onto keys it knows, so every key is given one.
+func defaults() map[string]any {
+	out := map[string]any{}
+	walk("", reflect.ValueOf(Default()), func(key string, f reflect.Value) {
+		if s, ok := f.Interface().(Secret); ok {
+			out[key] = s.value
+			return
+		}
+		out[key] = f.Interface()
+	})
+	return out
+}
+
+// flags are the command-line flags for the common keys. Each takes its
+// default from Default() and its help names its key: usage, then (key),
+// then more.
+var flags = []struct{ name, key, usage, more string }{
+	{"dry-run", "reaper.dryRun", "log what would be deleted without deleting", "; deleting needs --dry-run=false"},
+	{"airflow-url", "airflow.url", "Airflow webserver/API server base URL, without /api/v1", ""},
+	{"kubeconfig", "kubernetes.kubeconfig", "kubeconfig path; empty: in-cluster, $KUBECONFIG or ~/.kube/config", ""},
+	{"namespace", "kubernetes.namespaces", "namespace to watch, repeatable", ""},
+	{"all-namespaces", "kubernetes.allNamespaces", "watch every namespace", ""},
+	{"interval", "reaper.interval", "time between cycles", ""},
+	{"log-level", "log.level", "debug, info, warn or error", ""},
+	{"log-format", "log.format", "text or json", ""},
 }
 
 // AddFlags declares the flags for the common settings.
 func AddFlags(fs *pflag.FlagSet) {
-	fs.Bool("dry-run", true, "log what would be deleted without deleting (reaper.dryRun); deleting needs --dry-run=false")
-	fs.String("airflow-url", "", "Airflow webserver/API server base URL, without /api/v1 (airflow.url)")
-	fs.String("kubeconfig", "", "kubeconfig path; empty: in-cluster, $KUBECONFIG or ~/.kube/config (kubernetes.kubeconfig)")
-	fs.StringSlice("namespace", nil, "namespace to watch, repeatable (kubernetes.namespaces)")
-	fs.Bool("all-namespaces", false, "watch every namespace (kubernetes.allNamespaces)")
-	fs.Duration("interval", time.Minute, "time between cycles (reaper.interval)")
-	fs.String("log-level", "info", "debug, info, warn or error (log.level)")
-	fs.String("log-format", "text", "text or json (log.format)")
+	d := defaults()
+	for _, f := range flags {
+		usage := f.usage + " (" + f.key + ")" + f.more
+		switch def := d[f.key].(type) {
+		case bool:
+			fs.Bool(f.name, def, usage)
+		case string:
+			fs.String(f.name, def, usage)
+		case []string:
+			fs.StringSlice(f.name, def, usage)
+		case time.Duration:
+			fs.Duration(f.name, def, usage)
+		case int:
+			fs.Int(f.name, def, usage)
+		default:
+			panic(fmt.Sprintf("config: flag --%s: key %s of type %T has no flag type", f.name, f.key, def))
+		}
+	}
 }
 
 // Load reads the file (if any), the environment and the flags that were set,
 // in increasing precedence, and validates the result.
 func Load(file string, fs *pflag.FlagSet) (*Config, error) {
 	v := viper.New()
-	for k, d := range defaults {
+	for k, d := range defaults() {
 		v.SetDefault(k, d)
 	}
 	v.SetEnvPrefix(EnvPrefix)
@@ -234,16 +268,12 @@ func Load(file string, fs *pflag.FlagSet) (*Config, error) {
 		}
 	}
 	if fs != nil {
-		var bindErr error
-		fs.VisitAll(func(f *pflag.Flag) {
-			if key, ok := flagKeys[f.Name]; ok && f.Changed {
-				if err := v.BindPFlag(key, f); err != nil {
-					bindErr = err
+		for _, f := range flags {
+			if pf := fs.Lookup(f.name); pf != nil && pf.Changed {
+				if err := v.BindPFlag(f.key, pf); err != nil {
+					return nil, err
 				}
 			}
-		})
-		if bindErr != nil {
-			return nil, bindErr
 		}
 	}
 	var c Config
@@ -285,200 +315,211 @@ func compact(in []string) []string {
 	return out
 }
 
+// problems collects what Validate finds, each naming its key and the fix.
+type problems []error
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
 // Validate checks every value and names the key and the fix for each
 // problem; all problems are reported at once.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
-	}
+	var p problems
 	a := c.Airflow
-	mwaa := a.Auth.Type == "mwaa"
+	a.validate(&p)
+	a.Auth.validate(&p)
+	a.TLS.validate(&p, a.Auth.Type)
+	a.MWAA.validate(&p, a.Auth.Type)
+	c.Kubernetes.validate(&p)
+	c.Reaper.validate(&p)
+	c.LeaderElection.validate(&p)
+	c.Log.validate(&p)
+	// server.address has nothing to check before listening.
+	if len(p) == 0 {
+		return nil
+	}
+	sort.Slice(p, func(i, j int) bool { return p[i].Error() < p[j].Error() })
+	return fmt.Errorf("invalid configuration:\n  %w", errors.Join(p...))
+}
+
+// validate checks airflow's own keys; its sections check theirs.
+func (a Airflow) validate(p *problems) {
 	switch u, err := url.Parse(a.URL); {
-	case mwaa:
+	case a.Auth.Type == authtype.MWAA:
 		if a.URL != "" {
-			bad("airflow.url", "must be empty with airflow.auth.type mwaa: MWAA is reached through the AWS API named by airflow.mwaa.environment and airflow.mwaa.region")
+			p.add("airflow.url", "must be empty with airflow.auth.type mwaa: MWAA is reached through the AWS API named by airflow.mwaa.environment and airflow.mwaa.region")
 		}
 	case a.URL == "":
-		bad("airflow.url", "required: the Airflow webserver (2.x) or API server (3.x) base URL, e.g. http://airflow-webserver.airflow:8080")
+		p.add("airflow.url", "required: the Airflow webserver (2.x) or API server (3.x) base URL, e.g. http://airflow-webserver.airflow:8080")
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		bad("airflow.url", "%q is not an http(s) URL", a.URL)
+		p.add("airflow.url", "%q is not an http(s) URL", a.URL)
 	case strings.Contains(strings.TrimSuffix(u.Path, "/"), "/api/v"):
-		bad("airflow.url", "remove the /api/v1 or /api/v2 suffix: give the base URL, the API version is chosen by airflow.apiVersion")
+		p.add("airflow.url", "remove the /api/v1 or /api/v2 suffix: give the base URL, the API version is chosen by airflow.apiVersion")
 	case u.User != nil:
-		bad("airflow.url", "must not carry credentials: use airflow.auth")
+		p.add("airflow.url", "must not carry credentials: use airflow.auth")
 	}
 	switch a.APIVersion {
 	case "auto", "v1", "v2":
 	default:
-		bad("airflow.apiVersion", "%q is not one of auto, v1, v2", a.APIVersion)
+		p.add("airflow.apiVersion", "%q is not one of auto, v1, v2", a.APIVersion)
 	}
 	if a.Timeout <= 0 {
-		bad("airflow.timeout", "must be a positive duration such as 30s")
+		p.add("airflow.timeout", "must be a positive duration such as 30s")
 	}
 	if a.MaxRetries < 0 || a.MaxRetries > 10 {
-		bad("airflow.maxRetries", "must be between 0 and 10")
+		p.add("airflow.maxRetries", "must be between 0 and 10")
 	}
 	if a.PageSize < 0 || a.PageSize > 1000 {
-		bad("airflow.pageSize", "must be between 1 and 1000, or 0 for the default (100; 25 through MWAA)")
+		p.add("airflow.pageSize", "must be between 1 and 1000, or 0 for the default (100; 25 through MWAA)")
 	}
-	au := a.Auth
-	unused := func(kind string, keys map[string]bool) {
-		for k, set := range keys {
-			if set {
-				bad("airflow.auth."+k, "is not used by airflow.auth.type %s: remove it", kind)
-			}
-		}
-	}
+}
+
+func (au Auth) validate(p *problems) {
 	switch au.Type {
-	case "none":
-	case "basic":
-		if au.Username == "" || au.Password == "" {
-			bad("airflow.auth", "type basic needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD)")
+	case authtype.None:
+	case authtype.Basic:
+		if au.Username == "" || !au.Password.IsSet() {
+			p.add("airflow.auth", "type basic needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD)")
 		}
-	case "airflow-jwt":
-		user, client := au.Username != "" || au.Password != "", au.ClientID != "" || au.ClientSecret != ""
+	case authtype.AirflowJWT:
+		user, client := au.Username != "" || au.Password.IsSet(), au.ClientID != "" || au.ClientSecret.IsSet()
 		switch {
 		case user && client:
-			bad("airflow.auth", "type airflow-jwt takes either username and password or clientID and clientSecret, not both")
-		case client && (au.ClientID == "" || au.ClientSecret == ""):
-			bad("airflow.auth", "type airflow-jwt with client credentials needs airflow.auth.clientID and airflow.auth.clientSecret (env KPO_REAPER_AIRFLOW_AUTH_CLIENTSECRET)")
-		case !client && (au.Username == "" || au.Password == ""):
-			bad("airflow.auth", "type airflow-jwt needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD), or clientID and clientSecret for the Keycloak auth manager")
+			p.add("airflow.auth", "type airflow-jwt takes either username and password or clientID and clientSecret, not both")
+		case client && (au.ClientID == "" || !au.ClientSecret.IsSet()):
+			p.add("airflow.auth", "type airflow-jwt with client credentials needs airflow.auth.clientID and airflow.auth.clientSecret (env KPO_REAPER_AIRFLOW_AUTH_CLIENTSECRET)")
+		case !client && (au.Username == "" || !au.Password.IsSet()):
+			p.add("airflow.auth", "type airflow-jwt needs airflow.auth.username and airflow.auth.password (env KPO_REAPER_AIRFLOW_AUTH_PASSWORD), or clientID and clientSecret for the Keycloak auth manager")
 		}
-	case "bearer":
-		if (au.Token == "") == (au.TokenFile == "") {
-			bad("airflow.auth", "type bearer needs exactly one of airflow.auth.token and airflow.auth.tokenFile")
+	case authtype.Bearer:
+		if au.Token.IsSet() == (au.TokenFile != "") {
+			p.add("airflow.auth", "type bearer needs exactly one of airflow.auth.token and airflow.auth.tokenFile")
 		}
-	case "google":
+	case authtype.Google:
 		if len(compact(au.Scopes)) == 0 {
-			bad("airflow.auth.scopes", "type google needs at least one OAuth2 scope, e.g. https://www.googleapis.com/auth/cloud-platform")
+			p.add("airflow.auth.scopes", "type google needs at least one OAuth2 scope, e.g. https://www.googleapis.com/auth/cloud-platform")
 		}
-		unused("google", map[string]bool{"username": au.Username != "", "password": au.Password != "", "token": au.Token != "", "tokenFile": au.TokenFile != ""})
-	case "mwaa":
-		if a.MWAA.Environment == "" {
-			bad("airflow.mwaa.environment", "required with airflow.auth.type mwaa: the MWAA environment name")
-		}
-		if a.MWAA.Region == "" {
-			bad("airflow.mwaa.region", "required with airflow.auth.type mwaa: the environment's AWS region, e.g. us-east-1")
-		}
-		if a.MWAA.Endpoint != "" {
-			if u, err := url.Parse(a.MWAA.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				bad("airflow.mwaa.endpoint", "%q is not an http(s) URL", a.MWAA.Endpoint)
-			}
-		}
-		unused("mwaa", map[string]bool{"username": au.Username != "", "password": au.Password != "", "token": au.Token != "", "tokenFile": au.TokenFile != ""})
-		if a.TLS != (TLS{}) {
-			bad("airflow.tls", "does not apply to airflow.auth.type mwaa: the AWS SDK makes the connection")
-		}
+		au.unused(p)
+	case authtype.MWAA:
+		au.unused(p)
 	default:
-		bad("airflow.auth.type", "%q is not one of none, basic, bearer, airflow-jwt, google, mwaa", au.Type)
+		p.add("airflow.auth.type", "%q is not one of %s", au.Type, strings.Join(authtype.All(), ", "))
 	}
-	if !mwaa && (a.MWAA != MWAA{}) {
-		bad("airflow.mwaa", "is only used with airflow.auth.type mwaa")
+}
+
+// unused names each credential set for a type that does not read it.
+func (au Auth) unused(p *problems) {
+	for k, set := range map[string]bool{"username": au.Username != "", "password": au.Password.IsSet(), "token": au.Token.IsSet(), "tokenFile": au.TokenFile != ""} {
+		if set {
+			p.add("airflow.auth."+k, "is not used by airflow.auth.type %s: remove it", au.Type)
+		}
 	}
-	if t := a.TLS; (t.CertFile == "") != (t.KeyFile == "") {
-		bad("airflow.tls", "a client certificate needs both airflow.tls.certFile and airflow.tls.keyFile")
+}
+
+func (t TLS) validate(p *problems, authType string) {
+	if authType == authtype.MWAA && t != (TLS{}) {
+		p.add("airflow.tls", "does not apply to airflow.auth.type mwaa: the AWS SDK makes the connection")
 	}
-	if a.TLS.InsecureSkipVerify && a.TLS.CAFile != "" {
-		bad("airflow.tls.insecureSkipVerify", "set either airflow.tls.caFile or insecureSkipVerify, not both")
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		p.add("airflow.tls", "a client certificate needs both airflow.tls.certFile and airflow.tls.keyFile")
 	}
-	k := c.Kubernetes
+	if t.InsecureSkipVerify && t.CAFile != "" {
+		p.add("airflow.tls.insecureSkipVerify", "set either airflow.tls.caFile or insecureSkipVerify, not both")
+	}
+}
+
+func (m MWAA) validate(p *problems, authType string) {
+	if authType != authtype.MWAA {
+		if m != (MWAA{}) {
+			p.add("airflow.mwaa", "is only used with airflow.auth.type mwaa")
+		}
+		return
+	}
+	if m.Environment == "" {
+		p.add("airflow.mwaa.environment", "required with airflow.auth.type mwaa: the MWAA environment name")
+	}
+	if m.Region == "" {
+		p.add("airflow.mwaa.region", "required with airflow.auth.type mwaa: the environment's AWS region, e.g. us-east-1")
+	}
+	if m.Endpoint != "" {
+		if u, err := url.Parse(m.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("airflow.mwaa.endpoint", "%q is not an http(s) URL", m.Endpoint)
+		}
+	}
+}
+
+func (k Kubernetes) validate(p *problems) {
 	switch {
 	case k.AllNamespaces && len(k.Namespaces) > 0:
-		bad("kubernetes.namespaces", "set either kubernetes.namespaces or kubernetes.allNamespaces, not both")
+		p.add("kubernetes.namespaces", "set either kubernetes.namespaces or kubernetes.allNamespaces, not both")
 	case !k.AllNamespaces && len(k.Namespaces) == 0:
-		bad("kubernetes.namespaces", "required: list the namespaces where KPO pods run (or set kubernetes.allNamespaces: true)")
+		p.add("kubernetes.namespaces", "required: list the namespaces where KPO pods run (or set kubernetes.allNamespaces: true)")
 	}
 	if k.LabelSelector != "" {
 		if _, err := labels.Parse(k.LabelSelector); err != nil {
-			bad("kubernetes.labelSelector", "%v", err)
+			p.add("kubernetes.labelSelector", "%v", err)
 		}
 	}
-	r := c.Reaper
+}
+
+func (r Reaper) validate(p *problems) {
 	if r.Interval < time.Second {
-		bad("reaper.interval", "must be at least 1s")
+		p.add("reaper.interval", "must be at least 1s")
 	}
 	for key, d := range map[string]time.Duration{"reaper.minPodAge": r.MinPodAge, "reaper.terminalGracePeriod": r.TerminalGracePeriod, "reaper.orphanMinAge": r.OrphanMinAge} {
 		if d < 0 {
-			bad(key, "must not be negative")
+			p.add(key, "must not be negative")
 		}
 	}
 	if r.Confirmations < 1 {
-		bad("reaper.confirmations", "must be at least 1 (1 deletes on the first evaluation that finds a zombie)")
+		p.add("reaper.confirmations", "must be at least 1 (1 deletes on the first evaluation that finds a zombie)")
 	}
 	if r.ConfirmationSpacing < 0 {
-		bad("reaper.confirmationSpacing", "must not be negative: the least time between two sightings that both count toward reaper.confirmations; leave it unset (or 0) for reaper.interval")
+		p.add("reaper.confirmationSpacing", "must not be negative: the least time between two sightings that both count toward reaper.confirmations; leave it unset (or 0) for reaper.interval")
 	}
 	if r.MaxDeletesPerCycle < 1 {
-		bad("reaper.maxDeletesPerCycle", "must be at least 1; use reaper.dryRun: true to delete nothing")
+		p.add("reaper.maxDeletesPerCycle", "must be at least 1; use reaper.dryRun: true to delete nothing")
 	}
-	if le := c.LeaderElection; le.Enabled {
-		if le.LeaseName == "" {
-			bad("leaderElection.leaseName", "required when leaderElection.enabled is true")
-		}
-		if le.RetryPeriod <= 0 || le.RenewDeadline <= le.RetryPeriod || le.LeaseDuration <= le.RenewDeadline {
-			bad("leaderElection", "durations must satisfy leaseDuration > renewDeadline > retryPeriod > 0 (defaults 15s, 10s, 2s)")
-		}
+}
+
+func (le LeaderElection) validate(p *problems) {
+	if !le.Enabled {
+		return
 	}
-	switch c.Log.Level {
+	if le.LeaseName == "" {
+		p.add("leaderElection.leaseName", "required when leaderElection.enabled is true")
+	}
+	if le.RetryPeriod <= 0 || le.RenewDeadline <= le.RetryPeriod || le.LeaseDuration <= le.RenewDeadline {
+		d := Default().LeaderElection
+		p.add("leaderElection", "durations must satisfy leaseDuration > renewDeadline > retryPeriod > 0 (defaults %s, %s, %s)", d.LeaseDuration, d.RenewDeadline, d.RetryPeriod)
+	}
+}
+
+func (l Log) validate(p *problems) {
+	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+		p.add("log.level", "%q is not one of debug, info, warn, error", l.Level)
 	}
-	switch c.Log.Format {
+	switch l.Format {
 	case "text", "json":
 	default:
-		bad("log.format", "%q is not one of text, json", c.Log.Format)
+		p.add("log.format", "%q is not one of text, json", l.Format)
 	}
-	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-	if len(errs) > 0 {
-		return fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
-	}
-	return nil
 }
 
-const redacted = "<redacted>"
-
-// Redacted returns a copy safe to log: every secret replaced, emptiness kept
-// visible so a missing secret is still diagnosable.
-func (c Config) Redacted() Config {
-	if c.Airflow.Auth.Password != "" {
-		c.Airflow.Auth.Password = redacted
-	}
-	if c.Airflow.Auth.Token != "" {
-		c.Airflow.Auth.Token = redacted
-	}
-	if c.Airflow.Auth.ClientSecret != "" {
-		c.Airflow.Auth.ClientSecret = redacted
-	}
-	return c
-}
-
-// LogValue lets slog print the configuration without secrets.
+// LogValue lets slog print the configuration; a Secret shows no value.
 func (c Config) LogValue() slog.Value {
 	return slog.StringValue(c.String())
 }
 
-// String renders every key=value with secrets redacted.
+// String renders every key=value; a set Secret shows "<redacted>", an
+// unset one nothing.
 func (c Config) String() string {
 	var parts []string
-	flatten("", reflect.ValueOf(c.Redacted()), &parts)
+	walk("", reflect.ValueOf(c), func(key string, f reflect.Value) {
+		parts = append(parts, fmt.Sprintf("%s=%v", key, f.Interface()))
+	})
 	return strings.Join(parts, " ")
-}
-
-func flatten(prefix string, v reflect.Value, out *[]string) {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		key := t.Field(i).Tag.Get("mapstructure")
-		if prefix != "" {
-			key = prefix + "." + key
-		}
-		f := v.Field(i)
-		if f.Kind() == reflect.Struct {
-			flatten(key, f, out)
-			continue
-		}
-		*out = append(*out, fmt.Sprintf("%s=%v", key, f.Interface()))
-	}
 }

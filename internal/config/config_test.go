@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +132,7 @@ func TestEnvOverridesFileAndFlagsOverrideEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Airflow.Auth.Password != "s3cret-pw" || strings.Join(c.Kubernetes.Namespaces, "|") != "a|b" || c.Reaper.MinPodAge != 10*time.Minute {
+	if c.Airflow.Auth.Password.Reveal() != "s3cret-pw" || strings.Join(c.Kubernetes.Namespaces, "|") != "a|b" || c.Reaper.MinPodAge != 10*time.Minute {
 		t.Fatalf("env not applied: %+v", c)
 	}
 	if !c.Reaper.DryRun || c.Reaper.Interval != 30*time.Second {
@@ -239,5 +240,25 @@ func TestServerAndLeaderElectionFromEnv(t *testing.T) {
 	if c.Server.Address != "" || !c.LeaderElection.Enabled || c.LeaderElection.LeaseNamespace != "airflow" ||
 		c.LeaderElection.LeaseName != "kpo-reaper" || c.LeaderElection.LeaseDuration != 15*time.Second {
 		t.Fatalf("%+v %+v", c.Server, c.LeaderElection)
+	}
+}
+
+// TestDefaultIsWhatLoadStartsFrom: a file that sets only the required keys
+// loads as Default() with those keys (and the spacing Load derives).
+func TestDefaultIsWhatLoadStartsFrom(t *testing.T) {
+	c, err := Load(write(t, minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Airflow.URL, want.Kubernetes.Namespaces = "http://airflow:8080", []string{"airflow"}
+	want.Reaper.ConfirmationSpacing = time.Minute
+	if !reflect.DeepEqual(*c, want) {
+		t.Fatalf("loaded\n%v\nwant\n%v", c, want)
+	}
+	for _, f := range flags {
+		if _, ok := defaults()[f.key]; !ok {
+			t.Errorf("flag --%s binds %s, which is no key", f.name, f.key)
+		}
 	}
 }

@@ -5,7 +5,6 @@ package kube
 import (
 	"context"
 	"fmt"
-	"os"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,19 +19,20 @@ import (
 // UserAgent identifies the reaper in apiserver audit logs.
 const UserAgent = "kpo-reaper"
 
-// userAgent names the replica too (POD_NAME from the downward API), so
-// audit logs tell two reapers under one ServiceAccount apart.
-func userAgent() string {
+// userAgent names the replica too (its pod, POD_NAME from the downward
+// API), so audit logs tell two reapers under one ServiceAccount apart.
+func userAgent(pod string) string {
 	ua := UserAgent + "/" + buildinfo.Version
-	if pod := os.Getenv("POD_NAME"); pod != "" {
+	if pod != "" {
 		ua += " (" + pod + ")"
 	}
 	return ua
 }
 
 // Config builds a client config: the kubeconfig file when given, else the
-// in-cluster config, else $KUBECONFIG or ~/.kube/config.
-func Config(kubeconfig string) (*rest.Config, error) {
+// in-cluster config, else $KUBECONFIG or ~/.kube/config. pod is the
+// reaper's own pod name for the user agent, "" outside a pod.
+func Config(kubeconfig, pod string) (*rest.Config, error) {
 	var (
 		cfg *rest.Config
 		err error
@@ -46,7 +46,7 @@ func Config(kubeconfig string) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes config (kubernetes.kubeconfig): %w", err)
 	}
-	cfg.UserAgent = userAgent()
+	cfg.UserAgent = userAgent(pod)
 	// client-go's default of 5 requests/s would stretch a cycle with many
 	// zombies (a patch or a delete and an Event each) past the interval.
 	cfg.QPS, cfg.Burst = 50, 100

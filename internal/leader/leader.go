@@ -16,8 +16,8 @@ const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccou
 
 // Identity is the pod name (POD_NAME from the downward API), else the host
 // name; a random suffix keeps two processes on one host apart.
-func Identity() string {
-	id := os.Getenv("POD_NAME")
+func Identity(pod string) string {
+	id := pod
 	if id == "" {
 		id, _ = os.Hostname()
 	}
@@ -25,13 +25,14 @@ func Identity() string {
 }
 
 // LeaseNamespace is leaderElection.leaseNamespace, else the pod's own
-// namespace.
-func LeaseNamespace(c config.LeaderElection) (string, error) {
+// namespace: podNamespace (POD_NAMESPACE from the downward API), else the
+// service account's.
+func LeaseNamespace(c config.LeaderElection, podNamespace string) (string, error) {
 	if c.LeaseNamespace != "" {
 		return c.LeaseNamespace, nil
 	}
-	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
-		return ns, nil
+	if podNamespace != "" {
+		return podNamespace, nil
 	}
 	if b, err := os.ReadFile(serviceAccountNamespaceFile); err == nil && strings.TrimSpace(string(b)) != "" {
 		return strings.TrimSpace(string(b)), nil

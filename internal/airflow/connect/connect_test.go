@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/authtype"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
 )
 
@@ -57,7 +58,7 @@ func newServer(t *testing.T, airflowMajor int, status int) (*server, *httptest.S
 func client(t *testing.T) *http.Client {
 	hc, err := transport.New(transport.Options{
 		MaxRetries: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond,
-		Auth: transport.Auth{Type: transport.AuthBasic, Username: "u", Password: "p"},
+		Auth: transport.Auth{Type: authtype.Basic, Username: "u", Password: "p"},
 	})
 	if err != nil {
 		t.Fatal(err)

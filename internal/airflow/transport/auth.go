@@ -15,19 +15,21 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/authtype"
 )
 
 func newAuthRT(o Options, next http.RoundTripper) (http.RoundTripper, error) {
 	a := o.Auth
 	switch a.Type {
-	case "", AuthNone:
+	case "", authtype.None:
 		return next, nil
-	case AuthBasic:
+	case authtype.Basic:
 		if a.Username == "" || a.Password == "" {
 			return nil, errors.New("airflow.auth type basic needs a username and a password")
 		}
 		return &basicRT{next: next, user: a.Username, pass: a.Password}, nil
-	case AuthBearer:
+	case authtype.Bearer:
 		switch {
 		case (a.Token == "") == (a.TokenFile == ""):
 			return nil, errors.New("airflow.auth type bearer needs exactly one of token and tokenFile")
@@ -40,7 +42,7 @@ func newAuthRT(o Options, next http.RoundTripper) (http.RoundTripper, error) {
 			}
 			return &bearerRT{next: next, token: f.token, file: f}, nil
 		}
-	case AuthAirflowJWT:
+	case authtype.AirflowJWT:
 		user, client := a.Username != "" || a.Password != "", a.ClientID != "" || a.ClientSecret != ""
 		switch {
 		case user && client:
@@ -65,10 +67,10 @@ func newAuthRT(o Options, next http.RoundTripper) (http.RoundTripper, error) {
 			logger:       o.Logger,
 			now:          o.now,
 		}, nil
-	case AuthGoogle:
+	case authtype.Google:
 		return newGoogleRT(o, next)
 	default:
-		return nil, fmt.Errorf("airflow.auth type %q is not one of none, basic, bearer, airflow-jwt, google", a.Type)
+		return nil, fmt.Errorf("airflow.auth type %q is not one of %s", a.Type, strings.Join(authtype.HTTP(), ", "))
 	}
 }
 

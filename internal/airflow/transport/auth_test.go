@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/authtype"
 )
 
 const (
@@ -119,7 +121,7 @@ func makeJWT(iat time.Time, life time.Duration, n int) string {
 
 func jwtOptions(baseURL string) Options {
 	o := fastOptions()
-	o.Auth = Auth{Type: AuthAirflowJWT, Username: testUser, Password: testPassword, BaseURL: baseURL}
+	o.Auth = Auth{Type: authtype.AirflowJWT, Username: testUser, Password: testPassword, BaseURL: baseURL}
 	return o
 }
 
@@ -343,7 +345,7 @@ func TestBasicAuth(t *testing.T) {
 	}))
 	defer srv.Close()
 	o := fastOptions()
-	o.Auth = Auth{Type: AuthBasic, Username: testUser, Password: testPassword}
+	o.Auth = Auth{Type: authtype.Basic, Username: testUser, Password: testPassword}
 	if resp, err := get(t, mustNew(t, o), srv.URL+"/api/v1/version"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("err %v", err)
 	}
@@ -365,7 +367,7 @@ func TestBearerStaticToken(t *testing.T) {
 	var mu sync.Mutex
 	srv := bearerServer(t, &seen, &mu)
 	o := fastOptions()
-	o.Auth = Auth{Type: AuthBearer, Token: testToken}
+	o.Auth = Auth{Type: authtype.Bearer, Token: testToken}
 	if _, err := get(t, mustNew(t, o), srv.URL+"/api/v2/version"); err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +392,7 @@ func TestBearerTokenFileRotation(t *testing.T) {
 	t0 := time.Now().Add(-time.Hour)
 	write("  token-one\n", t0)
 	o := fastOptions()
-	o.Auth = Auth{Type: AuthBearer, TokenFile: path}
+	o.Auth = Auth{Type: authtype.Bearer, TokenFile: path}
 	hc := mustNew(t, o)
 	call := func() {
 		t.Helper()
@@ -418,7 +420,7 @@ func TestBearerTokenFileRotation(t *testing.T) {
 
 func TestBearerTokenFileMissing(t *testing.T) {
 	o := fastOptions()
-	o.Auth = Auth{Type: AuthBearer, TokenFile: filepath.Join(t.TempDir(), "absent")}
+	o.Auth = Auth{Type: authtype.Bearer, TokenFile: filepath.Join(t.TempDir(), "absent")}
 	if _, err := New(o); err == nil || !strings.Contains(err.Error(), "airflow.auth.tokenFile") {
 		t.Fatalf("err %v", err)
 	}
@@ -479,11 +481,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 
 	// basic and bearer against a server that echoes the Authorization header.
 	o := fastOptions()
-	o.Auth = Auth{Type: AuthBasic, Username: testUser, Password: testPassword}
+	o.Auth = Auth{Type: authtype.Basic, Username: testUser, Password: testPassword}
 	run(o, echo.URL+"/api/v1/version")
-	o.Auth = Auth{Type: AuthBearer, Token: testToken}
+	o.Auth = Auth{Type: authtype.Bearer, Token: testToken}
 	run(o, echo.URL+"/api/v2/version")
-	o.Auth = Auth{Type: AuthBearer, Token: testToken}
+	o.Auth = Auth{Type: authtype.Bearer, Token: testToken}
 	run(o, "http://127.0.0.1:1/api/v2/version") // connection refused
 	o.Auth = Auth{Type: "kerberos", Password: testPassword, Token: testToken}
 	run(o, echo.URL)

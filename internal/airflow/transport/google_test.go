@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/authtype"
 )
 
 const (
@@ -187,7 +189,7 @@ func verifyRS256(jwt string, pub *rsa.PublicKey) (map[string]any, error) {
 
 func googleOptions(file string) Options {
 	o := fastOptions()
-	o.Auth = Auth{Type: AuthGoogle, CredentialsFile: file, Scopes: []string{cloudPlatform}}
+	o.Auth = Auth{Type: authtype.Google, CredentialsFile: file, Scopes: []string{cloudPlatform}}
 	return o
 }
 

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/authtype"
 )
 
 const (
@@ -98,7 +100,7 @@ func (f *fakeKeycloakAirflow) login(w http.ResponseWriter, r *http.Request) {
 
 func clientCredentialsOptions(baseURL string) Options {
 	o := fastOptions()
-	o.Auth = Auth{Type: AuthAirflowJWT, ClientID: testClientID, ClientSecret: testClientSecret, BaseURL: baseURL}
+	o.Auth = Auth{Type: authtype.AirflowJWT, ClientID: testClientID, ClientSecret: testClientSecret, BaseURL: baseURL}
 	return o
 }
 
@@ -157,10 +159,10 @@ func TestJWTClientCredentialsRejected(t *testing.T) {
 
 func TestJWTNeedsOneKindOfCredentials(t *testing.T) {
 	for _, a := range []Auth{
-		{Type: AuthAirflowJWT, Username: testUser, Password: testPassword, ClientID: testClientID, ClientSecret: testClientSecret},
-		{Type: AuthAirflowJWT, ClientID: testClientID},
-		{Type: AuthAirflowJWT, ClientSecret: testClientSecret},
-		{Type: AuthAirflowJWT},
+		{Type: authtype.AirflowJWT, Username: testUser, Password: testPassword, ClientID: testClientID, ClientSecret: testClientSecret},
+		{Type: authtype.AirflowJWT, ClientID: testClientID},
+		{Type: authtype.AirflowJWT, ClientSecret: testClientSecret},
+		{Type: authtype.AirflowJWT},
 	} {
 		a.BaseURL = "http://airflow.test"
 		o := fastOptions()
@@ -205,7 +207,7 @@ func TestBearerTokenFileRotatedAndRejected(t *testing.T) {
 	}
 	write("token-OLD", t0)
 	o := fastOptions()
-	o.Auth = Auth{Type: AuthBearer, TokenFile: path}
+	o.Auth = Auth{Type: authtype.Bearer, TokenFile: path}
 	var logs bytes.Buffer
 	o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	hc := mustNew(t, o)
@@ -260,7 +262,7 @@ func TestBearerTokenFileRotatedDuringRequest(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	o := fastOptions()
-	o.Auth = Auth{Type: AuthBearer, TokenFile: path}
+	o.Auth = Auth{Type: authtype.Bearer, TokenFile: path}
 	if resp, err := get(t, mustNew(t, o), srv.URL+"/api/v2/version"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("%v", err)
 	}

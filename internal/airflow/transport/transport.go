@@ -43,15 +43,6 @@ const (
 	IdleConnsPerHost = 16
 )
 
-// Auth types.
-const (
-	AuthNone       = "none"
-	AuthBasic      = "basic"
-	AuthBearer     = "bearer"
-	AuthAirflowJWT = "airflow-jwt"
-	AuthGoogle     = "google"
-)
-
 // Options configures New.
 type Options struct {
 	// Timeout bounds each request sent, including reading its body; the
@@ -86,7 +77,7 @@ type Options struct {
 
 // Auth holds the credentials. They never appear in errors or logs.
 type Auth struct {
-	Type      string // none|basic|bearer|airflow-jwt|google; "" is none
+	Type      string // one of authtype.HTTP(); "" is none
 	Username  string
 	Password  string
 	Token     string

@@ -1,0 +1,34 @@
+package leader
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/config"
+)
+
+func TestIdentity(t *testing.T) {
+	if id := Identity("kpo-reaper-0"); !strings.HasPrefix(id, "kpo-reaper-0_") {
+		t.Errorf("with a pod name: %q", id)
+	}
+	host, _ := os.Hostname()
+	if id := Identity(""); !strings.HasPrefix(id, host+"_") {
+		t.Errorf("outside a pod: %q, want the host name %q first", id, host)
+	}
+}
+
+func TestLeaseNamespace(t *testing.T) {
+	if ns, err := LeaseNamespace(config.LeaderElection{LeaseNamespace: "set"}, "pod"); ns != "set" || err != nil {
+		t.Errorf("configured: %q %v", ns, err)
+	}
+	if ns, err := LeaseNamespace(config.LeaderElection{}, "pod"); ns != "pod" || err != nil {
+		t.Errorf("the pod's: %q %v", ns, err)
+	}
+	if _, err := os.Stat(serviceAccountNamespaceFile); err == nil {
+		t.Skip("running in a pod")
+	}
+	if _, err := LeaseNamespace(config.LeaderElection{}, ""); err == nil || !strings.Contains(err.Error(), "leaderElection.leaseNamespace") {
+		t.Errorf("outside a pod: %v", err)
+	}
+}
