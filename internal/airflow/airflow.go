@@ -50,9 +50,6 @@ type Client interface {
 	// ProbeTaskInstances reads one task instance of any DAG (one page of
 	// one row), to check at start-up that the API user may read them.
 	ProbeTaskInstances(ctx context.Context) error
-	// ListUnfinished lists every task instance in an unfinished state
-	// (including null) of every DAG the API user can read.
-	ListUnfinished(ctx context.Context) ([]TaskInstance, error)
 	// ListDagIDs lists the ids of every DAG the API user can read, including
 	// paused DAGs and DAGs no longer in the DAG folder.
 	ListDagIDs(ctx context.Context) ([]string, error)
@@ -102,9 +99,6 @@ var FinishedStates = map[string]bool{
 // state and any state this version does not know are unfinished, so that an
 // unknown state can never make a pod look like a zombie.
 func IsFinished(state string) bool { return FinishedStates[state] }
-
-// UnfinishedStates are the states the active listing asks for; "" is null.
-var UnfinishedStates = []string{"", "scheduled", "queued", "running", "deferred", "restarting", "up_for_retry", "up_for_reschedule"}
 
 // Paging says how a client pages its listings.
 type Paging struct {

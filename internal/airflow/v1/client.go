@@ -66,23 +66,6 @@ func (c *client) ServerVersion(ctx context.Context) (string, error) {
 	return *v.Version, nil
 }
 
-// unfinishedStates spells airflow.UnfinishedStates for the v1 state filter,
-// where null is "none".
-func unfinishedStates() []string {
-	out := make([]string, len(airflow.UnfinishedStates))
-	for i, s := range airflow.UnfinishedStates {
-		if s == "" {
-			s = "none"
-		}
-		out[i] = s
-	}
-	return out
-}
-
-func (c *client) ListUnfinished(ctx context.Context) ([]airflow.TaskInstance, error) {
-	return c.listTIs(ctx, "~", "~", unfinishedStates())
-}
-
 func (c *client) ProbeTaskInstances(ctx context.Context) error {
 	const what = "GET /api/v1/dags/~/dagRuns/~/taskInstances"
 	col, resp, err := c.api.TaskInstanceApi.GetTaskInstances(ctx, "~", "~").Limit(1).Execute()
@@ -96,7 +79,7 @@ func (c *client) ProbeTaskInstances(ctx context.Context) error {
 }
 
 func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
-	tis, err := c.listTIs(ctx, dagID, runID, nil)
+	tis, err := c.listTIs(ctx, dagID, runID)
 	if err != nil {
 		return nil, err
 	}
@@ -110,17 +93,10 @@ func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) 
 	return tis, nil
 }
 
-func (c *client) listTIs(ctx context.Context, dagID, runID string, states []string) ([]airflow.TaskInstance, error) {
-	what := "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
-	if dagID == "~" && runID == "~" {
-		what = "GET /api/v1/dags/~/dagRuns/~/taskInstances"
-	}
+func (c *client) listTIs(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
+	const what = "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
 	fetch := func(ctx context.Context, offset int) (transport.Page[airflow.TaskInstance], error) {
-		req := c.api.TaskInstanceApi.GetTaskInstances(ctx, dagID, runID).Limit(c.limit).Offset(int32(offset))
-		if len(states) > 0 {
-			req = req.State(states)
-		}
-		col, resp, err := req.Execute()
+		col, resp, err := c.api.TaskInstanceApi.GetTaskInstances(ctx, dagID, runID).Limit(c.limit).Offset(int32(offset)).Execute()
 		if err != nil {
 			return transport.Page[airflow.TaskInstance]{}, fail(what, resp, err)
 		}
@@ -138,10 +114,10 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string, states []stri
 		return p, nil
 	}
 	tis, err := transport.ListAll(ctx, what, fetch, func(t airflow.TaskInstance) (airflow.TIKey, error) { return t.TIKey, nil })
-	if err != nil && dagID != "~" {
+	if err != nil {
 		return nil, fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
 	}
-	return tis, err
+	return tis, nil
 }
 
 func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {

@@ -78,25 +78,6 @@ func (c *client) ServerVersion(ctx context.Context) (string, error) {
 	return v.Version, nil
 }
 
-// unfinishedStates spells airflow.UnfinishedStates for the v2 state filter.
-// Null is "none": every 3.x maps it to IS NULL (3.1+ also takes
-// "no_status", 3.0 does not).
-func unfinishedStates() []string {
-	out := make([]string, len(airflow.UnfinishedStates))
-	for i, s := range airflow.UnfinishedStates {
-		if s == "" {
-			s = "none"
-		}
-		out[i] = s
-	}
-	return out
-}
-
-func (c *client) ListUnfinished(ctx context.Context) ([]airflow.TaskInstance, error) {
-	states := unfinishedStates()
-	return c.listTIs(ctx, "~", "~", &states)
-}
-
 func (c *client) ProbeTaskInstances(ctx context.Context) error {
 	var col gen.TaskInstanceCollectionResponse
 	limit := 1
@@ -105,7 +86,7 @@ func (c *client) ProbeTaskInstances(ctx context.Context) error {
 }
 
 func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
-	tis, err := c.listTIs(ctx, dagID, runID, nil)
+	tis, err := c.listTIs(ctx, dagID, runID)
 	if err != nil {
 		return nil, fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
 	}
@@ -121,15 +102,12 @@ func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) 
 	return tis, nil
 }
 
-func (c *client) listTIs(ctx context.Context, dagID, runID string, states *[]string) ([]airflow.TaskInstance, error) {
-	what := "GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
-	if dagID == "~" && runID == "~" {
-		what = "GET /api/v2/dags/~/dagRuns/~/taskInstances"
-	}
+func (c *client) listTIs(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
+	const what = "GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
 	key := func(t airflow.TaskInstance) (airflow.TIKey, error) { return t.TIKey, nil }
 	if c.cursor {
 		tis, err := transport.ListByCursor(ctx, what, func(ctx context.Context, cursor string) (transport.CursorPage[airflow.TaskInstance], error) {
-			return c.cursorPage(ctx, dagID, runID, states, cursor)
+			return c.cursorPage(ctx, dagID, runID, cursor)
 		}, key)
 		if !errors.Is(err, transport.ErrNoCursor) {
 			return tis, err
@@ -144,7 +122,7 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string, states *[]str
 	limit := c.limit
 	fetch := func(ctx context.Context, offset int) (transport.Page[airflow.TaskInstance], error) {
 		var col gen.TaskInstanceCollectionResponse
-		params := &gen.GetTaskInstancesParams{State: states, OrderBy: &orderBy, Limit: &limit, Offset: &offset}
+		params := &gen.GetTaskInstancesParams{OrderBy: &orderBy, Limit: &limit, Offset: &offset}
 		resp, err := c.api.GetTaskInstances(ctx, dagID, runID, params)
 		if err := do(resp, err, &col, "task_instances", tiFields...); err != nil {
 			return transport.Page[airflow.TaskInstance]{}, err
@@ -163,11 +141,11 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string, states *[]str
 // adds it; no offset goes out, the cursor replaces it. The answer has
 // next_cursor (maybe null) and no total_entries; an answer with
 // total_entries and no next_cursor is an offset page.
-func (c *client) cursorPage(ctx context.Context, dagID, runID string, states *[]string, cursor string) (transport.CursorPage[airflow.TaskInstance], error) {
+func (c *client) cursorPage(ctx context.Context, dagID, runID, cursor string) (transport.CursorPage[airflow.TaskInstance], error) {
 	var out transport.CursorPage[airflow.TaskInstance]
 	orderBy := []string{"id"}
 	limit := c.limit
-	params := &gen.GetTaskInstancesParams{State: states, OrderBy: &orderBy, Limit: &limit}
+	params := &gen.GetTaskInstancesParams{OrderBy: &orderBy, Limit: &limit}
 	withCursor := func(_ context.Context, req *http.Request) error {
 		q := req.URL.Query()
 		q.Set("cursor", cursor)

@@ -401,11 +401,25 @@ func tiJSON(ti tiRow) map[string]any {
 	return m
 }
 
+// bigDag and bigRun hold the task instances addTIs adds.
+const (
+	bigDag = "etl"
+	bigRun = "scheduled__2026-11-27T06:00:00+00:00"
+)
+
 func (f *fakeV2) addTIs(n int, state any) {
+	if !f.hasDag(bigDag) {
+		f.dags = append(f.dags, dagRow{id: bigDag})
+		f.runs[bigDag] = append(f.runs[bigDag], bigRun)
+	}
 	for i := 0; i < n; i++ {
 		k := len(f.tis)
-		f.tis = append(f.tis, tiRow{id: f.uuid7ish(), dag: fmt.Sprintf("dag_%d", k%5), run: "scheduled__2026-11-27T06:00:00+00:00", task: fmt.Sprintf("task_%03d", k), mapIndex: -1, try: 1, state: state})
+		f.tis = append(f.tis, tiRow{id: f.uuid7ish(), dag: bigDag, run: bigRun, task: fmt.Sprintf("task_%03d", k), mapIndex: -1, try: 1, state: state})
 	}
+}
+
+func listBigRun(c airflow.Client) ([]airflow.TaskInstance, error) {
+	return c.ListRunTaskInstances(context.Background(), bigDag, bigRun)
 }
 
 func newClient(t *testing.T, srv *httptest.Server) airflow.Client {
@@ -433,7 +447,7 @@ func TestFakeBatchRejectsUnknownBodyField(t *testing.T) {
 	}
 }
 
-func TestListUnfinished(t *testing.T) {
+func TestListRunTaskInstancesPages(t *testing.T) {
 	f, srv := newFakeV2(t)
 	f.pageCap = 50 // [api] maximum_page_limit below the requested 100
 	f.addTIs(100, "running")
@@ -441,29 +455,28 @@ func TestListUnfinished(t *testing.T) {
 	f.addTIs(20, "deferred")
 	f.addTIs(25, "success")
 	f.tis[3].mapIndex = 7
-	tis, err := newClient(t, srv).ListUnfinished(context.Background())
+	tis, err := listBigRun(newClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tis) != 180 || f.calls["tis"] != 4 {
-		t.Fatalf("%d TIs in %d calls, want 180 in 4", len(tis), f.calls["tis"])
+	if len(tis) != 205 || f.calls["tis"] != 5 {
+		t.Fatalf("%d TIs in %d calls, want 205 in 5", len(tis), f.calls["tis"])
 	}
 	q := f.queries[0]
-	want := []string{"none", "scheduled", "queued", "running", "deferred", "restarting", "up_for_retry", "up_for_reschedule"}
-	if !slices.Equal(q["state"], want) || !slices.Equal(q["order_by"], []string{"id"}) || q.Get("limit") != "100" || q.Get("offset") != "0" {
+	if _, ok := q["state"]; ok || !slices.Equal(q["order_by"], []string{"id"}) || q.Get("limit") != "100" || q.Get("offset") != "0" {
 		t.Errorf("query %v", q)
 	}
 	if f.queries[1].Get("offset") != "50" {
 		t.Errorf("the second page must start after the 50 rows returned, got offset %s", f.queries[1].Get("offset"))
 	}
-	if f.raw[0] != "/api/v2/dags/~/dagRuns/~/taskInstances" {
+	if f.raw[0] != "/api/v2/dags/etl/dagRuns/scheduled__2026-11-27T06:00:00+00:00/taskInstances" {
 		t.Errorf("path %s", f.raw[0])
 	}
 	states := map[string]int{}
 	for _, ti := range tis {
 		states[ti.State]++
 	}
-	if states[""] != 60 || states["running"] != 100 || states["deferred"] != 20 || len(states) != 3 {
+	if states[""] != 60 || states["running"] != 100 || states["deferred"] != 20 || states["success"] != 25 || len(states) != 4 {
 		t.Errorf("states %v", states)
 	}
 	got := tis[3]
@@ -488,7 +501,7 @@ func TestRetriedTaskMidScan(t *testing.T) {
 	f, srv := newFakeV2(t)
 	f.addTIs(150, "running")
 	f.retryOnPage1 = 1
-	tis, err := newClient(t, srv).ListUnfinished(context.Background())
+	tis, err := listBigRun(newClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,12 +534,12 @@ func TestCursorPagingListsEverything(t *testing.T) {
 			f.cursor, f.cursorNullAtEnd = true, nullAtEnd
 			f.addTIs(250, "running")
 			f.addTIs(30, "success")
-			tis, err := newCursorClient(t, srv).ListUnfinished(context.Background())
+			tis, err := listBigRun(newCursorClient(t, srv))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(tis) != 250 {
-				t.Fatalf("%d rows, want 250", len(tis))
+			if len(tis) != 280 {
+				t.Fatalf("%d rows, want 280", len(tis))
 			}
 			// 3.2.2 keeps a next_cursor on the last page: one more, empty, call.
 			if want := map[bool]int{true: 3, false: 4}[nullAtEnd]; f.calls["tis"] != want {
@@ -544,15 +557,15 @@ func TestCursorPagingListsEverything(t *testing.T) {
 	}
 }
 
-// A task that finishes while the reaper pages would shift every later row
-// under offsets (one skipped, a rescan); a keyset cursor skips none and
-// needs no rescan.
+// A row that leaves the listing while the reaper pages would shift every
+// later row under offsets (one skipped, a rescan); a keyset cursor skips
+// none and needs no rescan.
 func TestCursorPagingRowLeavingMidScan(t *testing.T) {
 	f, srv := newFakeV2(t)
 	f.cursor = true
 	f.addTIs(250, "running")
-	f.afterPage1 = func() { f.tis[0].state = "success" }
-	tis, err := newCursorClient(t, srv).ListUnfinished(context.Background())
+	f.afterPage1 = func() { f.tis = f.tis[1:] }
+	tis, err := listBigRun(newCursorClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +577,7 @@ func TestCursorPagingRowLeavingMidScan(t *testing.T) {
 func TestCursorClientFallsBackToOffsets(t *testing.T) {
 	f, srv := newFakeV2(t) // a server without cursor paging ignores the parameter
 	f.addTIs(150, "running")
-	tis, err := newCursorClient(t, srv).ListUnfinished(context.Background())
+	tis, err := listBigRun(newCursorClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,7 +602,7 @@ func TestCursorMalformedAnswersFail(t *testing.T) {
 				fmt.Fprint(w, body)
 			}))
 			t.Cleanup(srv.Close)
-			if _, err := newCursorClient(t, srv).ListUnfinished(context.Background()); err == nil {
+			if _, err := listBigRun(newCursorClient(t, srv)); err == nil {
 				t.Fatal("a malformed cursor page was accepted")
 			}
 		})
@@ -600,7 +613,7 @@ func TestPersistentChurnFails(t *testing.T) {
 	f, srv := newFakeV2(t)
 	f.addTIs(150, "running")
 	f.retryOnPage1 = 1000
-	_, err := newClient(t, srv).ListUnfinished(context.Background())
+	_, err := listBigRun(newClient(t, srv))
 	if !errors.Is(err, transport.ErrInconsistentListing) || f.calls["tis"] != 2*transport.ListScans {
 		t.Fatalf("err %v after %d calls", err, f.calls["tis"])
 	}
@@ -611,7 +624,7 @@ func TestMissingKeyFieldFails(t *testing.T) {
 		f, srv := newFakeV2(t)
 		f.addTIs(3, "running")
 		f.tis[1].drop = field
-		_, err := newClient(t, srv).ListUnfinished(context.Background())
+		_, err := listBigRun(newClient(t, srv))
 		if err == nil || !strings.Contains(err.Error(), "lacks "+field) {
 			t.Fatalf("%s: err %v", field, err)
 		}
@@ -631,7 +644,7 @@ func TestMalformedAnswersFail(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, body)
 		}))
-		if _, err := newClient(t, srv).ListUnfinished(context.Background()); err == nil {
+		if _, err := listBigRun(newClient(t, srv)); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 		srv.Close()
