@@ -74,6 +74,23 @@ type Client interface {
 	PodNameXCom(ctx context.Context, key TIKey) (string, error)
 }
 
+// ConfirmEmpty finishes a listing of what is under a DAG or a run (its
+// runs, its task instances): an empty list is an answer only once exists,
+// the exact lookup of that DAG or run, finds it. Airflow 2 lists what is
+// under an unknown DAG or run as empty instead of answering 404; the
+// lookup's 404 says which of them is missing in every version.
+func ConfirmEmpty[T any](list []T, err error, exists func() error) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		if err := exists(); err != nil {
+			return nil, err
+		}
+	}
+	return list, nil
+}
+
 // ErrNotFound is returned only for a definitive answer: an authorized call
 // that the API itself (a JSON error body, not a proxy's HTML page) answered
 // with 404. Anything else that fails is some other error, and a cycle that

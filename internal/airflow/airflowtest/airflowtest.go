@@ -9,6 +9,7 @@
 package airflowtest
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -132,11 +133,21 @@ func (s *server) answerFirst(n int, write func(w http.ResponseWriter)) {
 	}
 }
 
-// answerJSON makes every request get a 200 with body.
-func (s *server) answerJSON(body string) {
+// answerJSON makes every request get a 200 with body: a string as it is,
+// anything else as JSON.
+func (s *server) answerJSON(t *testing.T, body any) {
+	t.Helper()
+	b, ok := body.(string)
+	if !ok {
+		j, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = string(j)
+	}
 	s.answerAll(func(w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(body))
+		_, _ = w.Write([]byte(b))
 	})
 }
 
@@ -144,12 +155,6 @@ func (s *server) requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Request(nil), s.reqs...)
-}
-
-func (s *server) reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reqs, s.answer = nil, nil
 }
 
 // client is the version's client for s, with the retries every deployment

@@ -110,16 +110,33 @@ var cases = []contractCase{
 
 // forEachMethod runs check for every method against a fresh standard
 // fixture, after prepare.
-func forEachMethod(t *testing.T, a Adapter, prepare func(s *server), check func(t *testing.T, m method, s *server, got any, err error)) {
+func forEachMethod(t *testing.T, a Adapter, prepare func(t *testing.T, s *server), check func(t *testing.T, m method, s *server, got any, err error)) {
 	for _, m := range methods(a) {
 		t.Run(m.name, func(t *testing.T) {
 			s := serve(t, a, standard())
 			if prepare != nil {
-				prepare(s)
+				prepare(t, s)
 			}
 			got, err := m.call(context.Background(), s.client(t))
 			check(t, m, s, got, err)
 		})
+	}
+}
+
+// methodNamed is the method of methods(a) called name.
+func methodNamed(a Adapter, name string) method {
+	ms := methods(a)
+	return ms[slices.IndexFunc(ms, func(m method) bool { return m.name == name })]
+}
+
+// answerFails checks that call fails, and not with ErrNotFound, when
+// every request is answered with a 200 and body (see server.answerJSON).
+func answerFails(t *testing.T, a Adapter, body any, call func(ctx context.Context, c airflow.Client) (any, error)) {
+	t.Helper()
+	s := serve(t, a, Fixture{})
+	s.answerJSON(t, body)
+	if got, err := call(context.Background(), s.client(t)); err == nil || errors.Is(err, airflow.ErrNotFound) {
+		t.Fatalf("got %+v, err %v; want an error", got, err)
 	}
 }
 
@@ -233,32 +250,23 @@ func getTaskInstanceNotFound(t *testing.T, a Adapter) {
 
 // Never let a wrong answer stand in for the one asked about.
 func answerForAnotherEntityFails(t *testing.T, a Adapter) {
-	ctx := context.Background()
+	ti := func(dag, run, task string, mapIndex int) map[string]any {
+		return a.TaskInstance(newTI(airflow.TIKey{DagID: dag, RunID: run, TaskID: task, MapIndex: mapIndex}, 1, "running"))
+	}
 	for name, tc := range map[string]struct {
 		answer map[string]any
-		call   func(c airflow.Client) error
+		method string
 	}{
-		"DAG":                        {a.DAG("other"), func(c airflow.Client) error { return c.GetDag(ctx, dagID) }},
-		"run of another DAG":         {a.Run("other", runID), func(c airflow.Client) error { return c.GetDagRun(ctx, dagID, runID) }},
-		"other run":                  {a.Run(dagID, "other"), func(c airflow.Client) error { return c.GetDagRun(ctx, dagID, runID) }},
-		"task instance of other DAG": {a.TaskInstance(newTI(airflow.TIKey{DagID: "other", RunID: runID, TaskID: taskID, MapIndex: -1}, 1, "running")), getStdTI},
-		"task instance of other run": {a.TaskInstance(newTI(airflow.TIKey{DagID: dagID, RunID: "other", TaskID: taskID, MapIndex: -1}, 1, "running")), getStdTI},
-		"other task instance":        {a.TaskInstance(newTI(airflow.TIKey{DagID: dagID, RunID: runID, TaskID: "other", MapIndex: -1}, 1, "running")), getStdTI},
-		"other map index":            {a.TaskInstance(newTI(airflow.TIKey{DagID: dagID, RunID: runID, TaskID: taskID, MapIndex: 0}, 1, "running")), getStdTI},
+		"DAG":                        {a.DAG("other"), "GetDag"},
+		"run of another DAG":         {a.Run("other", runID), "GetDagRun"},
+		"other run":                  {a.Run(dagID, "other"), "GetDagRun"},
+		"task instance of other DAG": {ti("other", runID, taskID, -1), "GetTaskInstance"},
+		"task instance of other run": {ti(dagID, "other", taskID, -1), "GetTaskInstance"},
+		"other task instance":        {ti(dagID, runID, "other", -1), "GetTaskInstance"},
+		"other map index":            {ti(dagID, runID, taskID, 0), "GetTaskInstance"},
 	} {
-		t.Run(name, func(t *testing.T) {
-			s := serve(t, a, Fixture{})
-			s.answerJSON(mustJSON(t, tc.answer))
-			if err := tc.call(s.client(t)); err == nil || errors.Is(err, airflow.ErrNotFound) {
-				t.Fatalf("err %v; want an error", err)
-			}
-		})
+		t.Run(name, func(t *testing.T) { answerFails(t, a, tc.answer, methodNamed(a, tc.method).call) })
 	}
-}
-
-func getStdTI(c airflow.Client) error {
-	_, err := c.GetTaskInstance(context.Background(), stdKey)
-	return err
 }
 
 // A task instance whose key fields are missing or do not parse is an
@@ -280,11 +288,7 @@ func malformedTaskInstanceFails(t *testing.T, a Adapter) {
 			if err := change(answer, changes); err != nil {
 				t.Fatalf("the %s answer %v", a.APIVersion(), err)
 			}
-			s := serve(t, a, Fixture{})
-			s.answerJSON(mustJSON(t, answer))
-			if ti, err := s.client(t).GetTaskInstance(context.Background(), stdKey); err == nil || errors.Is(err, airflow.ErrNotFound) {
-				t.Fatalf("got %+v, err %v; want an error", ti, err)
-			}
+			answerFails(t, a, answer, methodNamed(a, "GetTaskInstance").call)
 		})
 	}
 }
@@ -451,30 +455,24 @@ func podNameXComWrongAnswerFails(t *testing.T, a Adapter) {
 		"empty":           nil,
 	} {
 		t.Run(name, func(t *testing.T) {
-			answer := a.XCom(key, "pod-0")
-			var body string
+			var body any = a.XCom(key, "pod-0")
 			switch name {
 			case "not an object":
 				body = `"pod-0"`
 			case "empty":
 				body = ""
 			default:
-				if err := change(answer, changes); err != nil {
+				if err := change(body.(map[string]any), changes); err != nil {
 					t.Skipf("the %s answer %v", a.APIVersion(), err)
 				}
-				body = mustJSON(t, answer)
 			}
-			s := serve(t, a, Fixture{})
-			s.answerJSON(body)
-			if got, err := s.client(t).PodNameXCom(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
-				t.Fatalf("got %q, err %v; want an error", got, err)
-			}
+			answerFails(t, a, body, func(ctx context.Context, c airflow.Client) (any, error) { return c.PodNameXCom(ctx, key) })
 		})
 	}
 }
 
 func serverErrorIsRetried(t *testing.T, a Adapter) {
-	forEachMethod(t, a, func(s *server) { s.answerFirst(1, a.ServerError) }, func(t *testing.T, m method, s *server, got any, err error) {
+	forEachMethod(t, a, func(t *testing.T, s *server) { s.answerFirst(1, a.ServerError) }, func(t *testing.T, m method, s *server, got any, err error) {
 		if err != nil || !same(got, m.want) {
 			t.Fatalf("got %+v, err %v; want %+v after one retry", got, err, m.want)
 		}
@@ -485,7 +483,7 @@ func serverErrorIsRetried(t *testing.T, a Adapter) {
 }
 
 func persistentServerErrorFails(t *testing.T, a Adapter) {
-	forEachMethod(t, a, func(s *server) { s.answerAll(a.ServerError) }, func(t *testing.T, m method, s *server, _ any, err error) {
+	forEachMethod(t, a, func(t *testing.T, s *server) { s.answerAll(a.ServerError) }, func(t *testing.T, m method, s *server, _ any, err error) {
 		failsPlainly(t, m, err, "a persistent 500")
 		if !strings.Contains(err.Error(), "giving up after 3 attempt(s), last status 500") {
 			t.Errorf("err %v", err)
@@ -501,7 +499,7 @@ func persistentServerErrorFails(t *testing.T, a Adapter) {
 
 // A 200 HTML page (a login page, a proxy) is no answer.
 func htmlPageFails(t *testing.T, a Adapter) {
-	forEachMethod(t, a, func(s *server) {
+	forEachMethod(t, a, func(t *testing.T, s *server) {
 		s.answerAll(func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			fmt.Fprint(w, "<!DOCTYPE html><title>Sign In - Airflow</title>")
@@ -516,7 +514,7 @@ func htmlPageFails(t *testing.T, a Adapter) {
 
 // A proxy's HTML 404 is not Airflow saying that something is gone.
 func proxyNotFoundIsNotErrNotFound(t *testing.T, a Adapter) {
-	forEachMethod(t, a, func(s *server) {
+	forEachMethod(t, a, func(t *testing.T, s *server) {
 		s.answerAll(func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "text/html")
 			w.WriteHeader(http.StatusNotFound)
@@ -530,7 +528,7 @@ func proxyNotFoundIsNotErrNotFound(t *testing.T, a Adapter) {
 // Nor is a route the server does not have: the API's router's 404, or a
 // base URL that misses the API.
 func missingRouteIsNotErrNotFound(t *testing.T, a Adapter) {
-	forEachMethod(t, a, func(s *server) { s.answerAll(a.NoRoute) }, func(t *testing.T, m method, _ *server, _ any, err error) {
+	forEachMethod(t, a, func(t *testing.T, s *server) { s.answerAll(a.NoRoute) }, func(t *testing.T, m method, _ *server, _ any, err error) {
 		failsPlainly(t, m, err, "a missing route")
 	})
 	for _, m := range methods(a) {
@@ -571,7 +569,7 @@ func notFoundIsAboutWhatItNames(t *testing.T, a Adapter) {
 func emptyAnswerFails(t *testing.T, a Adapter) {
 	for _, body := range []string{"", "{}", "null", "[]"} {
 		t.Run(fmt.Sprintf("%q", body), func(t *testing.T) {
-			forEachMethod(t, a, func(s *server) { s.answerJSON(body) }, func(t *testing.T, m method, _ *server, got any, err error) {
+			forEachMethod(t, a, func(t *testing.T, s *server) { s.answerJSON(t, body) }, func(t *testing.T, m method, _ *server, got any, err error) {
 				if err == nil || errors.Is(err, airflow.ErrNotFound) {
 					t.Fatalf("got %+v, err %v; want an error", got, err)
 				}
@@ -594,15 +592,6 @@ func change(answer, changes map[string]any) error {
 		}
 	}
 	return nil
-}
-
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // same compares answers; task instances' dates by instant.

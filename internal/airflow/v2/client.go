@@ -88,18 +88,9 @@ func (c *client) ProbeTaskInstances(ctx context.Context) error {
 func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
 	tis, err := c.listTIs(ctx, dagID, runID)
 	if err != nil {
-		return nil, fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
+		err = fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
 	}
-	if len(tis) == 0 {
-		// Do not rely on the listing's 404 for a missing run: ask for the
-		// run itself so "no tasks" and "no run" cannot be confused.
-		var r gen.DAGRunResponse
-		resp, err := c.api.GetDagRun(ctx, dagID, runID)
-		if err := doObject(resp, err, &r, "dag_run_id"); err != nil {
-			return nil, fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
-		}
-	}
-	return tis, nil
+	return airflow.ConfirmEmpty(tis, err, func() error { return c.GetDagRun(ctx, dagID, runID) })
 }
 
 func (c *client) listTIs(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
@@ -231,16 +222,9 @@ func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error)
 	}
 	ids, err := transport.ListAll(ctx, what, fetch, func(id string) (string, error) { return id, nil })
 	if err != nil {
-		return nil, fmt.Errorf("dag %s: %w", dagID, err)
+		err = fmt.Errorf("dag %s: %w", dagID, err)
 	}
-	if len(ids) == 0 {
-		var d gen.DAGResponse
-		resp, err := c.api.GetDag(ctx, dagID)
-		if err := doObject(resp, err, &d, "dag_id"); err != nil {
-			return nil, fmt.Errorf("dag %s: %w", dagID, err)
-		}
-	}
-	return ids, nil
+	return airflow.ConfirmEmpty(ids, err, func() error { return c.GetDag(ctx, dagID) })
 }
 
 func (c *client) GetDag(ctx context.Context, dagID string) error {
@@ -289,32 +273,30 @@ func (c *client) GetTaskInstance(ctx context.Context, key airflow.TIKey) (airflo
 	return ti, nil
 }
 
-// podNameKey is the XCom key KubernetesPodOperator pushes the pod name under.
-const podNameKey = "pod_name"
-
 func (c *client) PodNameXCom(ctx context.Context, key airflow.TIKey) (string, error) {
+	v, err := c.podNameXCom(ctx, key)
+	return airflow.PodNameOf(key, v, err)
+}
+
+func (c *client) podNameXCom(ctx context.Context, key airflow.TIKey) (string, error) {
 	// map_index goes out for unmapped tasks too (-1), so that the answer
 	// never rests on a server-side default. stringify stays at its default
 	// (false): the value comes back as the stored JSON, not Python's str().
 	mapIndex := key.MapIndex
-	resp, err := c.api.GetXcomEntry(ctx, key.DagID, key.RunID, key.TaskID, podNameKey, &gen.GetXcomEntryParams{MapIndex: &mapIndex})
+	resp, err := c.api.GetXcomEntry(ctx, key.DagID, key.RunID, key.TaskID, airflow.PodNameKey, &gen.GetXcomEntryParams{MapIndex: &mapIndex})
 	var x gen.XComResponseNative
 	if err := doObject(resp, err, &x, "dag_id", "run_id", "task_id", "map_index", "key", "value"); err != nil {
-		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
+		return "", err
 	}
-	if x.DagId != key.DagID || x.RunId != key.RunID || x.TaskId != key.TaskID || x.MapIndex != key.MapIndex || x.Key != podNameKey {
+	if x.DagId != key.DagID || x.RunId != key.RunID || x.TaskId != key.TaskID || x.MapIndex != key.MapIndex || x.Key != airflow.PodNameKey {
 		// Never let a wrong answer stand in for the one asked about.
-		return "", fmt.Errorf("pod_name XCom of %s: the API answered for %s/%s/%s[%d] key %q", key, x.DagId, x.RunId, x.TaskId, x.MapIndex, x.Key)
+		return "", fmt.Errorf("the API answered for %s/%s/%s[%d] key %q", x.DagId, x.RunId, x.TaskId, x.MapIndex, x.Key)
 	}
 	v, ok := x.Value.(string)
 	if !ok {
-		return "", fmt.Errorf("pod_name XCom of %s: the value is a JSON %s, not a string", key, jsonKind(x.Value))
+		return "", fmt.Errorf("the value is a JSON %s, not a string", jsonKind(x.Value))
 	}
-	name, err := airflow.PodNameFromXCom(v)
-	if err != nil {
-		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
-	}
-	return name, nil
+	return v, nil
 }
 
 func jsonKind(v any) string {

@@ -555,7 +555,7 @@ func TestCursorPagingRowLeavingMidScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(tis) != 250 || f.calls["tis"] != 4 {
-		t.Fatalf("%d rows in %d calls, want all 250 (the finished one as first seen) in one scan of 4 calls", len(tis), f.calls["tis"])
+		t.Fatalf("%d rows in %d calls, want all 250 (the one that left as first seen) in one scan of 4 calls", len(tis), f.calls["tis"])
 	}
 }
 
