@@ -1,9 +1,10 @@
 // Package airflowtest tests the promises of airflow.Client (see its
 // documentation) once, for every API version: each version's tests call
 // RunContract with an Adapter that serves its own fake Airflow and builds
-// its client, and the same contract cases run against both. What differs
-// between versions (paging shapes, query parameters, error wording) stays
-// in the versions' own tests.
+// its client, and the same contract cases run against both. Where only the
+// spelling differs (a 404's words, the XCom query), the adapter spells it;
+// what else differs between versions (paging shapes, other query
+// parameters, error wording) stays in the versions' own tests.
 //
 // Only tests import this package.
 package airflowtest
@@ -41,6 +42,9 @@ type Adapter interface {
 	// XCom is the answer for the pod_name XCom of key; value is as the
 	// API renders it, nil is null.
 	XCom(key airflow.TIKey, value any) map[string]any
+	// XComQuery is the query the client sends to read the pod_name XCom
+	// of key.
+	XComQuery(key airflow.TIKey) url.Values
 	// NotFound writes Airflow's own 404 about an entity, in the version's
 	// words (a v1 problem title, a v2 detail).
 	NotFound(w http.ResponseWriter, about airflow.Entity)
@@ -157,15 +161,21 @@ func (s *server) requests() []Request {
 	return append([]Request(nil), s.reqs...)
 }
 
-// client is the version's client for s, with the retries every deployment
-// has (two) and short waits.
-func (s *server) client(t *testing.T) airflow.Client {
+// HTTPClient is the transport the tests' clients use: the retries every
+// deployment has (two), with short waits.
+func HTTPClient(t *testing.T) *http.Client {
 	t.Helper()
 	hc, err := transport.New(transport.Options{MaxRetries: 2, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.a.NewClient(t, s.srv.URL, hc)
+	return hc
+}
+
+// client is the version's client for s, over HTTPClient.
+func (s *server) client(t *testing.T) airflow.Client {
+	t.Helper()
+	return s.a.NewClient(t, s.srv.URL, HTTPClient(t))
 }
 
 // clientAt is a client without retries for the Airflow at s's URL + path.

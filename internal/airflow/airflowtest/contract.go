@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,18 +16,19 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 )
 
-// The ids of the standard fixture. The dotted DAG id and the run id's
-// '+' and ':' go into paths as they are.
+// The ids of the standard fixture, which the versions' own tests may use
+// too. The dotted DAG id and the run id's '+' and ':' go into paths as
+// they are.
 const (
-	dagID  = "etl.daily"
-	runID  = "manual__2026-11-27T06:00:00+00:00"
+	DagID  = "etl.daily"
+	RunID  = "manual__2026-11-27T06:00:00+00:00"
 	taskID = "pod-task"
 	// podName is the standard task instance's pod_name XCom.
 	podName = "etl-daily-pod-task-3f2a9c1d"
 )
 
 // stdKey is the standard fixture's task instance.
-var stdKey = airflow.TIKey{DagID: dagID, RunID: runID, TaskID: taskID, MapIndex: -1}
+var stdKey = airflow.TIKey{DagID: DagID, RunID: RunID, TaskID: taskID, MapIndex: -1}
 
 // startDate is every fixture task instance's start_date.
 var startDate = time.Date(2026, 11, 27, 6, 0, 2, 123456000, time.UTC)
@@ -40,8 +42,8 @@ func newTI(key airflow.TIKey, try int, state string) airflow.TaskInstance {
 // for.
 func standard() Fixture {
 	return Fixture{
-		DAGs:  []DAG{{ID: dagID}},
-		Runs:  map[string][]string{dagID: {runID}},
+		DAGs:  []DAG{{ID: DagID}},
+		Runs:  map[string][]string{DagID: {RunID}},
 		TIs:   []airflow.TaskInstance{newTI(stdKey, 1, "running")},
 		XComs: map[airflow.TIKey]any{stdKey: podName},
 	}
@@ -62,13 +64,13 @@ func methods(a Adapter) []method {
 	return []method{
 		{"ServerVersion", func(ctx context.Context, c airflow.Client) (any, error) { return c.ServerVersion(ctx) }, a.ServerVersion(), ""},
 		{"ProbeTaskInstances", func(ctx context.Context, c airflow.Client) (any, error) { return nil, c.ProbeTaskInstances(ctx) }, nil, ""},
-		{"ListDagIDs", func(ctx context.Context, c airflow.Client) (any, error) { return c.ListDagIDs(ctx) }, []string{dagID}, ""},
-		{"ListRunIDs", func(ctx context.Context, c airflow.Client) (any, error) { return c.ListRunIDs(ctx, dagID) }, []string{runID}, dagID},
-		{"GetDag", func(ctx context.Context, c airflow.Client) (any, error) { return nil, c.GetDag(ctx, dagID) }, nil, dagID},
-		{"GetDagRun", func(ctx context.Context, c airflow.Client) (any, error) { return nil, c.GetDagRun(ctx, dagID, runID) }, nil, dagID + "/" + runID},
+		{"ListDagIDs", func(ctx context.Context, c airflow.Client) (any, error) { return c.ListDagIDs(ctx) }, []string{DagID}, ""},
+		{"ListRunIDs", func(ctx context.Context, c airflow.Client) (any, error) { return c.ListRunIDs(ctx, DagID) }, []string{RunID}, DagID},
+		{"GetDag", func(ctx context.Context, c airflow.Client) (any, error) { return nil, c.GetDag(ctx, DagID) }, nil, DagID},
+		{"GetDagRun", func(ctx context.Context, c airflow.Client) (any, error) { return nil, c.GetDagRun(ctx, DagID, RunID) }, nil, DagID + "/" + RunID},
 		{"ListRunTaskInstances", func(ctx context.Context, c airflow.Client) (any, error) {
-			return c.ListRunTaskInstances(ctx, dagID, runID)
-		}, []airflow.TaskInstance{newTI(stdKey, 1, "running")}, dagID + "/" + runID},
+			return c.ListRunTaskInstances(ctx, DagID, RunID)
+		}, []airflow.TaskInstance{newTI(stdKey, 1, "running")}, DagID + "/" + RunID},
 		{"GetTaskInstance", func(ctx context.Context, c airflow.Client) (any, error) { return c.GetTaskInstance(ctx, stdKey) }, newTI(stdKey, 1, "running"), stdKey.String()},
 		{"PodNameXCom", func(ctx context.Context, c airflow.Client) (any, error) { return c.PodNameXCom(ctx, stdKey) }, podName, stdKey.String()},
 	}
@@ -186,27 +188,27 @@ func probeOfAnEmptyAirflow(t *testing.T, a Adapter) {
 func getDagAndRunName404s(t *testing.T, a Adapter) {
 	c := serve(t, a, standard()).client(t)
 	ctx := context.Background()
-	if err := c.GetDag(ctx, dagID); err != nil {
+	if err := c.GetDag(ctx, DagID); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.GetDagRun(ctx, dagID, runID); err != nil {
+	if err := c.GetDagRun(ctx, DagID, RunID); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.GetDag(ctx, "ghost"); airflow.NotFoundAbout(err) != airflow.EntityDAG {
 		t.Fatalf("missing DAG: %v (about %q)", err, airflow.NotFoundAbout(err))
 	}
-	if err := c.GetDagRun(ctx, dagID, "gone"); airflow.NotFoundAbout(err) != airflow.EntityRun {
+	if err := c.GetDagRun(ctx, DagID, "gone"); airflow.NotFoundAbout(err) != airflow.EntityRun {
 		t.Fatalf("missing run: %v (about %q)", err, airflow.NotFoundAbout(err))
 	}
 }
 
 func getTaskInstanceEscapesPath(t *testing.T, a Adapter) {
-	runs := []string{runID, "run with space", "a/b", "x%2By", "run with space/and slash"}
+	runs := []string{RunID, "run with space", "a/b", "x%2By", "run with space/and slash"}
 	var fx Fixture
 	for _, run := range runs {
 		fx.TIs = append(fx.TIs,
-			newTI(airflow.TIKey{DagID: dagID, RunID: run, TaskID: taskID, MapIndex: -1}, 2, "running"),
-			newTI(airflow.TIKey{DagID: dagID, RunID: run, TaskID: taskID, MapIndex: 4}, 1, ""))
+			newTI(airflow.TIKey{DagID: DagID, RunID: run, TaskID: taskID, MapIndex: -1}, 2, "running"),
+			newTI(airflow.TIKey{DagID: DagID, RunID: run, TaskID: taskID, MapIndex: 4}, 1, ""))
 	}
 	s := serve(t, a, fx)
 	c := s.client(t)
@@ -239,7 +241,7 @@ func getTaskInstanceNotFound(t *testing.T, a Adapter) {
 	for _, key := range []airflow.TIKey{
 		{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1},
 		{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 1},
-		{DagID: dagID, RunID: runID, TaskID: taskID, MapIndex: 0}, // its unmapped twin exists
+		{DagID: DagID, RunID: RunID, TaskID: taskID, MapIndex: 0}, // its unmapped twin exists
 	} {
 		_, err := c.GetTaskInstance(context.Background(), key)
 		if !errors.Is(err, airflow.ErrNotFound) || airflow.NotFoundAbout(err) != airflow.EntityTaskInstance || !strings.Contains(err.Error(), key.String()) {
@@ -258,12 +260,12 @@ func answerForAnotherEntityFails(t *testing.T, a Adapter) {
 		method string
 	}{
 		"DAG":                        {a.DAG("other"), "GetDag"},
-		"run of another DAG":         {a.Run("other", runID), "GetDagRun"},
-		"other run":                  {a.Run(dagID, "other"), "GetDagRun"},
-		"task instance of other DAG": {ti("other", runID, taskID, -1), "GetTaskInstance"},
-		"task instance of other run": {ti(dagID, "other", taskID, -1), "GetTaskInstance"},
-		"other task instance":        {ti(dagID, runID, "other", -1), "GetTaskInstance"},
-		"other map index":            {ti(dagID, runID, taskID, 0), "GetTaskInstance"},
+		"run of another DAG":         {a.Run("other", RunID), "GetDagRun"},
+		"other run":                  {a.Run(DagID, "other"), "GetDagRun"},
+		"task instance of other DAG": {ti("other", RunID, taskID, -1), "GetTaskInstance"},
+		"task instance of other run": {ti(DagID, "other", taskID, -1), "GetTaskInstance"},
+		"other task instance":        {ti(DagID, RunID, "other", -1), "GetTaskInstance"},
+		"other map index":            {ti(DagID, RunID, taskID, 0), "GetTaskInstance"},
 	} {
 		t.Run(name, func(t *testing.T) { answerFails(t, a, tc.answer, methodNamed(a, tc.method).call) })
 	}
@@ -406,8 +408,12 @@ func podNameXCom(t *testing.T, a Adapter) {
 			if err != nil || got != tc.want {
 				t.Fatalf("got %q, err %v; want %q", got, err, tc.want)
 			}
-			if p := s.requests()[0].Path; p != "/dags/etl.daily/dagRuns/manual__2026-11-27T06:00:00+00:00/taskInstances/pod-task/xcomEntries/pod_name" {
-				t.Errorf("path %s", p)
+			r := s.requests()[0]
+			if r.Path != "/dags/etl.daily/dagRuns/manual__2026-11-27T06:00:00+00:00/taskInstances/pod-task/xcomEntries/pod_name" {
+				t.Errorf("path %s", r.Path)
+			}
+			if want := a.XComQuery(stdKey); !sameQuery(r.Query, want) {
+				t.Errorf("query %v, want %v", r.Query, want)
 			}
 		})
 	}
@@ -418,9 +424,14 @@ func podNameXComMapped(t *testing.T, a Adapter) {
 	for mi := -1; mi < 3; mi++ {
 		fx.XComs[airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: mi}] = fmt.Sprintf("pod-%d", mi+1)
 	}
-	got, err := serve(t, a, fx).client(t).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 2})
+	s := serve(t, a, fx)
+	key := airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 2}
+	got, err := s.client(t).PodNameXCom(context.Background(), key)
 	if err != nil || got != "pod-3" {
 		t.Fatalf("got %q, err %v; want pod-3", got, err)
+	}
+	if q, want := s.requests()[0].Query, a.XComQuery(key); !sameQuery(q, want) {
+		t.Errorf("query %v, want %v", q, want)
 	}
 }
 
@@ -631,6 +642,11 @@ func sameTIs(got, want []airflow.TaskInstance) bool {
 		}
 	}
 	return len(byKey) == len(got)
+}
+
+// sameQuery compares queries; no parameter at all is one empty query.
+func sameQuery(got, want url.Values) bool {
+	return len(got) == 0 && len(want) == 0 || reflect.DeepEqual(got, want)
 }
 
 // sameSet compares lists of ids in any order, duplicates counted.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/airflowtest"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
 )
 
@@ -327,12 +328,6 @@ func tiJSON(ti tiRow) map[string]any {
 	}
 }
 
-// bigDag and bigRun hold the task instances addTIs adds.
-const (
-	bigDag = "etl"
-	bigRun = "scheduled__2026-11-27T06:00:00+00:00"
-)
-
 // xcomJSON is the pod_name XCom of k.
 func xcomJSON(k airflow.TIKey, v any) map[string]any {
 	return map[string]any{
@@ -341,26 +336,23 @@ func xcomJSON(k airflow.TIKey, v any) map[string]any {
 	}
 }
 
+// addTIs adds n task instances to the run airflowtest.DagID/RunID.
 func (f *fakeV1) addTIs(n int, state any) {
-	if !slices.Contains(f.runs[bigDag], bigRun) {
-		f.runs[bigDag] = append(f.runs[bigDag], bigRun)
+	if !slices.Contains(f.runs[airflowtest.DagID], airflowtest.RunID) {
+		f.runs[airflowtest.DagID] = append(f.runs[airflowtest.DagID], airflowtest.RunID)
 	}
 	for i := 0; i < n; i++ {
 		k := len(f.tis)
-		f.tis = append(f.tis, tiRow{dag: bigDag, run: bigRun, task: fmt.Sprintf("task_%03d", k), mapIndex: -1, try: 1, state: state, operator: "KubernetesPodOperator"})
+		f.tis = append(f.tis, tiRow{dag: airflowtest.DagID, run: airflowtest.RunID, task: fmt.Sprintf("task_%03d", k), mapIndex: -1, try: 1, state: state, operator: "KubernetesPodOperator"})
 	}
 }
 
-func listBigRun(t *testing.T, srv *httptest.Server) ([]airflow.TaskInstance, error) {
-	return newClient(t, srv).ListRunTaskInstances(context.Background(), bigDag, bigRun)
+func listRun(t *testing.T, srv *httptest.Server) ([]airflow.TaskInstance, error) {
+	return newClient(t, srv).ListRunTaskInstances(context.Background(), airflowtest.DagID, airflowtest.RunID)
 }
 
 func newClient(t *testing.T, srv *httptest.Server) airflow.Client {
-	hc, err := transport.New(transport.Options{MaxRetries: 2, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return New(srv.URL, hc, airflow.Paging{})
+	return adapter{}.NewClient(t, srv.URL, airflowtest.HTTPClient(t))
 }
 
 func TestFakeRejectsUnknownParameters(t *testing.T) {
@@ -382,7 +374,7 @@ func TestListRunTaskInstancesPages(t *testing.T) {
 	f.addTIs(40, "queued")
 	f.addTIs(30, "success")
 	f.tis[0].mapIndex, f.tis[0].task = 3, "mapped"
-	tis, err := listBigRun(t, srv)
+	tis, err := listRun(t, srv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +387,7 @@ func TestListRunTaskInstancesPages(t *testing.T) {
 	if f.queries[0].Get("limit") != "100" || f.queries[1].Get("offset") != "100" {
 		t.Errorf("paging %v", f.queries[:2])
 	}
-	if f.rawPaths[0] != "/api/v1/dags/etl/dagRuns/scheduled__2026-11-27T06:00:00+00:00/taskInstances" {
+	if f.rawPaths[0] != "/api/v1/dags/etl.daily/dagRuns/manual__2026-11-27T06:00:00+00:00/taskInstances" {
 		t.Errorf("path %s", f.rawPaths[0])
 	}
 	counts := map[string]int{}
@@ -408,7 +400,7 @@ func TestListRunTaskInstancesPages(t *testing.T) {
 	first := tis[0]
 	wantStart := time.Date(2026, 11, 27, 6, 0, 2, 123456000, time.UTC)
 	if first.MapIndex != 3 || first.TaskID != "mapped" || first.TryNumber != 1 || first.Operator != "KubernetesPodOperator" ||
-		first.StartDate == nil || !first.StartDate.Equal(wantStart) || first.EndDate != nil || first.RunID != "scheduled__2026-11-27T06:00:00+00:00" {
+		first.StartDate == nil || !first.StartDate.Equal(wantStart) || first.EndDate != nil || first.RunID != airflowtest.RunID {
 		t.Errorf("first %+v", first)
 	}
 }
@@ -417,7 +409,7 @@ func TestUnstableOrderIsRescanned(t *testing.T) {
 	f, srv := newFakeV1(t)
 	f.addTIs(250, "running")
 	f.unstableListings = 3 // the first scan only
-	tis, err := listBigRun(t, srv)
+	tis, err := listRun(t, srv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +422,7 @@ func TestPersistentlyUnstableOrderFails(t *testing.T) {
 	f, srv := newFakeV1(t)
 	f.addTIs(250, "running")
 	f.unstableListings = 1000
-	_, err := listBigRun(t, srv)
+	_, err := listRun(t, srv)
 	if !errors.Is(err, transport.ErrInconsistentListing) {
 		t.Fatalf("err %v", err)
 	}
@@ -446,7 +438,7 @@ func TestTotalAboveRowsFails(t *testing.T) {
 	f, srv := newFakeV1(t)
 	f.addTIs(130, "running")
 	f.totalExtra = 1
-	if _, err := listBigRun(t, srv); !errors.Is(err, transport.ErrInconsistentListing) {
+	if _, err := listRun(t, srv); !errors.Is(err, transport.ErrInconsistentListing) {
 		t.Fatalf("err %v", err)
 	}
 }
@@ -455,7 +447,7 @@ func TestUnknownStateFailsClosed(t *testing.T) {
 	f, srv := newFakeV1(t)
 	f.addTIs(3, "running")
 	f.tis[1].state = "sensing" // removed in 2.4; the 2.5 client rejects it
-	_, err := listBigRun(t, srv)
+	_, err := listRun(t, srv)
 	if err == nil || !strings.Contains(err.Error(), "sensing") {
 		t.Fatalf("err %v", err)
 	}
@@ -465,7 +457,7 @@ func TestUnparsableDateFails(t *testing.T) {
 	f, srv := newFakeV1(t)
 	f.addTIs(3, "running")
 	f.tis[2].start = "27/11/2026 06:00"
-	_, err := listBigRun(t, srv)
+	_, err := listRun(t, srv)
 	if err == nil || !strings.Contains(err.Error(), "start_date") {
 		t.Fatalf("err %v", err)
 	}
@@ -477,7 +469,7 @@ func TestEmptyJSONAnswerFails(t *testing.T) {
 	}))
 	defer srv.Close()
 	// The generated client decodes an empty body as an empty collection.
-	_, err := listBigRun(t, srv)
+	_, err := listRun(t, srv)
 	if err == nil || !strings.Contains(err.Error(), "lacks task_instances or total_entries") {
 		t.Fatalf("err %v", err)
 	}
@@ -513,25 +505,5 @@ func TestPodNameXComMappedBefore27Fails(t *testing.T) {
 	// An unmapped task has only map index -1, so the old query is exact.
 	if got, err := c.PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "u", MapIndex: -1}); err != nil || got != "pod-u" {
 		t.Fatalf("got %q, err %v", got, err)
-	}
-}
-
-// Unmapped, the XCom lookup sends no map_index, which every 2.x accepts;
-// mapped, exactly map_index.
-func TestPodNameXComQuery(t *testing.T) {
-	f, srv := newFakeV1(t)
-	f.xcoms[airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1}] = "pod-0"
-	f.xcoms[airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 2}] = "pod-3"
-	c := newClient(t, srv)
-	for _, mi := range []int{-1, 2} {
-		if _, err := c.PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: mi}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(f.queries[0]) != 0 {
-		t.Errorf("unmapped: query %v", f.queries[0])
-	}
-	if !slices.Equal(f.queries[1]["map_index"], []string{"2"}) || len(f.queries[1]) != 1 {
-		t.Errorf("query %v, want exactly map_index=2", f.queries[1])
 	}
 }

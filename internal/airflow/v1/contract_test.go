@@ -3,6 +3,8 @@ package v1
 import (
 	"maps"
 	"net/http"
+	"net/url"
+	"strconv"
 	"testing"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
@@ -41,6 +43,15 @@ func (adapter) TaskInstance(ti airflow.TaskInstance) map[string]any { return tiJ
 
 func (adapter) XCom(key airflow.TIKey, value any) map[string]any {
 	return xcomJSON(key, value)
+}
+
+// XComQuery: unmapped, no map_index, which every 2.x accepts; mapped,
+// exactly map_index (2.7+).
+func (adapter) XComQuery(key airflow.TIKey) url.Values {
+	if key.MapIndex < 0 {
+		return nil
+	}
+	return url.Values{"map_index": {strconv.Itoa(key.MapIndex)}}
 }
 
 // NotFound writes the titles of Airflow 2.10's handlers.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/airflowtest"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
 )
 
@@ -386,37 +387,24 @@ func tiJSON(ti tiRow) map[string]any {
 	return m
 }
 
-// bigDag and bigRun hold the task instances addTIs adds.
-const (
-	bigDag = "etl"
-	bigRun = "scheduled__2026-11-27T06:00:00+00:00"
-)
-
+// addTIs adds n task instances to the run airflowtest.DagID/RunID.
 func (f *fakeV2) addTIs(n int, state any) {
-	if !f.hasDag(bigDag) {
-		f.dags = append(f.dags, dagRow{id: bigDag})
-		f.runs[bigDag] = append(f.runs[bigDag], bigRun)
+	if !f.hasDag(airflowtest.DagID) {
+		f.dags = append(f.dags, dagRow{id: airflowtest.DagID})
+		f.runs[airflowtest.DagID] = append(f.runs[airflowtest.DagID], airflowtest.RunID)
 	}
 	for i := 0; i < n; i++ {
 		k := len(f.tis)
-		f.tis = append(f.tis, tiRow{id: f.uuid7ish(), dag: bigDag, run: bigRun, task: fmt.Sprintf("task_%03d", k), mapIndex: -1, try: 1, state: state})
+		f.tis = append(f.tis, tiRow{id: f.uuid7ish(), dag: airflowtest.DagID, run: airflowtest.RunID, task: fmt.Sprintf("task_%03d", k), mapIndex: -1, try: 1, state: state})
 	}
 }
 
-func listBigRun(c airflow.Client) ([]airflow.TaskInstance, error) {
-	return c.ListRunTaskInstances(context.Background(), bigDag, bigRun)
+func listRun(c airflow.Client) ([]airflow.TaskInstance, error) {
+	return c.ListRunTaskInstances(context.Background(), airflowtest.DagID, airflowtest.RunID)
 }
 
 func newClient(t *testing.T, srv *httptest.Server) airflow.Client {
-	hc, err := transport.New(transport.Options{MaxRetries: 2, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(srv.URL, hc, airflow.Paging{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return adapter{}.NewClient(t, srv.URL, airflowtest.HTTPClient(t))
 }
 
 func TestFakeBatchRejectsUnknownBodyField(t *testing.T) {
@@ -440,7 +428,7 @@ func TestListRunTaskInstancesPages(t *testing.T) {
 	f.addTIs(20, "deferred")
 	f.addTIs(25, "success")
 	f.tis[3].mapIndex = 7
-	tis, err := listBigRun(newClient(t, srv))
+	tis, err := listRun(newClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +442,7 @@ func TestListRunTaskInstancesPages(t *testing.T) {
 	if f.queries[1].Get("offset") != "50" {
 		t.Errorf("the second page must start after the 50 rows returned, got offset %s", f.queries[1].Get("offset"))
 	}
-	if f.raw[0] != "/api/v2/dags/etl/dagRuns/scheduled__2026-11-27T06:00:00+00:00/taskInstances" {
+	if f.raw[0] != "/api/v2/dags/etl.daily/dagRuns/manual__2026-11-27T06:00:00+00:00/taskInstances" {
 		t.Errorf("path %s", f.raw[0])
 	}
 	states := map[string]int{}
@@ -486,7 +474,7 @@ func TestRetriedTaskMidScan(t *testing.T) {
 	f, srv := newFakeV2(t)
 	f.addTIs(150, "running")
 	f.retryOnPage1 = 1
-	tis, err := listBigRun(newClient(t, srv))
+	tis, err := listRun(newClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +507,7 @@ func TestCursorPagingListsEverything(t *testing.T) {
 			f.cursor, f.cursorNullAtEnd = true, nullAtEnd
 			f.addTIs(250, "running")
 			f.addTIs(30, "success")
-			tis, err := listBigRun(newCursorClient(t, srv))
+			tis, err := listRun(newCursorClient(t, srv))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -550,7 +538,7 @@ func TestCursorPagingRowLeavingMidScan(t *testing.T) {
 	f.cursor = true
 	f.addTIs(250, "running")
 	f.afterPage1 = func() { f.tis = f.tis[1:] }
-	tis, err := listBigRun(newCursorClient(t, srv))
+	tis, err := listRun(newCursorClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,7 +550,7 @@ func TestCursorPagingRowLeavingMidScan(t *testing.T) {
 func TestCursorClientFallsBackToOffsets(t *testing.T) {
 	f, srv := newFakeV2(t) // a server without cursor paging ignores the parameter
 	f.addTIs(150, "running")
-	tis, err := listBigRun(newCursorClient(t, srv))
+	tis, err := listRun(newCursorClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -587,7 +575,7 @@ func TestCursorMalformedAnswersFail(t *testing.T) {
 				fmt.Fprint(w, body)
 			}))
 			t.Cleanup(srv.Close)
-			if _, err := listBigRun(newCursorClient(t, srv)); err == nil {
+			if _, err := listRun(newCursorClient(t, srv)); err == nil {
 				t.Fatal("a malformed cursor page was accepted")
 			}
 		})
@@ -598,7 +586,7 @@ func TestPersistentChurnFails(t *testing.T) {
 	f, srv := newFakeV2(t)
 	f.addTIs(150, "running")
 	f.retryOnPage1 = 1000
-	_, err := listBigRun(newClient(t, srv))
+	_, err := listRun(newClient(t, srv))
 	if !errors.Is(err, transport.ErrInconsistentListing) || f.calls["tis"] != 2*transport.ListScans {
 		t.Fatalf("err %v after %d calls", err, f.calls["tis"])
 	}
@@ -609,7 +597,7 @@ func TestMissingKeyFieldFails(t *testing.T) {
 		f, srv := newFakeV2(t)
 		f.addTIs(3, "running")
 		f.tis[1].drop = field
-		_, err := listBigRun(newClient(t, srv))
+		_, err := listRun(newClient(t, srv))
 		if err == nil || !strings.Contains(err.Error(), "lacks "+field) {
 			t.Fatalf("%s: err %v", field, err)
 		}
@@ -629,7 +617,7 @@ func TestMalformedAnswersFail(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, body)
 		}))
-		if _, err := listBigRun(newClient(t, srv)); err == nil {
+		if _, err := listRun(newClient(t, srv)); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 		srv.Close()
@@ -647,25 +635,5 @@ func TestListDagIDsIncludesStale(t *testing.T) {
 	}
 	if f.queries[0].Get("exclude_stale") != "false" {
 		t.Errorf("query %v", f.queries[0])
-	}
-}
-
-// map_index goes out for unmapped tasks too (-1), so that the answer never
-// rests on a server-side default.
-func TestPodNameXComQuery(t *testing.T) {
-	f, srv := newFakeV2(t)
-	f.xcoms[airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1}] = "pod-0"
-	f.xcoms[airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 2}] = "pod-3"
-	c := newClient(t, srv)
-	for _, mi := range []int{-1, 2} {
-		if _, err := c.PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: mi}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !slices.Equal(f.queries[0]["map_index"], []string{"-1"}) {
-		t.Errorf("query %v, want map_index=-1", f.queries[0])
-	}
-	if !slices.Equal(f.queries[1]["map_index"], []string{"2"}) {
-		t.Errorf("query %v, want map_index=2", f.queries[1])
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -54,6 +56,12 @@ func (adapter) TaskInstance(ti airflow.TaskInstance) map[string]any {
 
 func (adapter) XCom(key airflow.TIKey, value any) map[string]any {
 	return xcomJSON(key, value)
+}
+
+// XComQuery: map_index goes out for unmapped tasks too (-1), so that the
+// answer never rests on a server-side default.
+func (adapter) XComQuery(key airflow.TIKey) url.Values {
+	return url.Values{"map_index": {strconv.Itoa(key.MapIndex)}}
 }
 
 // NotFound writes the details of Airflow 3.2's handlers.
