@@ -50,9 +50,6 @@ type Client interface {
 	// ProbeTaskInstances reads one task instance of any DAG (one page of
 	// one row), to check at start-up that the API user may read them.
 	ProbeTaskInstances(ctx context.Context) error
-	// ListUnfinished lists every task instance in an unfinished state
-	// (including null) of every DAG the API user can read.
-	ListUnfinished(ctx context.Context) ([]TaskInstance, error)
 	// ListDagIDs lists the ids of every DAG the API user can read, including
 	// paused DAGs and DAGs no longer in the DAG folder.
 	ListDagIDs(ctx context.Context) ([]string, error)
@@ -75,6 +72,23 @@ type Client interface {
 	// for the current try right after it creates or reattaches to its pod.
 	// ErrNotFound when the current try pushed none (yet).
 	PodNameXCom(ctx context.Context, key TIKey) (string, error)
+}
+
+// ConfirmEmpty finishes a listing of what is under a DAG or a run (its
+// runs, its task instances): an empty list is an answer only once exists,
+// the exact lookup of that DAG or run, finds it. Airflow 2 lists what is
+// under an unknown DAG or run as empty instead of answering 404; the
+// lookup's 404 says which of them is missing in every version.
+func ConfirmEmpty[T any](list []T, err error, exists func() error) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		if err := exists(); err != nil {
+			return nil, err
+		}
+	}
+	return list, nil
 }
 
 // ErrNotFound is returned only for a definitive answer: an authorized call
@@ -102,9 +116,6 @@ var FinishedStates = map[string]bool{
 // state and any state this version does not know are unfinished, so that an
 // unknown state can never make a pod look like a zombie.
 func IsFinished(state string) bool { return FinishedStates[state] }
-
-// UnfinishedStates are the states the active listing asks for; "" is null.
-var UnfinishedStates = []string{"", "scheduled", "queued", "running", "deferred", "restarting", "up_for_retry", "up_for_reschedule"}
 
 // Paging says how a client pages its listings.
 type Paging struct {

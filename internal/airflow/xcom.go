@@ -5,6 +5,22 @@ import (
 	"regexp"
 )
 
+// PodNameKey is the XCom key KubernetesPodOperator pushes the pod name under.
+const PodNameKey = "pod_name"
+
+// PodNameOf finishes a client's PodNameXCom: value is the string the API
+// answered for the pod_name XCom of key, err why it has none. Every error
+// names the task instance.
+func PodNameOf(key TIKey, value string, err error) (string, error) {
+	if err == nil {
+		value, err = PodNameFromXCom(value)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s XCom of %s: %w", PodNameKey, key, err)
+	}
+	return value, nil
+}
+
 // dnsSubdomain is the DNS-1123 subdomain syntax of a pod name.
 var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 

@@ -31,7 +31,6 @@ const (
 type fakeAirflow struct {
 	mu        sync.Mutex
 	tis       []airflow.TaskInstance
-	failList  error
 	failGet   error
 	calls     int
 	onGet     func() // mutate state right before a single-TI fetch
@@ -76,22 +75,6 @@ func (f *fakeAirflow) GetDagRun(_ context.Context, dagID, runID string) error {
 		}
 	}
 	return &airflow.NotFoundError{About: airflow.EntityRun, What: dagID + "/" + runID}
-}
-
-func (f *fakeAirflow) ListUnfinished(context.Context) ([]airflow.TaskInstance, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	if f.failList != nil {
-		return nil, f.failList
-	}
-	var out []airflow.TaskInstance
-	for _, ti := range f.tis {
-		if !airflow.IsFinished(ti.State) {
-			out = append(out, ti)
-		}
-	}
-	return out, nil
 }
 
 func (f *fakeAirflow) ListDagIDs(context.Context) ([]string, error) {

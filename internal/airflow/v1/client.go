@@ -66,23 +66,6 @@ func (c *client) ServerVersion(ctx context.Context) (string, error) {
 	return *v.Version, nil
 }
 
-// unfinishedStates spells airflow.UnfinishedStates for the v1 state filter,
-// where null is "none".
-func unfinishedStates() []string {
-	out := make([]string, len(airflow.UnfinishedStates))
-	for i, s := range airflow.UnfinishedStates {
-		if s == "" {
-			s = "none"
-		}
-		out[i] = s
-	}
-	return out
-}
-
-func (c *client) ListUnfinished(ctx context.Context) ([]airflow.TaskInstance, error) {
-	return c.listTIs(ctx, "~", "~", unfinishedStates())
-}
-
 func (c *client) ProbeTaskInstances(ctx context.Context) error {
 	const what = "GET /api/v1/dags/~/dagRuns/~/taskInstances"
 	col, resp, err := c.api.TaskInstanceApi.GetTaskInstances(ctx, "~", "~").Limit(1).Execute()
@@ -96,31 +79,14 @@ func (c *client) ProbeTaskInstances(ctx context.Context) error {
 }
 
 func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
-	tis, err := c.listTIs(ctx, dagID, runID, nil)
-	if err != nil {
-		return nil, err
-	}
-	if len(tis) == 0 {
-		// Airflow 2 answers an empty list, not 404, for a run that does not
-		// exist; only an explicit lookup tells "no tasks" from "no run".
-		if _, resp, err := c.api.DAGRunApi.GetDagRun(ctx, dagID, runID).Execute(); err != nil {
-			return nil, fmt.Errorf("dag run %s/%s: %w", dagID, runID, fail("GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}", resp, err))
-		}
-	}
-	return tis, nil
+	tis, err := c.listTIs(ctx, dagID, runID)
+	return airflow.ConfirmEmpty(tis, err, func() error { return c.GetDagRun(ctx, dagID, runID) })
 }
 
-func (c *client) listTIs(ctx context.Context, dagID, runID string, states []string) ([]airflow.TaskInstance, error) {
-	what := "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
-	if dagID == "~" && runID == "~" {
-		what = "GET /api/v1/dags/~/dagRuns/~/taskInstances"
-	}
+func (c *client) listTIs(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
+	const what = "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
 	fetch := func(ctx context.Context, offset int) (transport.Page[airflow.TaskInstance], error) {
-		req := c.api.TaskInstanceApi.GetTaskInstances(ctx, dagID, runID).Limit(c.limit).Offset(int32(offset))
-		if len(states) > 0 {
-			req = req.State(states)
-		}
-		col, resp, err := req.Execute()
+		col, resp, err := c.api.TaskInstanceApi.GetTaskInstances(ctx, dagID, runID).Limit(c.limit).Offset(int32(offset)).Execute()
 		if err != nil {
 			return transport.Page[airflow.TaskInstance]{}, fail(what, resp, err)
 		}
@@ -138,10 +104,10 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string, states []stri
 		return p, nil
 	}
 	tis, err := transport.ListAll(ctx, what, fetch, func(t airflow.TaskInstance) (airflow.TIKey, error) { return t.TIKey, nil })
-	if err != nil && dagID != "~" {
+	if err != nil {
 		return nil, fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
 	}
-	return tis, err
+	return tis, nil
 }
 
 func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
@@ -189,15 +155,9 @@ func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error)
 	}
 	ids, err := transport.ListAll(ctx, what, fetch, func(id string) (string, error) { return id, nil })
 	if err != nil {
-		return nil, fmt.Errorf("dag %s: %w", dagID, err)
+		err = fmt.Errorf("dag %s: %w", dagID, err)
 	}
-	if len(ids) == 0 {
-		// As for runs: an unknown dag_id lists empty rather than 404.
-		if _, resp, err := c.api.DAGApi.GetDag(ctx, dagID).Execute(); err != nil {
-			return nil, fmt.Errorf("dag %s: %w", dagID, fail("GET /api/v1/dags/{dag_id}", resp, err))
-		}
-	}
-	return ids, nil
+	return airflow.ConfirmEmpty(ids, err, func() error { return c.GetDag(ctx, dagID) })
 }
 
 func (c *client) GetDag(ctx context.Context, dagID string) error {
@@ -252,31 +212,33 @@ func (c *client) GetTaskInstance(ctx context.Context, key airflow.TIKey) (airflo
 	return ti, nil
 }
 
-// podNameKey is the XCom key KubernetesPodOperator pushes the pod name under.
-const podNameKey = "pod_name"
-
 func (c *client) PodNameXCom(ctx context.Context, key airflow.TIKey) (string, error) {
+	v, err := c.podNameXCom(ctx, key)
+	return airflow.PodNameOf(key, v, err)
+}
+
+func (c *client) podNameXCom(ctx context.Context, key airflow.TIKey) (string, error) {
 	const what = "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}"
 	if key.MapIndex >= 0 {
 		// airflow-client-go 2.5.0 cannot send map_index here, and without
 		// it Airflow reads map index -1 (2.7+) or any map index (older).
 		ctx = context.WithValue(ctx, extraQueryKey{}, url.Values{"map_index": {strconv.Itoa(key.MapIndex)}})
 	}
-	x, resp, err := c.api.XComApi.GetXcomEntry(ctx, key.DagID, key.RunID, key.TaskID, podNameKey).Execute()
+	x, resp, err := c.api.XComApi.GetXcomEntry(ctx, key.DagID, key.RunID, key.TaskID, airflow.PodNameKey).Execute()
 	if err != nil {
 		if resp != nil && resp.StatusCode < 300 {
-			return "", fmt.Errorf("pod_name XCom of %s: %s: cannot decode the answer (is the value a string?): %w", key, what, err)
+			return "", fmt.Errorf("%s: cannot decode the answer (is the value a string?): %w", what, err)
 		}
 		err = fail(what, resp, err)
 		if key.MapIndex >= 0 && transport.IsStatus(err, http.StatusBadRequest) {
 			// Connexion rejects query parameters its spec lacks: map_index
 			// came with Airflow 2.7 (apache/airflow#32453).
-			return "", fmt.Errorf("pod_name XCom of %s: %w: Airflow before 2.7 cannot read the XCom of one map index, so the pod name of a mapped task instance is unknown (%w)", key, err, airflow.ErrUnsupported)
+			return "", fmt.Errorf("%w: Airflow before 2.7 cannot read the XCom of one map index, so the pod name of a mapped task instance is unknown (%w)", err, airflow.ErrUnsupported)
 		}
-		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
+		return "", err
 	}
-	if x.DagId == nil || x.TaskId == nil || x.Key == nil || *x.DagId != key.DagID || *x.TaskId != key.TaskID || *x.Key != podNameKey {
-		return "", fmt.Errorf("pod_name XCom of %s: %s answered for another or no XCom", key, what)
+	if x.DagId == nil || x.TaskId == nil || x.Key == nil || *x.DagId != key.DagID || *x.TaskId != key.TaskID || *x.Key != airflow.PodNameKey {
+		return "", fmt.Errorf("%s answered for another or no XCom", what)
 	}
 	// The 2.5.0 model has no map_index; the generated client leaves the
 	// body it decoded in resp.Body.
@@ -285,24 +247,20 @@ func (c *client) PodNameXCom(ctx context.Context, key airflow.TIKey) (string, er
 	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || json.Unmarshal(body, &raw) != nil {
-		return "", fmt.Errorf("pod_name XCom of %s: %s: cannot re-read the answer", key, what)
+		return "", fmt.Errorf("%s: cannot re-read the answer", what)
 	}
 	// 2.7+ always answers map_index; an older server has none, which is
 	// only acceptable for an unmapped task, where -1 is the only index.
 	switch {
 	case raw.MapIndex == nil && key.MapIndex >= 0:
-		return "", fmt.Errorf("pod_name XCom of %s: %s answered without map_index, so it may be another map index's (Airflow before 2.7?): %w", key, what, airflow.ErrUnsupported)
+		return "", fmt.Errorf("%s answered without map_index, so it may be another map index's (Airflow before 2.7?): %w", what, airflow.ErrUnsupported)
 	case raw.MapIndex != nil && *raw.MapIndex != key.MapIndex:
-		return "", fmt.Errorf("pod_name XCom of %s: %s answered for map index %d", key, what, *raw.MapIndex)
+		return "", fmt.Errorf("%s answered for map index %d", what, *raw.MapIndex)
 	}
 	if x.Value == nil {
-		return "", fmt.Errorf("pod_name XCom of %s: %s: the answer has no value", key, what)
+		return "", fmt.Errorf("%s: the answer has no value", what)
 	}
-	name, err := airflow.PodNameFromXCom(*x.Value)
-	if err != nil {
-		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
-	}
-	return name, nil
+	return *x.Value, nil
 }
 
 type extraQueryKey struct{}

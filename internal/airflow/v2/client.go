@@ -78,25 +78,6 @@ func (c *client) ServerVersion(ctx context.Context) (string, error) {
 	return v.Version, nil
 }
 
-// unfinishedStates spells airflow.UnfinishedStates for the v2 state filter.
-// Null is "none": every 3.x maps it to IS NULL (3.1+ also takes
-// "no_status", 3.0 does not).
-func unfinishedStates() []string {
-	out := make([]string, len(airflow.UnfinishedStates))
-	for i, s := range airflow.UnfinishedStates {
-		if s == "" {
-			s = "none"
-		}
-		out[i] = s
-	}
-	return out
-}
-
-func (c *client) ListUnfinished(ctx context.Context) ([]airflow.TaskInstance, error) {
-	states := unfinishedStates()
-	return c.listTIs(ctx, "~", "~", &states)
-}
-
 func (c *client) ProbeTaskInstances(ctx context.Context) error {
 	var col gen.TaskInstanceCollectionResponse
 	limit := 1
@@ -105,31 +86,19 @@ func (c *client) ProbeTaskInstances(ctx context.Context) error {
 }
 
 func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
-	tis, err := c.listTIs(ctx, dagID, runID, nil)
+	tis, err := c.listTIs(ctx, dagID, runID)
 	if err != nil {
-		return nil, fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
+		err = fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
 	}
-	if len(tis) == 0 {
-		// Do not rely on the listing's 404 for a missing run: ask for the
-		// run itself so "no tasks" and "no run" cannot be confused.
-		var r gen.DAGRunResponse
-		resp, err := c.api.GetDagRun(ctx, dagID, runID)
-		if err := doObject(resp, err, &r, "dag_run_id"); err != nil {
-			return nil, fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
-		}
-	}
-	return tis, nil
+	return airflow.ConfirmEmpty(tis, err, func() error { return c.GetDagRun(ctx, dagID, runID) })
 }
 
-func (c *client) listTIs(ctx context.Context, dagID, runID string, states *[]string) ([]airflow.TaskInstance, error) {
-	what := "GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
-	if dagID == "~" && runID == "~" {
-		what = "GET /api/v2/dags/~/dagRuns/~/taskInstances"
-	}
+func (c *client) listTIs(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
+	const what = "GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
 	key := func(t airflow.TaskInstance) (airflow.TIKey, error) { return t.TIKey, nil }
 	if c.cursor {
 		tis, err := transport.ListByCursor(ctx, what, func(ctx context.Context, cursor string) (transport.CursorPage[airflow.TaskInstance], error) {
-			return c.cursorPage(ctx, dagID, runID, states, cursor)
+			return c.cursorPage(ctx, dagID, runID, cursor)
 		}, key)
 		if !errors.Is(err, transport.ErrNoCursor) {
 			return tis, err
@@ -144,7 +113,7 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string, states *[]str
 	limit := c.limit
 	fetch := func(ctx context.Context, offset int) (transport.Page[airflow.TaskInstance], error) {
 		var col gen.TaskInstanceCollectionResponse
-		params := &gen.GetTaskInstancesParams{State: states, OrderBy: &orderBy, Limit: &limit, Offset: &offset}
+		params := &gen.GetTaskInstancesParams{OrderBy: &orderBy, Limit: &limit, Offset: &offset}
 		resp, err := c.api.GetTaskInstances(ctx, dagID, runID, params)
 		if err := do(resp, err, &col, "task_instances", tiFields...); err != nil {
 			return transport.Page[airflow.TaskInstance]{}, err
@@ -163,11 +132,11 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string, states *[]str
 // adds it; no offset goes out, the cursor replaces it. The answer has
 // next_cursor (maybe null) and no total_entries; an answer with
 // total_entries and no next_cursor is an offset page.
-func (c *client) cursorPage(ctx context.Context, dagID, runID string, states *[]string, cursor string) (transport.CursorPage[airflow.TaskInstance], error) {
+func (c *client) cursorPage(ctx context.Context, dagID, runID, cursor string) (transport.CursorPage[airflow.TaskInstance], error) {
 	var out transport.CursorPage[airflow.TaskInstance]
 	orderBy := []string{"id"}
 	limit := c.limit
-	params := &gen.GetTaskInstancesParams{State: states, OrderBy: &orderBy, Limit: &limit}
+	params := &gen.GetTaskInstancesParams{OrderBy: &orderBy, Limit: &limit}
 	withCursor := func(_ context.Context, req *http.Request) error {
 		q := req.URL.Query()
 		q.Set("cursor", cursor)
@@ -253,16 +222,9 @@ func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error)
 	}
 	ids, err := transport.ListAll(ctx, what, fetch, func(id string) (string, error) { return id, nil })
 	if err != nil {
-		return nil, fmt.Errorf("dag %s: %w", dagID, err)
+		err = fmt.Errorf("dag %s: %w", dagID, err)
 	}
-	if len(ids) == 0 {
-		var d gen.DAGResponse
-		resp, err := c.api.GetDag(ctx, dagID)
-		if err := doObject(resp, err, &d, "dag_id"); err != nil {
-			return nil, fmt.Errorf("dag %s: %w", dagID, err)
-		}
-	}
-	return ids, nil
+	return airflow.ConfirmEmpty(ids, err, func() error { return c.GetDag(ctx, dagID) })
 }
 
 func (c *client) GetDag(ctx context.Context, dagID string) error {
@@ -311,32 +273,30 @@ func (c *client) GetTaskInstance(ctx context.Context, key airflow.TIKey) (airflo
 	return ti, nil
 }
 
-// podNameKey is the XCom key KubernetesPodOperator pushes the pod name under.
-const podNameKey = "pod_name"
-
 func (c *client) PodNameXCom(ctx context.Context, key airflow.TIKey) (string, error) {
+	v, err := c.podNameXCom(ctx, key)
+	return airflow.PodNameOf(key, v, err)
+}
+
+func (c *client) podNameXCom(ctx context.Context, key airflow.TIKey) (string, error) {
 	// map_index goes out for unmapped tasks too (-1), so that the answer
 	// never rests on a server-side default. stringify stays at its default
 	// (false): the value comes back as the stored JSON, not Python's str().
 	mapIndex := key.MapIndex
-	resp, err := c.api.GetXcomEntry(ctx, key.DagID, key.RunID, key.TaskID, podNameKey, &gen.GetXcomEntryParams{MapIndex: &mapIndex})
+	resp, err := c.api.GetXcomEntry(ctx, key.DagID, key.RunID, key.TaskID, airflow.PodNameKey, &gen.GetXcomEntryParams{MapIndex: &mapIndex})
 	var x gen.XComResponseNative
 	if err := doObject(resp, err, &x, "dag_id", "run_id", "task_id", "map_index", "key", "value"); err != nil {
-		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
+		return "", err
 	}
-	if x.DagId != key.DagID || x.RunId != key.RunID || x.TaskId != key.TaskID || x.MapIndex != key.MapIndex || x.Key != podNameKey {
+	if x.DagId != key.DagID || x.RunId != key.RunID || x.TaskId != key.TaskID || x.MapIndex != key.MapIndex || x.Key != airflow.PodNameKey {
 		// Never let a wrong answer stand in for the one asked about.
-		return "", fmt.Errorf("pod_name XCom of %s: the API answered for %s/%s/%s[%d] key %q", key, x.DagId, x.RunId, x.TaskId, x.MapIndex, x.Key)
+		return "", fmt.Errorf("the API answered for %s/%s/%s[%d] key %q", x.DagId, x.RunId, x.TaskId, x.MapIndex, x.Key)
 	}
 	v, ok := x.Value.(string)
 	if !ok {
-		return "", fmt.Errorf("pod_name XCom of %s: the value is a JSON %s, not a string", key, jsonKind(x.Value))
+		return "", fmt.Errorf("the value is a JSON %s, not a string", jsonKind(x.Value))
 	}
-	name, err := airflow.PodNameFromXCom(v)
-	if err != nil {
-		return "", fmt.Errorf("pod_name XCom of %s: %w", key, err)
-	}
-	return name, nil
+	return v, nil
 }
 
 func jsonKind(v any) string {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/airflowtest"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
 )
 
@@ -29,13 +30,9 @@ type tiRow struct {
 	dag, run, task string
 	mapIndex, try  int
 	state          any
+	start          string // "" is the default start_date
+	operator       string // "" is KubernetesPodOperator
 	drop           string // a field to leave out of the JSON
-}
-
-type xcomID struct {
-	dag, run, task string
-	mapIndex       int
-	key            string
 }
 
 type dagRow struct {
@@ -54,15 +51,12 @@ type fakeV2 struct {
 	dags []dagRow
 	runs map[string][]string
 	tis  []tiRow
-	// xcoms holds XCom values as stored JSON; nil is null.
-	xcoms map[xcomID]any
+	// xcoms holds the pod_name XCom values as stored JSON; nil is null.
+	xcoms map[airflow.TIKey]any
 
 	pageCap      int
 	retryOnPage1 int // after serving this many first pages, give a TI a new id
 	retried      int
-	html404      bool
-	html200      bool
-	fail500      int // answer this many requests with 500 first
 	allowPost    bool
 	nextID       int
 	// cursor makes the task instance lists page by keyset cursor when asked
@@ -76,8 +70,12 @@ type fakeV2 struct {
 	raw     []string
 }
 
+func newFake(t *testing.T) *fakeV2 {
+	return &fakeV2{t: t, runs: map[string][]string{}, xcoms: map[airflow.TIKey]any{}, calls: map[string]int{}, pageCap: 100, nextID: 1}
+}
+
 func newFakeV2(t *testing.T) (*fakeV2, *httptest.Server) {
-	f := &fakeV2{t: t, runs: map[string][]string{}, xcoms: map[xcomID]any{}, calls: map[string]int{}, pageCap: 100, nextID: 1}
+	f := newFake(t)
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, srv
@@ -96,18 +94,6 @@ func (f *fakeV2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	f.raw = append(f.raw, r.URL.EscapedPath())
 	f.queries = append(f.queries, r.URL.Query())
-	if f.fail500 > 0 {
-		f.fail500--
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(500)
-		fmt.Fprint(w, "Internal Server Error")
-		return
-	}
-	if f.html200 {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, "<!DOCTYPE html><title>Sign in</title>")
-		return
-	}
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/api/v2/")
 	if !ok {
 		detail(w, 404, "Not Found")
@@ -181,12 +167,6 @@ func (f *fakeV2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(seg) == 5 && seg[0] == "dags" && seg[2] == "dagRuns" && seg[4] == "taskInstances":
 		f.listTIs(w, seg, q, offset, limit)
 	case (len(seg) == 6 || len(seg) == 7) && seg[0] == "dags" && seg[2] == "dagRuns" && seg[4] == "taskInstances":
-		if f.html404 {
-			w.Header().Set("Content-Type", "text/html")
-			w.WriteHeader(404)
-			fmt.Fprint(w, "<center>nginx</center>")
-			return
-		}
 		mi := -1
 		if len(seg) == 7 {
 			mi, _ = strconv.Atoi(seg[6])
@@ -206,12 +186,6 @@ func (f *fakeV2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeV2) getXCom(w http.ResponseWriter, seg []string, q url.Values) {
-	if f.html404 {
-		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(404)
-		fmt.Fprint(w, "<center>nginx</center>")
-		return
-	}
 	mi := -1
 	if v := q.Get("map_index"); v != "" {
 		var err error
@@ -220,17 +194,22 @@ func (f *fakeV2) getXCom(w http.ResponseWriter, seg []string, q url.Values) {
 			return
 		}
 	}
-	id := xcomID{seg[1], seg[3], seg[5], mi, seg[7]}
-	v, ok := f.xcoms[id]
-	if !ok {
-		detail(w, 404, fmt.Sprintf("XCom entry with key: `%s`, task_id: `%s`, dag_id: `%s`, run_id: `%s` and map_index: `%d` not found", id.key, id.task, id.dag, id.run, id.mapIndex))
+	k := airflow.TIKey{DagID: seg[1], RunID: seg[3], TaskID: seg[5], MapIndex: mi}
+	v, ok := f.xcoms[k]
+	if !ok || seg[7] != "pod_name" {
+		detail(w, 404, fmt.Sprintf("XCom entry with key: `%s`, task_id: `%s`, dag_id: `%s`, run_id: `%s` and map_index: `%d` not found", seg[7], k.TaskID, k.DagID, k.RunID, k.MapIndex))
 		return
 	}
-	writeJSON(w, 200, map[string]any{
-		"key": id.key, "timestamp": "2026-11-27T06:00:03.5Z", "logical_date": "2026-11-27T06:00:00Z",
-		"map_index": id.mapIndex, "task_id": id.task, "dag_id": id.dag, "run_id": id.run,
-		"dag_display_name": id.dag, "task_display_name": id.task, "run_after": "2026-11-27T06:00:00Z", "value": v,
-	})
+	writeJSON(w, 200, xcomJSON(k, v))
+}
+
+// xcomJSON is the pod_name XCom of k.
+func xcomJSON(k airflow.TIKey, v any) map[string]any {
+	return map[string]any{
+		"key": "pod_name", "timestamp": "2026-11-27T06:00:03.5Z", "logical_date": "2026-11-27T06:00:00Z",
+		"map_index": k.MapIndex, "task_id": k.TaskID, "dag_id": k.DagID, "run_id": k.RunID,
+		"dag_display_name": k.DagID, "task_display_name": k.TaskID, "run_after": "2026-11-27T06:00:00Z", "value": v,
+	}
 }
 
 func (f *fakeV2) hasDag(id string) bool {
@@ -384,13 +363,20 @@ func runJSON(dag, run string) map[string]any {
 }
 
 func tiJSON(ti tiRow) map[string]any {
+	start, operator := ti.start, ti.operator
+	if start == "" {
+		start = "2026-11-27T06:00:02.123456Z"
+	}
+	if operator == "" {
+		operator = "KubernetesPodOperator"
+	}
 	m := map[string]any{
 		"id": ti.id, "task_id": ti.task, "task_display_name": ti.task, "dag_id": ti.dag, "dag_display_name": ti.dag,
 		"dag_run_id": ti.run, "map_index": ti.mapIndex, "run_after": "2026-11-27T06:00:00Z",
-		"logical_date": "2026-11-27T06:00:00Z", "start_date": "2026-11-27T06:00:02.123456Z", "end_date": nil,
+		"logical_date": "2026-11-27T06:00:00Z", "start_date": start, "end_date": nil,
 		"duration": nil, "state": ti.state, "try_number": ti.try, "max_tries": 2, "hostname": "worker-0",
 		"unixname": "airflow", "pool": "default_pool", "pool_slots": 1, "queue": "default", "priority_weight": 1,
-		"operator": "KubernetesPodOperator", "operator_name": "KubernetesPodOperator", "queued_when": nil,
+		"operator": operator, "operator_name": operator, "queued_when": nil,
 		"scheduled_when": "2026-11-27T06:00:00.5Z", "pid": 7, "executor": nil, "executor_config": "{}", "note": nil,
 		"rendered_map_index": nil, "rendered_fields": map[string]any{"image": "busybox"}, "trigger": nil,
 		"triggerer_job": nil, "dag_version": nil, "state_reason": "added after 3.2",
@@ -401,23 +387,24 @@ func tiJSON(ti tiRow) map[string]any {
 	return m
 }
 
+// addTIs adds n task instances to the run airflowtest.DagID/RunID.
 func (f *fakeV2) addTIs(n int, state any) {
+	if !f.hasDag(airflowtest.DagID) {
+		f.dags = append(f.dags, dagRow{id: airflowtest.DagID})
+		f.runs[airflowtest.DagID] = append(f.runs[airflowtest.DagID], airflowtest.RunID)
+	}
 	for i := 0; i < n; i++ {
 		k := len(f.tis)
-		f.tis = append(f.tis, tiRow{id: f.uuid7ish(), dag: fmt.Sprintf("dag_%d", k%5), run: "scheduled__2026-11-27T06:00:00+00:00", task: fmt.Sprintf("task_%03d", k), mapIndex: -1, try: 1, state: state})
+		f.tis = append(f.tis, tiRow{id: f.uuid7ish(), dag: airflowtest.DagID, run: airflowtest.RunID, task: fmt.Sprintf("task_%03d", k), mapIndex: -1, try: 1, state: state})
 	}
 }
 
+func listRun(c airflow.Client) ([]airflow.TaskInstance, error) {
+	return c.ListRunTaskInstances(context.Background(), airflowtest.DagID, airflowtest.RunID)
+}
+
 func newClient(t *testing.T, srv *httptest.Server) airflow.Client {
-	hc, err := transport.New(transport.Options{MaxRetries: 2, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(srv.URL, hc, airflow.Paging{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return adapter{}.NewClient(t, srv.URL, airflowtest.HTTPClient(t))
 }
 
 func TestFakeBatchRejectsUnknownBodyField(t *testing.T) {
@@ -433,7 +420,7 @@ func TestFakeBatchRejectsUnknownBodyField(t *testing.T) {
 	}
 }
 
-func TestListUnfinished(t *testing.T) {
+func TestListRunTaskInstancesPages(t *testing.T) {
 	f, srv := newFakeV2(t)
 	f.pageCap = 50 // [api] maximum_page_limit below the requested 100
 	f.addTIs(100, "running")
@@ -441,29 +428,28 @@ func TestListUnfinished(t *testing.T) {
 	f.addTIs(20, "deferred")
 	f.addTIs(25, "success")
 	f.tis[3].mapIndex = 7
-	tis, err := newClient(t, srv).ListUnfinished(context.Background())
+	tis, err := listRun(newClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tis) != 180 || f.calls["tis"] != 4 {
-		t.Fatalf("%d TIs in %d calls, want 180 in 4", len(tis), f.calls["tis"])
+	if len(tis) != 205 || f.calls["tis"] != 5 {
+		t.Fatalf("%d TIs in %d calls, want 205 in 5", len(tis), f.calls["tis"])
 	}
 	q := f.queries[0]
-	want := []string{"none", "scheduled", "queued", "running", "deferred", "restarting", "up_for_retry", "up_for_reschedule"}
-	if !slices.Equal(q["state"], want) || !slices.Equal(q["order_by"], []string{"id"}) || q.Get("limit") != "100" || q.Get("offset") != "0" {
+	if _, ok := q["state"]; ok || !slices.Equal(q["order_by"], []string{"id"}) || q.Get("limit") != "100" || q.Get("offset") != "0" {
 		t.Errorf("query %v", q)
 	}
 	if f.queries[1].Get("offset") != "50" {
 		t.Errorf("the second page must start after the 50 rows returned, got offset %s", f.queries[1].Get("offset"))
 	}
-	if f.raw[0] != "/api/v2/dags/~/dagRuns/~/taskInstances" {
+	if f.raw[0] != "/api/v2/dags/etl.daily/dagRuns/manual__2026-11-27T06:00:00+00:00/taskInstances" {
 		t.Errorf("path %s", f.raw[0])
 	}
 	states := map[string]int{}
 	for _, ti := range tis {
 		states[ti.State]++
 	}
-	if states[""] != 60 || states["running"] != 100 || states["deferred"] != 20 || len(states) != 3 {
+	if states[""] != 60 || states["running"] != 100 || states["deferred"] != 20 || states["success"] != 25 || len(states) != 4 {
 		t.Errorf("states %v", states)
 	}
 	got := tis[3]
@@ -488,7 +474,7 @@ func TestRetriedTaskMidScan(t *testing.T) {
 	f, srv := newFakeV2(t)
 	f.addTIs(150, "running")
 	f.retryOnPage1 = 1
-	tis, err := newClient(t, srv).ListUnfinished(context.Background())
+	tis, err := listRun(newClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,12 +507,12 @@ func TestCursorPagingListsEverything(t *testing.T) {
 			f.cursor, f.cursorNullAtEnd = true, nullAtEnd
 			f.addTIs(250, "running")
 			f.addTIs(30, "success")
-			tis, err := newCursorClient(t, srv).ListUnfinished(context.Background())
+			tis, err := listRun(newCursorClient(t, srv))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(tis) != 250 {
-				t.Fatalf("%d rows, want 250", len(tis))
+			if len(tis) != 280 {
+				t.Fatalf("%d rows, want 280", len(tis))
 			}
 			// 3.2.2 keeps a next_cursor on the last page: one more, empty, call.
 			if want := map[bool]int{true: 3, false: 4}[nullAtEnd]; f.calls["tis"] != want {
@@ -544,27 +530,27 @@ func TestCursorPagingListsEverything(t *testing.T) {
 	}
 }
 
-// A task that finishes while the reaper pages would shift every later row
-// under offsets (one skipped, a rescan); a keyset cursor skips none and
-// needs no rescan.
+// A row that leaves the listing while the reaper pages would shift every
+// later row under offsets (one skipped, a rescan); a keyset cursor skips
+// none and needs no rescan.
 func TestCursorPagingRowLeavingMidScan(t *testing.T) {
 	f, srv := newFakeV2(t)
 	f.cursor = true
 	f.addTIs(250, "running")
-	f.afterPage1 = func() { f.tis[0].state = "success" }
-	tis, err := newCursorClient(t, srv).ListUnfinished(context.Background())
+	f.afterPage1 = func() { f.tis = f.tis[1:] }
+	tis, err := listRun(newCursorClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(tis) != 250 || f.calls["tis"] != 4 {
-		t.Fatalf("%d rows in %d calls, want all 250 (the finished one as first seen) in one scan of 4 calls", len(tis), f.calls["tis"])
+		t.Fatalf("%d rows in %d calls, want all 250 (the one that left as first seen) in one scan of 4 calls", len(tis), f.calls["tis"])
 	}
 }
 
 func TestCursorClientFallsBackToOffsets(t *testing.T) {
 	f, srv := newFakeV2(t) // a server without cursor paging ignores the parameter
 	f.addTIs(150, "running")
-	tis, err := newCursorClient(t, srv).ListUnfinished(context.Background())
+	tis, err := listRun(newCursorClient(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,7 +575,7 @@ func TestCursorMalformedAnswersFail(t *testing.T) {
 				fmt.Fprint(w, body)
 			}))
 			t.Cleanup(srv.Close)
-			if _, err := newCursorClient(t, srv).ListUnfinished(context.Background()); err == nil {
+			if _, err := listRun(newCursorClient(t, srv)); err == nil {
 				t.Fatal("a malformed cursor page was accepted")
 			}
 		})
@@ -600,7 +586,7 @@ func TestPersistentChurnFails(t *testing.T) {
 	f, srv := newFakeV2(t)
 	f.addTIs(150, "running")
 	f.retryOnPage1 = 1000
-	_, err := newClient(t, srv).ListUnfinished(context.Background())
+	_, err := listRun(newClient(t, srv))
 	if !errors.Is(err, transport.ErrInconsistentListing) || f.calls["tis"] != 2*transport.ListScans {
 		t.Fatalf("err %v after %d calls", err, f.calls["tis"])
 	}
@@ -611,7 +597,7 @@ func TestMissingKeyFieldFails(t *testing.T) {
 		f, srv := newFakeV2(t)
 		f.addTIs(3, "running")
 		f.tis[1].drop = field
-		_, err := newClient(t, srv).ListUnfinished(context.Background())
+		_, err := listRun(newClient(t, srv))
 		if err == nil || !strings.Contains(err.Error(), "lacks "+field) {
 			t.Fatalf("%s: err %v", field, err)
 		}
@@ -631,57 +617,10 @@ func TestMalformedAnswersFail(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, body)
 		}))
-		if _, err := newClient(t, srv).ListUnfinished(context.Background()); err == nil {
+		if _, err := listRun(newClient(t, srv)); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 		srv.Close()
-	}
-}
-
-func TestGetTaskInstance(t *testing.T) {
-	f, srv := newFakeV2(t)
-	run := "manual__2026-11-27T06:00:00+00:00"
-	f.tis = []tiRow{
-		{id: uuid(1), dag: "etl", run: run, task: "pod", mapIndex: -1, try: 3, state: "up_for_retry"},
-		{id: uuid(2), dag: "etl", run: run, task: "pod", mapIndex: 2, try: 1, state: nil},
-		{id: uuid(3), dag: "etl", run: "run with space/and slash", task: "pod", mapIndex: -1, try: 1, state: "running"},
-	}
-	c := newClient(t, srv)
-	for _, key := range []airflow.TIKey{
-		{DagID: "etl", RunID: run, TaskID: "pod", MapIndex: -1},
-		{DagID: "etl", RunID: run, TaskID: "pod", MapIndex: 2},
-		{DagID: "etl", RunID: "run with space/and slash", TaskID: "pod", MapIndex: -1},
-	} {
-		ti, err := c.GetTaskInstance(context.Background(), key)
-		if err != nil || ti.TIKey != key {
-			t.Fatalf("%s: %+v %v", key, ti, err)
-		}
-	}
-	raw := strings.Join(f.raw, "\n") + "\n"
-	for _, want := range []string{"/dagRuns/manual__2026-11-27T06:00:00+00:00/taskInstances/pod\n", "/taskInstances/pod/2\n", "/dagRuns/run%20with%20space%2Fand%20slash/"} {
-		if !strings.Contains(raw, want) {
-			t.Errorf("no request path contains %q:\n%s", want, raw)
-		}
-	}
-}
-
-func TestNotFound(t *testing.T) {
-	f, srv := newFakeV2(t)
-	c := newClient(t, srv)
-	key := airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 1}
-	if _, err := c.GetTaskInstance(context.Background(), key); !errors.Is(err, airflow.ErrNotFound) {
-		t.Fatalf("a JSON 404 from Airflow must be ErrNotFound: %v", err)
-	}
-	f.html404 = true
-	if _, err := c.GetTaskInstance(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
-		t.Fatalf("a proxy's HTML 404 must not be ErrNotFound: %v", err)
-	}
-	// A route the server does not have (FastAPI's bare "Not Found") proves
-	// nothing about the task instance.
-	hc, _ := transport.New(transport.Options{})
-	wrong, _ := New(srv.URL+"/other-app", hc, airflow.Paging{})
-	if _, err := wrong.GetTaskInstance(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
-		t.Fatalf("a missing route must not be ErrNotFound: %v", err)
 	}
 }
 
@@ -696,195 +635,5 @@ func TestListDagIDsIncludesStale(t *testing.T) {
 	}
 	if f.queries[0].Get("exclude_stale") != "false" {
 		t.Errorf("query %v", f.queries[0])
-	}
-}
-
-func TestListRunIDs(t *testing.T) {
-	f, srv := newFakeV2(t)
-	f.dags = []dagRow{{id: "a"}, {id: "empty"}}
-	for i := 0; i < 120; i++ {
-		f.runs["a"] = append(f.runs["a"], fmt.Sprintf("manual__%d", i))
-	}
-	c := newClient(t, srv)
-	if ids, err := c.ListRunIDs(context.Background(), "a"); err != nil || len(ids) != 120 {
-		t.Fatalf("%d %v", len(ids), err)
-	}
-	if ids, err := c.ListRunIDs(context.Background(), "empty"); err != nil || len(ids) != 0 {
-		t.Fatalf("%v %v", ids, err)
-	}
-	if _, err := c.ListRunIDs(context.Background(), "gone"); !errors.Is(err, airflow.ErrNotFound) {
-		t.Fatalf("err %v", err)
-	}
-}
-
-func TestListRunTaskInstances(t *testing.T) {
-	f, srv := newFakeV2(t)
-	f.dags = []dagRow{{id: "d"}}
-	f.runs["d"] = []string{"r", "empty"}
-	f.tis = []tiRow{
-		{id: uuid(1), dag: "d", run: "r", task: "a", mapIndex: -1, try: 1, state: "success"},
-		{id: uuid(2), dag: "d", run: "r", task: "b", mapIndex: 0, try: 1, state: nil},
-		{id: uuid(3), dag: "d", run: "r", task: "b", mapIndex: 1, try: 2, state: "running"},
-	}
-	c := newClient(t, srv)
-	tis, err := c.ListRunTaskInstances(context.Background(), "d", "r")
-	if err != nil || len(tis) != 3 {
-		t.Fatalf("%v %v", tis, err)
-	}
-	if tis, err := c.ListRunTaskInstances(context.Background(), "d", "empty"); err != nil || len(tis) != 0 {
-		t.Fatalf("%v %v", tis, err)
-	}
-	if _, err := c.ListRunTaskInstances(context.Background(), "d", "gone"); !errors.Is(err, airflow.ErrNotFound) {
-		t.Fatalf("err %v", err)
-	}
-}
-
-func TestServerVersion(t *testing.T) {
-	_, srv := newFakeV2(t)
-	c := newClient(t, srv)
-	if v, err := c.ServerVersion(context.Background()); err != nil || v != "3.2.1" || c.APIVersion() != "v2" {
-		t.Fatalf("%q %v", v, err)
-	}
-}
-
-func TestPodNameXCom(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		value any
-		want  string // "" wants an error
-	}{
-		{"string", "etl-pod-task-3f2a9c1d", "etl-pod-task-3f2a9c1d"},
-		{"encoded twice", `"etl-pod-task-3f2a9c1d"`, "etl-pod-task-3f2a9c1d"},
-		{"empty", "", ""},
-		{"not a pod name", "Pod With Spaces", ""},
-		{"null", nil, ""},
-		{"number", 42, ""},
-		{"list", []string{"pod-a"}, ""},
-		{"object", map[string]any{"pod_name": "pod-a"}, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f, srv := newFakeV2(t)
-			key := airflow.TIKey{DagID: "etl", RunID: "manual__2026-11-27T06:00:00+00:00", TaskID: "pod", MapIndex: -1}
-			f.xcoms[xcomID{key.DagID, key.RunID, key.TaskID, -1, "pod_name"}] = tc.value
-			got, err := newClient(t, srv).PodNameXCom(context.Background(), key)
-			if tc.want == "" {
-				if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), key.String()) {
-					t.Fatalf("got %q, err %v; want an error naming the task instance", got, err)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %q, err %v; want %q", got, err, tc.want)
-			}
-			if f.raw[0] != "/api/v2/dags/etl/dagRuns/manual__2026-11-27T06:00:00+00:00/taskInstances/pod/xcomEntries/pod_name" {
-				t.Errorf("path %s", f.raw[0])
-			}
-			if !slices.Equal(f.queries[0]["map_index"], []string{"-1"}) {
-				t.Errorf("query %v, want map_index=-1", f.queries[0])
-			}
-		})
-	}
-}
-
-func TestPodNameXComMapped(t *testing.T) {
-	f, srv := newFakeV2(t)
-	for mi := -1; mi < 3; mi++ {
-		f.xcoms[xcomID{"d", "r", "t", mi, "pod_name"}] = fmt.Sprintf("pod-%d", mi+1)
-	}
-	got, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 2})
-	if err != nil || got != "pod-3" {
-		t.Fatalf("got %q, err %v; want pod-3", got, err)
-	}
-	if !slices.Equal(f.queries[0]["map_index"], []string{"2"}) {
-		t.Errorf("query %v, want map_index=2", f.queries[0])
-	}
-}
-
-func TestPodNameXComWrongAnswerFails(t *testing.T) {
-	const rest = `"timestamp":"2026-11-27T06:00:03Z","dag_display_name":"d","task_display_name":"t","run_after":"2026-11-27T06:00:00Z"`
-	for name, body := range map[string]string{
-		"other map index": `{"dag_id":"d","run_id":"r","task_id":"t","key":"pod_name","map_index":0,"value":"pod-0",` + rest + `}`,
-		"no map index":    `{"dag_id":"d","run_id":"r","task_id":"t","key":"pod_name","value":"pod-0",` + rest + `}`,
-		"other run":       `{"dag_id":"d","run_id":"x","task_id":"t","key":"pod_name","map_index":2,"value":"pod-0",` + rest + `}`,
-		"other key":       `{"dag_id":"d","run_id":"r","task_id":"t","key":"pod_namespace","map_index":2,"value":"default",` + rest + `}`,
-		"no value":        `{"dag_id":"d","run_id":"r","task_id":"t","key":"pod_name","map_index":2,` + rest + `}`,
-		"not an object":   `"pod-0"`,
-		"empty":           ``,
-	} {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, body)
-		}))
-		got, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 2})
-		if err == nil {
-			t.Errorf("%s: got %q, want an error", name, got)
-		}
-		srv.Close()
-	}
-}
-
-func TestPodNameXComNotFound(t *testing.T) {
-	f, srv := newFakeV2(t)
-	c := newClient(t, srv)
-	key := airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: 1}
-	f.xcoms[xcomID{"d", "r", "t", 0, "pod_name"}] = "pod-0" // another map index
-	if _, err := c.PodNameXCom(context.Background(), key); !errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "d/r/t[1]") {
-		t.Fatalf("a JSON 404 from Airflow must be ErrNotFound: %v", err)
-	}
-	f.html404 = true
-	if _, err := c.PodNameXCom(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
-		t.Fatalf("a proxy's HTML 404 must not be ErrNotFound: %v", err)
-	}
-	hc, _ := transport.New(transport.Options{})
-	wrong, _ := New(srv.URL+"/other-app", hc, airflow.Paging{})
-	if _, err := wrong.PodNameXCom(context.Background(), key); err == nil || errors.Is(err, airflow.ErrNotFound) {
-		t.Fatalf("a missing route must not be ErrNotFound: %v", err)
-	}
-}
-
-func TestPodNameXComServerError(t *testing.T) {
-	f, srv := newFakeV2(t)
-	f.xcoms[xcomID{"d", "r", "t", -1, "pod_name"}] = "pod-a"
-	f.fail500 = 1000
-	_, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1})
-	if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "giving up after 3 attempt(s), last status 500") {
-		t.Fatalf("err %v", err)
-	}
-	if len(f.raw) != 3 {
-		t.Errorf("%d requests, want 3", len(f.raw))
-	}
-}
-
-func TestPodNameXComHTMLFails(t *testing.T) {
-	f, srv := newFakeV2(t)
-	f.html200 = true
-	_, err := newClient(t, srv).PodNameXCom(context.Background(), airflow.TIKey{DagID: "d", RunID: "r", TaskID: "t", MapIndex: -1})
-	if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), "got text/html") {
-		t.Fatalf("err %v", err)
-	}
-}
-
-// GetDag and GetDagRun say what exists; their 404s name what is missing,
-// so that a missing DAG is never taken for a missing run.
-func TestGetDagAndRunName404s(t *testing.T) {
-	f, srv := newFakeV2(t)
-	f.dags = []dagRow{{id: "etl"}}
-	f.runs = map[string][]string{"etl": {"manual__2026-11-27T06:00:00+00:00"}}
-	c := newClient(t, srv)
-	ctx := context.Background()
-	if err := c.GetDag(ctx, "etl"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.GetDagRun(ctx, "etl", "manual__2026-11-27T06:00:00+00:00"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.GetDag(ctx, "ghost"); airflow.NotFoundAbout(err) != airflow.EntityDAG {
-		t.Fatalf("missing DAG: %v (about %q)", err, airflow.NotFoundAbout(err))
-	}
-	if err := c.GetDagRun(ctx, "etl", "gone"); airflow.NotFoundAbout(err) != airflow.EntityRun {
-		t.Fatalf("missing run: %v (about %q)", err, airflow.NotFoundAbout(err))
-	}
-	if err := c.ProbeTaskInstances(ctx); err != nil {
-		t.Fatalf("probe: %v", err)
 	}
 }
