@@ -5,6 +5,7 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -156,12 +157,14 @@ func (k *Kube) writeOne(ctx context.Context, ev *corev1.Event) error {
 	events := k.client.Events(ev.Namespace)
 	isSelf := k.self != nil && ev.InvolvedObject == *k.self
 	if last := k.lastSelf; isSelf && last != nil && last.Reason == ev.Reason && last.Message == ev.Message {
-		next := last.DeepCopy()
-		next.Count++
-		next.LastTimestamp = ev.LastTimestamp
-		updated, err := events.Update(ctx, next, metav1.UpdateOptions{})
-		if err == nil {
-			k.lastSelf = updated
+		// A patch, as client-go's recorder makes: the shipped RBAC grants
+		// events create and patch.
+		patch, err := json.Marshal(map[string]any{"count": last.Count + 1, "lastTimestamp": ev.LastTimestamp})
+		if err != nil {
+			return err
+		}
+		if patched, err := events.Patch(ctx, last.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err == nil {
+			k.lastSelf = patched
 			return nil
 		}
 		// Expired or removed: write it anew.

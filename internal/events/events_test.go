@@ -51,3 +51,27 @@ func TestEventsForReapedPodsAndFailedCycles(t *testing.T) {
 		t.Errorf("failed cycle event: %q", m)
 	}
 }
+
+// A cycle that keeps failing the same way raises the count of its Warning
+// instead of adding an Event per cycle; a different failure is a new Event.
+func TestRepeatedFailureRaisesTheCount(t *testing.T) {
+	cs := fake.NewClientset()
+	k := NewKube(clientset.Of(cs), SelfReference("ops", "kpo-reaper-0", "u0"), slog.New(slog.DiscardHandler))
+	same := fmt.Errorf("%w: airflow: 500", reaper.ErrCycleFailed)
+	k.Cycle(nil, same)
+	k.Cycle(nil, same)
+	k.Cycle(nil, same)
+	k.Cycle(nil, fmt.Errorf("%w: airflow: 401", reaper.ErrCycleFailed))
+	k.Flush()
+	list, err := cs.CoreV1().Events("ops").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int32{}
+	for _, e := range list.Items {
+		counts[e.Message] += e.Count
+	}
+	if len(list.Items) != 2 || counts[same.Error()] != 3 {
+		t.Fatalf("want 2 events (counts 3 and 1), got %d: %v", len(list.Items), counts)
+	}
+}
