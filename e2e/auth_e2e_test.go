@@ -123,10 +123,10 @@ func (e *env) planEnv(cfg string, extra, secrets []string) map[string]planPod {
 // expectSeedPlan checks the seed DAG's verdicts.
 func (e *env) expectSeedPlan(plan map[string]planPod) {
 	e.t.Helper()
-	for _, name := range seedZombies {
+	for _, name := range fixture.SeedZombies {
 		e.expectVerdict(plan, name, "reap", "ti-finished")
 	}
-	for _, name := range seedLive {
+	for _, name := range fixture.SeedLive {
 		e.expectVerdict(plan, name, "keep", "ti-active")
 	}
 }
@@ -197,8 +197,8 @@ func TestComposer(t *testing.T) {
 
 				e.runEnv(cfg, 0, extra, g.Secrets())
 
-				e.expectGone(seedZombies)
-				e.expectWrites(seedZombies, nil)
+				e.expectGone(fixture.SeedZombies)
+				e.expectWrites(fixture.SeedZombies, nil)
 				reqs := expectAllAuthenticated(t, s)
 				for _, r := range reqs {
 					if r.Path == "/auth/token" {
@@ -323,8 +323,8 @@ func TestKeycloak(t *testing.T) {
 	s.ResetRequests()
 	e.runEnv(cfg, 0, nil, kc.Secrets())
 
-	e.expectGone(seedZombies)
-	e.expectWrites(seedZombies, nil)
+	e.expectGone(fixture.SeedZombies)
+	e.expectWrites(fixture.SeedZombies, nil)
 	reqs := expectAllAuthenticated(t, s)
 	logins := kc.Logins()
 	ok := 0
@@ -386,8 +386,8 @@ func TestAstronomer(t *testing.T) {
 		}
 		s.ResetRequests()
 		e.runEnv(cfg, 0, nil, secrets)
-		e.expectGone(seedZombies)
-		e.expectWrites(seedZombies, nil)
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, nil)
 		expectAllAuthenticated(t, s)
 
 		// Revoked: the file still holds the old token.
@@ -454,8 +454,8 @@ func TestTLS(t *testing.T) {
 		}
 
 		e.runEnv(withTLS("  caFile: "+pki.caFile+"\n  certFile: "+pki.certFile+"\n  keyFile: "+pki.keyFile), 0, nil, secrets)
-		e.expectGone(seedZombies)
-		e.expectWrites(seedZombies, nil)
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, nil)
 		expectAllAuthenticated(t, s)
 	})
 }
@@ -571,8 +571,8 @@ func TestProxy(t *testing.T) {
 
 		e.runEnv(cfg, 0, extra, []string{basicAdmin})
 
-		e.expectGone(seedZombies)
-		e.expectWrites(seedZombies, nil)
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, nil)
 		reqs := expectAllAuthenticated(t, s)
 		proxied := fp.requests()
 		if len(proxied) != len(reqs) {

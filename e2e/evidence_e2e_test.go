@@ -468,7 +468,7 @@ func TestIssue9ConfirmationsSpaced(t *testing.T) {
 
 		e.runOnce(cfg, 0)
 		first := map[string]string{}
-		for _, name := range seedZombies {
+		for _, name := range fixture.SeedZombies {
 			a := e.annotations(name)
 			if a[annCount] != "1" {
 				t.Errorf("after the first run, %s has %s=%q, want 1", name, annCount, a[annCount])
@@ -484,7 +484,7 @@ func TestIssue9ConfirmationsSpaced(t *testing.T) {
 		if got := e.podDeletes(e.ns); len(got) != 0 {
 			t.Errorf("two back-to-back runs deleted %q; a sighting within reaper.confirmationSpacing must not count", got)
 		}
-		for _, name := range seedZombies {
+		for _, name := range fixture.SeedZombies {
 			a := e.annotations(name)
 			if a[annCount] != "1" {
 				t.Errorf("after the second run, %s has %s=%q, want still 1", name, annCount, a[annCount])
@@ -497,15 +497,15 @@ func TestIssue9ConfirmationsSpaced(t *testing.T) {
 		hourAgo := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
 			annFirstSeen: hourAgo, annLastSeen: hourAgo}}})
-		for _, name := range seedZombies {
+		for _, name := range fixture.SeedZombies {
 			if _, err := cluster.Admin().CoreV1().Pods(e.ns).Patch(e.ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}
 
 		e.runOnce(cfg, 0)
-		e.expectGone(seedZombies)
-		e.expectDeletes([]string{e.ns}, e.ns+"/"+zombiePod, e.ns+"/"+mapped0Pod)
+		e.expectGone(fixture.SeedZombies)
+		e.expectDeletes([]string{e.ns}, e.ns+"/"+fixture.ZombiePod, e.ns+"/"+fixture.Mapped0Pod)
 	})
 }
 
@@ -552,7 +552,7 @@ func TestIssue9DryRunTellsTheTruth(t *testing.T) {
 		} {
 			cfg := e.config(s.URL, v, func(c *fixture.Config) { c.Confirmations = tc.confirmations })
 			res := e.reaper(0, "run", "--once", "--dry-run", "--log-format", "json", "--config", cfg)
-			for _, name := range seedZombies {
+			for _, name := range fixture.SeedZombies {
 				lines := podLines(t, res.Stderr, e.ns+"/"+name)
 				if !hasLine(lines, func(l logLine) bool { return l["msg"] == tc.msg && l["level"] == "INFO" }) {
 					t.Errorf("confirmations %d: no INFO line %q about %s; its lines: %v", tc.confirmations, tc.msg, name, lines)
@@ -570,7 +570,7 @@ func TestIssue9DryRunTellsTheTruth(t *testing.T) {
 					t.Errorf("confirmations %d: a line %q about %s; its lines: %v", tc.confirmations, other, name, lines)
 				}
 			}
-			for _, name := range seedLive {
+			for _, name := range fixture.SeedLive {
 				for _, l := range podLines(t, res.Stderr, e.ns+"/"+name) {
 					if msg, _ := l["msg"].(string); strings.HasPrefix(msg, "would delete") {
 						t.Errorf("confirmations %d: live pod %s: %v", tc.confirmations, name, l)

@@ -83,8 +83,8 @@ func TestFaults(t *testing.T) {
 
 				if fc.harmless {
 					e.runOnce(cfg, 0)
-					e.expectGone(seedZombies)
-					e.expectWrites(seedZombies, nil)
+					e.expectGone(fixture.SeedZombies)
+					e.expectWrites(fixture.SeedZombies, nil)
 					reqs := s.Requests()
 					expectNoBacklogListing(t, s.BasePath(), reqs)
 					for _, r := range taskInstanceListings(reqs) {
@@ -94,8 +94,8 @@ func TestFaults(t *testing.T) {
 					// Healed: the next cycle has nothing left to do.
 					s.SetFault(airflowsim.FaultNone)
 					e.runOnce(healthy, 0)
-					e.expectGone(seedZombies)
-					e.expectWrites(seedZombies, nil)
+					e.expectGone(fixture.SeedZombies)
+					e.expectWrites(fixture.SeedZombies, nil)
 					return
 				}
 
@@ -114,8 +114,8 @@ func TestFaults(t *testing.T) {
 				}
 				s.SetFault(airflowsim.FaultNone)
 				e.runOnce(healthy, 0)
-				e.expectGone(seedZombies)
-				e.expectWrites(seedZombies, nil)
+				e.expectGone(fixture.SeedZombies)
+				e.expectWrites(fixture.SeedZombies, nil)
 			})
 		})
 	}

@@ -105,8 +105,8 @@ func TestMWAA(t *testing.T) {
 		e.expectGone(nil)
 
 		res := e.runEnv(cfg, 0, extra, mwaaSecrets)
-		e.expectGone(seedZombies)
-		e.expectWrites(seedZombies, nil)
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, nil)
 
 		wantAPI := "api=v" + strconv.Itoa(v.api)
 		if !strings.Contains(res.Stderr, "connected to Airflow") || !strings.Contains(res.Stderr, wantAPI) || !strings.Contains(res.Stderr, "version="+v.version) {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -56,7 +57,8 @@ type Cluster struct {
 	serverURL  string
 	caPEM      []byte
 	adminToken string
-	auditPath  string // empty unless Options.AuditLog
+	auditPath  string       // empty unless Options.AuditLog
+	markers    atomic.Int64 // names SyncAudit's marker requests
 
 	etcd      *process
 	apiserver *process
