@@ -57,9 +57,7 @@ func TestFaults(t *testing.T) {
 		t.Run(fc.name, func(t *testing.T) {
 			t.Parallel()
 			forEachVersion(t, func(t *testing.T, v airflowVersion) {
-				e := newEnv(t)
-				e.createPods(fixture.SeedPods()...)
-				s := e.startSim(seedScenario(t, v), nil)
+				e, s := newSeedEnv(t, v)
 				healthy := e.config(s.URL, v, nil)
 				cfg := e.config(s.URL, v, func(c *fixture.Config) {
 					// A hung request costs one timeout, with no retry.

@@ -208,6 +208,16 @@ func seedScenario(t *testing.T, v airflowVersion) *airflowsim.Scenario {
 	return sc
 }
 
+// newSeedEnv is a namespace with the seed DAG's pods (fixture.SeedPods) and
+// a simulator serving v's seed scenario, which has them as two zombies and
+// two live pods.
+func newSeedEnv(t *testing.T, v airflowVersion, opts ...airflowsim.Option) (*env, *sim) {
+	t.Helper()
+	e := newEnv(t)
+	e.createPods(fixture.SeedPods()...)
+	return e, e.startSim(seedScenario(t, v), nil, opts...)
+}
+
 // config writes a reaper configuration for this namespace and simulator.
 // mod may change anything; Kubeconfig, Namespace and AuthType are filled in
 // when left empty.
@@ -240,9 +250,15 @@ func (e *env) config(url string, v airflowVersion, mod func(*fixture.Config)) st
 // reaper runs the binary and fails the test unless it exits with want.
 func (e *env) reaper(want int, args ...string) fixture.Result {
 	e.t.Helper()
+	return e.reaperWithEnv(want, os.Environ(), args...)
+}
+
+// reaperWithEnv is reaper with the environment environ.
+func (e *env) reaperWithEnv(want int, environ []string, args ...string) fixture.Result {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Minute)
 	defer cancel()
-	res, err := fixture.Run(ctx, reaperBin, args...)
+	res, err := fixture.RunEnv(ctx, reaperBin, environ, args...)
 	if err != nil {
 		e.t.Fatalf("running %s %q: %v", reaperBin, args, err)
 	}

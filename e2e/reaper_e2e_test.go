@@ -18,9 +18,7 @@ import (
 func TestSeed(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		// The API version named, not detected (the other tests use auto).
 		cfg := e.config(s.URL, v, func(c *fixture.Config) { c.APIVersion = "v" + strconv.Itoa(v.api) })
 
@@ -56,9 +54,7 @@ func TestSeed(t *testing.T) {
 func TestDryRun(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		defaults := e.config(s.URL, v, nil) // reaper.dryRun absent: the default, true
 		wantsDeletes := e.config(s.URL, v, func(c *fixture.Config) { c.DryRun = ptr(false) })
 
@@ -126,9 +122,7 @@ func tableHas(table, pod, verdict, reason string) bool {
 func TestConfirmations(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		cfg := e.config(s.URL, v, func(c *fixture.Config) { c.Confirmations, c.ConfirmationSpacing = 2, time.Nanosecond })
 
 		e.runOnce(cfg, 0)
@@ -158,9 +152,7 @@ func TestConfirmations(t *testing.T) {
 func TestConfirmationsReset(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		cfg := e.config(s.URL, v, func(c *fixture.Config) { c.Confirmations, c.ConfirmationSpacing = 2, time.Nanosecond })
 
 		e.runOnce(cfg, 0)

@@ -144,9 +144,7 @@ func TestSecretsNotLogged(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	v := airflowVersions[1]
-	e := newEnv(t)
-	e.createPods(fixture.SeedPods()...)
-	s := e.startSim(seedScenario(t, v), nil)
+	e, s := newSeedEnv(t, v)
 	cfg := e.config(s.URL, v, nil)
 	b, err := os.ReadFile(cfg)
 	if err != nil {
