@@ -255,7 +255,7 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 func (c *Cluster) waitFor(ctx context.Context, proc *process, client *http.Client, url, token string) error {
 	var last string
 	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		if proc.exited() {
+		if proc.Exited() {
 			return false, fmt.Errorf("%s exited during start: %v", proc.name, proc.waitErr)
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -345,7 +345,7 @@ func (c *Cluster) PIDs() []int {
 	var pids []int
 	for _, p := range []*process{c.etcd, c.apiserver} {
 		if p != nil {
-			pids = append(pids, p.pid())
+			pids = append(pids, p.PID())
 		}
 	}
 	return pids
