@@ -9,8 +9,6 @@ package e2e_test
 // admits the tokens they mint as the platforms' auth layers do.
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,7 +17,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -29,7 +26,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -48,11 +44,7 @@ import (
 // dropped so that only what the test sets applies.
 func (e *env) reaperEnv(want int, extra []string, secrets []string, args ...string) fixture.Result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, reaperBin, args...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
+	var environ []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch strings.ToUpper(k) {
@@ -62,23 +54,9 @@ func (e *env) reaperEnv(want int, extra []string, secrets []string, args ...stri
 		if strings.HasPrefix(k, "KPO_REAPER_") {
 			continue
 		}
-		cmd.Env = append(cmd.Env, kv)
+		environ = append(environ, kv)
 	}
-	cmd.Env = append(cmd.Env, extra...)
-	err := cmd.Run()
-	res := fixture.Result{Stdout: out.String(), Stderr: errOut.String()}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		res.ExitCode = exit.ExitCode()
-	default:
-		e.t.Fatalf("running %s %q: %v", reaperBin, args, err)
-	}
-	if res.ExitCode != want {
-		e.t.Fatalf("kpo-reaper %s: exit code %d, want %d\nstdout:\n%s\nstderr:\n%s",
-			strings.Join(args, " "), res.ExitCode, want, res.Stdout, res.Stderr)
-	}
+	res := e.reaperWithEnv(want, append(environ, extra...), args...)
 	expectNoSecrets(e.t, strings.Join(args, " "), res, secrets)
 	return res
 }
@@ -123,10 +101,10 @@ func (e *env) planEnv(cfg string, extra, secrets []string) map[string]planPod {
 // expectSeedPlan checks the seed DAG's verdicts.
 func (e *env) expectSeedPlan(plan map[string]planPod) {
 	e.t.Helper()
-	for _, name := range seedZombies {
+	for _, name := range fixture.SeedZombies {
 		e.expectVerdict(plan, name, "reap", "ti-finished")
 	}
-	for _, name := range seedLive {
+	for _, name := range fixture.SeedLive {
 		e.expectVerdict(plan, name, "keep", "ti-active")
 	}
 }
@@ -150,6 +128,18 @@ func expectAllAuthenticated(t *testing.T, s *sim) []airflowsim.RecordedRequest {
 	return reqs
 }
 
+// newGoogle starts a stand-in for Google's token endpoint, issuing tokens
+// for scope, until the test ends.
+func newGoogle(t *testing.T, scope string) *oauthstub.Google {
+	t.Helper()
+	g, err := oauthstub.NewGoogle(scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	return g
+}
+
 // TestComposer: Cloud Composer's auth, a Google OAuth2 access token from a
 // service account key, against both API versions (Composer 2/3 with
 // Airflow 2, Composer 3 with Airflow 3). Tokens living 10 s are renewed at
@@ -168,19 +158,13 @@ func TestComposer(t *testing.T) {
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()
-				g, err := oauthstub.NewGoogle(oauthstub.CloudPlatform)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(g.Close)
+				g := newGoogle(t, oauthstub.CloudPlatform)
 				g.SetExpiresIn(c.expiresIn)
 				creds, err := g.WriteCredentials(t.TempDir())
 				if err != nil {
 					t.Fatal(err)
 				}
-				e := newEnv(t)
-				e.createPods(fixture.SeedPods()...)
-				s := e.startSim(seedScenario(t, v), nil, airflowsim.WithBearerValidator(g.Valid))
+				e, s := newSeedEnv(t, v, airflowsim.WithBearerValidator(g.Valid))
 				var extra []string
 				cfg := e.config(s.URL, v, func(fc *fixture.Config) {
 					fc.AuthType = "google"
@@ -197,8 +181,8 @@ func TestComposer(t *testing.T) {
 
 				e.runEnv(cfg, 0, extra, g.Secrets())
 
-				e.expectGone(seedZombies)
-				e.expectWrites(seedZombies, nil)
+				e.expectGone(fixture.SeedZombies)
+				e.expectWrites(fixture.SeedZombies, nil)
 				reqs := expectAllAuthenticated(t, s)
 				for _, r := range reqs {
 					if r.Path == "/auth/token" {
@@ -243,23 +227,13 @@ func TestComposer(t *testing.T) {
 func TestComposerRefusedKey(t *testing.T) {
 	t.Parallel()
 	v := airflowVersions[1]
-	g, err := oauthstub.NewGoogle(oauthstub.CloudPlatform)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
-	other, err := oauthstub.NewGoogle("https://www.googleapis.com/auth/devstorage.read_only")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(other.Close)
+	g := newGoogle(t, oauthstub.CloudPlatform)
+	other := newGoogle(t, "https://www.googleapis.com/auth/devstorage.read_only")
 	creds, err := g.WriteCredentials(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t)
-	e.createPods(fixture.SeedPods()...)
-	s := e.startSim(seedScenario(t, v), nil, airflowsim.WithBearerValidator(g.Valid))
+	e, s := newSeedEnv(t, v, airflowsim.WithBearerValidator(g.Valid))
 	// other's endpoint expects another scope and another key: it refuses.
 	cfg := e.config(s.URL, v, func(fc *fixture.Config) { fc.AuthType = "google"; fc.APIVersion = "v2" })
 	refused := strings.Replace(mustRead(t, creds), g.TokenURL(), other.TokenURL(), 1)
@@ -323,8 +297,8 @@ func TestKeycloak(t *testing.T) {
 	s.ResetRequests()
 	e.runEnv(cfg, 0, nil, kc.Secrets())
 
-	e.expectGone(seedZombies)
-	e.expectWrites(seedZombies, nil)
+	e.expectGone(fixture.SeedZombies)
+	e.expectWrites(fixture.SeedZombies, nil)
 	reqs := expectAllAuthenticated(t, s)
 	logins := kc.Logins()
 	ok := 0
@@ -360,9 +334,7 @@ func TestAstronomer(t *testing.T) {
 			defer mu.Unlock()
 			return tok == current
 		}
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil, airflowsim.WithBearerValidator(valid))
+		e, s := newSeedEnv(t, v, airflowsim.WithBearerValidator(valid))
 		tokenFile := filepath.Join(t.TempDir(), "token")
 		if err := os.WriteFile(tokenFile, []byte(current+"\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -386,8 +358,8 @@ func TestAstronomer(t *testing.T) {
 		}
 		s.ResetRequests()
 		e.runEnv(cfg, 0, nil, secrets)
-		e.expectGone(seedZombies)
-		e.expectWrites(seedZombies, nil)
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, nil)
 		expectAllAuthenticated(t, s)
 
 		// Revoked: the file still holds the old token.
@@ -454,8 +426,8 @@ func TestTLS(t *testing.T) {
 		}
 
 		e.runEnv(withTLS("  caFile: "+pki.caFile+"\n  certFile: "+pki.certFile+"\n  keyFile: "+pki.keyFile), 0, nil, secrets)
-		e.expectGone(seedZombies)
-		e.expectWrites(seedZombies, nil)
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, nil)
 		expectAllAuthenticated(t, s)
 	})
 }
@@ -556,9 +528,7 @@ func (p *e2ePKI) secrets() []string {
 func TestProxy(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		fp := &recordingProxy{}
 		proxy := httptest.NewServer(fp)
 		t.Cleanup(proxy.Close)
@@ -571,8 +541,8 @@ func TestProxy(t *testing.T) {
 
 		e.runEnv(cfg, 0, extra, []string{basicAdmin})
 
-		e.expectGone(seedZombies)
-		e.expectWrites(seedZombies, nil)
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, nil)
 		reqs := expectAllAuthenticated(t, s)
 		proxied := fp.requests()
 		if len(proxied) != len(reqs) {

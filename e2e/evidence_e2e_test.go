@@ -199,6 +199,18 @@ func (e *env) expectPresent(pods ...*corev1.Pod) {
 
 func nsName(p *corev1.Pod) string { return p.Namespace + "/" + p.Name }
 
+// hazardScenario is an Airflow with the hazard DAG, one run of it started an
+// hour ago, and the task instances tis.
+func hazardScenario(v airflowVersion, tis ...airflowsim.TaskInstanceSpec) *airflowsim.Scenario {
+	return &airflowsim.Scenario{
+		AirflowVersion: v.version,
+		Auth:           airflowsim.AuthSpec{Username: "admin", Password: "admin"},
+		DAGs:           []airflowsim.DAGSpec{{DagID: hazardDag}},
+		Runs:           []airflowsim.DagRunSpec{{DagID: hazardDag, RunID: hazardRun, StartDate: "-1h"}},
+		TaskInstances:  tis,
+	}
+}
+
 // TestIssue9OtherAirflowsRun, case 1: a pod of another Airflow sharing the
 // namespace, of a DAG this Airflow also has, in a run this Airflow does not
 // have. That is all an orphan looks like; orphans are kept unless
@@ -211,16 +223,10 @@ func TestIssue9OtherAirflowsRun(t *testing.T) {
 			RunID: "manual__2026-11-27T09:00:00+00:00", TaskID: "hazard_task", MapIndex: -1, Try: 1}.Pod(e.ns))
 		zombie := e.createPod(kpo("finished-pod", "finished_task", 1).Pod(e.ns))
 		live := e.createPod(kpo("running-pod", "hazard_task", 1).Pod(e.ns))
-		s := e.startSim(&airflowsim.Scenario{
-			AirflowVersion: v.version,
-			Auth:           airflowsim.AuthSpec{Username: "admin", Password: "admin"},
-			DAGs:           []airflowsim.DAGSpec{{DagID: hazardDag}},
-			Runs:           []airflowsim.DagRunSpec{{DagID: hazardDag, RunID: hazardRun, StartDate: "-1h"}},
-			TaskInstances: []airflowsim.TaskInstanceSpec{
-				tiSpec(hazardDag, hazardRun, "hazard_task", 1, "running"),
-				tiSpec(hazardDag, hazardRun, "finished_task", 1, "success"),
-			},
-		}, nil)
+		s := e.startSim(hazardScenario(v,
+			tiSpec(hazardDag, hazardRun, "hazard_task", 1, "running"),
+			tiSpec(hazardDag, hazardRun, "finished_task", 1, "success"),
+		), nil)
 		cfg := e.config(s.URL, v, nil)
 
 		plan := e.planAll(nil, cfg)
@@ -231,6 +237,23 @@ func TestIssue9OtherAirflowsRun(t *testing.T) {
 		e.expectPresent(other, live)
 		e.expectDeletes([]string{e.ns}, nsName(zombie))
 	})
+}
+
+// judgeWithStaleTryControl plans and runs one real cycle of a case where a
+// try-2 pod (notEvidence) is no evidence against the reattached try-1 pod
+// of a task instance on try 2: neither is reaped nor deleted. The control is
+// a try-1 pod (stale) whose try-2 pod (current) is evidence: stale is reaped
+// as a stale try and is the only pod deleted in namespaces.
+func (e *env) judgeWithStaleTryControl(cfg string, namespaces []string, reattached, notEvidence, stale, current *corev1.Pod) {
+	e.t.Helper()
+	plan := e.planAll(nil, cfg)
+	e.expectNotReaped(plan, nsName(reattached), "")
+	e.expectNotReaped(plan, nsName(notEvidence), "")
+	e.expectReaped(plan, nsName(stale), "stale-try")
+
+	e.runOnce(cfg, 0)
+	e.expectPresent(reattached, notEvidence, current)
+	e.expectDeletes(namespaces, nsName(stale))
 }
 
 // TestIssue9StaleTryEvidenceOtherNamespace, case 2: the task instance is on
@@ -249,26 +272,13 @@ func TestIssue9StaleTryEvidenceOtherNamespace(t *testing.T) {
 		createdAfter(reattached, stale)
 		elsewhere := e.createIn(otherNS, kpo("reattach-try2-pod", "reattach_task", 2))
 		current := e.createPod(kpo("control-try2-pod", "control_task", 2).Pod(e.ns))
-		s := e.startSim(&airflowsim.Scenario{
-			AirflowVersion: v.version,
-			Auth:           airflowsim.AuthSpec{Username: "admin", Password: "admin"},
-			DAGs:           []airflowsim.DAGSpec{{DagID: hazardDag}},
-			Runs:           []airflowsim.DagRunSpec{{DagID: hazardDag, RunID: hazardRun, StartDate: "-1h"}},
-			TaskInstances: []airflowsim.TaskInstanceSpec{
-				tiSpec(hazardDag, hazardRun, "reattach_task", 2, "running"),
-				tiSpec(hazardDag, hazardRun, "control_task", 2, "running"),
-			},
-		}, nil)
+		s := e.startSim(hazardScenario(v,
+			tiSpec(hazardDag, hazardRun, "reattach_task", 2, "running"),
+			tiSpec(hazardDag, hazardRun, "control_task", 2, "running"),
+		), nil)
 		cfg := e.config(s.URL, v, func(c *fixture.Config) { c.Namespace = e.ns + ", " + otherNS })
 
-		plan := e.planAll(nil, cfg)
-		e.expectNotReaped(plan, nsName(reattached), "")
-		e.expectNotReaped(plan, nsName(elsewhere), "")
-		e.expectReaped(plan, nsName(stale), "stale-try")
-
-		e.runOnce(cfg, 0)
-		e.expectPresent(reattached, elsewhere, current)
-		e.expectDeletes([]string{e.ns, otherNS}, nsName(stale))
+		e.judgeWithStaleTryControl(cfg, []string{e.ns, otherNS}, reattached, elsewhere, stale, current)
 	})
 }
 
@@ -289,15 +299,7 @@ func TestIssue9AlreadyCheckedNotEvidence(t *testing.T) {
 		createdAfter(reattached, stale)
 		checked := e.createPod(withAlreadyChecked(kpo("old-run-try2-pod", "rerun_task", 2)).Pod(e.ns))
 		current := e.createPod(kpo("control-try2-pod", "control_task", 2).Pod(e.ns))
-		s := e.startSim(&airflowsim.Scenario{
-			AirflowVersion: v.version,
-			Auth:           airflowsim.AuthSpec{Username: "admin", Password: "admin"},
-			DAGs:           []airflowsim.DAGSpec{{DagID: hazardDag}},
-			Runs:           []airflowsim.DagRunSpec{{DagID: hazardDag, RunID: hazardRun, StartDate: "-1h"}},
-			TaskInstances: []airflowsim.TaskInstanceSpec{
-				tiSpec(hazardDag, hazardRun, "control_task", 2, "running"),
-			},
-		}, nil)
+		s := e.startSim(hazardScenario(v, tiSpec(hazardDag, hazardRun, "control_task", 2, "running")), nil)
 		// The re-trigger: the run is deleted with its task instances and
 		// created again under the same run_id; its task is on try 2.
 		if err := s.RemoveDagRun(hazardDag, hazardRun); err != nil {
@@ -316,27 +318,41 @@ func TestIssue9AlreadyCheckedNotEvidence(t *testing.T) {
 		}
 		cfg := e.config(s.URL, v, nil)
 
-		plan := e.planAll(nil, cfg)
-		e.expectNotReaped(plan, nsName(reattached), "")
-		e.expectNotReaped(plan, nsName(checked), "")
-		e.expectReaped(plan, nsName(stale), "stale-try")
-
-		e.runOnce(cfg, 0)
-		e.expectPresent(reattached, checked, current)
-		e.expectDeletes([]string{e.ns}, nsName(stale))
+		e.judgeWithStaleTryControl(cfg, []string{e.ns}, reattached, checked, stale, current)
 	})
 }
 
-// orphanControl adds to a scenario a DAG with a run that is then deleted
-// in Airflow, and returns the spec of a pod of that run: an orphan a
-// reaper with reaper.reapOrphans must still delete.
-func orphanControl(sc *airflowsim.Scenario) (fixture.PodSpec, func(*sim) error) {
+// startWithOrphanControl adds to sc a DAG with a run, creates a pod of that
+// run, serves sc and then deletes the run in Airflow: the pod is an orphan
+// that a reaper with reaper.reapOrphans must still delete, the control of a
+// case judged with it on (judgeWithReapOrphans).
+func (e *env) startWithOrphanControl(sc *airflowsim.Scenario) (*sim, *corev1.Pod) {
+	e.t.Helper()
 	const dag, run = "orphan_dag", "manual__2026-11-26T06:00:00+00:00"
 	sc.DAGs = append(sc.DAGs, airflowsim.DAGSpec{DagID: dag})
 	sc.Runs = append(sc.Runs, airflowsim.DagRunSpec{DagID: dag, RunID: run, StartDate: "-24h", EndDate: "-23h", State: "success"})
 	sc.TaskInstances = append(sc.TaskInstances, tiSpec(dag, run, "t", 1, "success"))
-	return fixture.PodSpec{Name: "real-orphan-pod", DagID: dag, RunID: run, TaskID: "t", MapIndex: -1, Try: 1},
-		func(s *sim) error { return s.RemoveDagRun(dag, run) }
+	orphan := e.createPod(fixture.PodSpec{Name: "real-orphan-pod", DagID: dag, RunID: run, TaskID: "t", MapIndex: -1, Try: 1}.Pod(e.ns))
+	s := e.startSim(sc, nil)
+	if err := s.RemoveDagRun(dag, run); err != nil {
+		e.t.Fatal(err)
+	}
+	return s, orphan
+}
+
+// judgeWithReapOrphans plans and runs one real cycle with
+// reaper.reapOrphans on: live is neither reaped nor deleted, the orphan
+// control is reaped as an orphan and is the only pod deleted.
+func (e *env) judgeWithReapOrphans(cfg string, live, orphan *corev1.Pod) {
+	e.t.Helper()
+	env := []string{reapOrphansEnv}
+	plan := e.planAll(env, cfg)
+	e.expectNotReaped(plan, nsName(live), "")
+	e.expectReaped(plan, nsName(orphan), "orphan")
+
+	e.reaperEnv(0, env, nil, "run", "--once", "--dry-run=false", "--config", cfg)
+	e.expectPresent(live)
+	e.expectDeletes([]string{e.ns}, nsName(orphan))
 }
 
 // TestIssue9DagMissingFromBag, case 4: Airflow 3, the DAG fails to import
@@ -364,24 +380,10 @@ func TestIssue9DagMissingFromBag(t *testing.T) {
 		Runs:           []airflowsim.DagRunSpec{{DagID: ghostDag, RunID: ghostRun, StartDate: "-1h"}},
 		TaskInstances:  []airflowsim.TaskInstanceSpec{tiSpec(ghostDag, ghostRun, ghostTask, 1, "success")},
 	}
-	orphanSpec, removeOrphanRun := orphanControl(sc)
 	live := e.createPod(fixture.PodSpec{Name: "ghost-dag-pod", DagID: ghostDag, RunID: ghostRun, TaskID: ghostTask,
 		MapIndex: -1, Try: 2}.Pod(e.ns))
-	orphan := e.createPod(orphanSpec.Pod(e.ns))
-	s := e.startSim(sc, nil)
-	if err := removeOrphanRun(s); err != nil {
-		t.Fatal(err)
-	}
-	cfg := e.config(s.URL, v, nil)
-	env := []string{reapOrphansEnv}
-
-	plan := e.planAll(env, cfg)
-	e.expectNotReaped(plan, nsName(live), "")
-	e.expectReaped(plan, nsName(orphan), "orphan")
-
-	e.reaperEnv(0, env, nil, "run", "--once", "--dry-run=false", "--config", cfg)
-	e.expectPresent(live)
-	e.expectDeletes([]string{e.ns}, nsName(orphan))
+	s, orphan := e.startWithOrphanControl(sc)
+	e.judgeWithReapOrphans(e.config(s.URL, v, nil), live, orphan)
 	notInBag := false
 	for _, r := range s.Requests() {
 		notInBag = notInBag || (r.Path == "/api/v2/dags/"+ghostDag+"/dagRuns/"+ghostRun+"/taskInstances" && r.Status == 404)
@@ -411,25 +413,11 @@ func TestIssue9RunGetContradicts(t *testing.T) {
 			DAGs:           []airflowsim.DAGSpec{{DagID: hazardDag}},
 			Runs:           []airflowsim.DagRunSpec{{DagID: hazardDag, RunID: run, StartDate: "-1h"}},
 		}
-		orphanSpec, removeOrphanRun := orphanControl(sc)
 		live := e.createPod(fixture.PodSpec{Name: "contradicted-pod", DagID: hazardDag, RunID: run, TaskID: "t",
 			MapIndex: -1, Try: 1}.Pod(e.ns))
-		orphan := e.createPod(orphanSpec.Pod(e.ns))
-		s := e.startSim(sc, nil)
-		if err := removeOrphanRun(s); err != nil {
-			t.Fatal(err)
-		}
+		s, orphan := e.startWithOrphanControl(sc)
 		s.SetRunGetNotFound(hazardDag, run, true)
-		cfg := e.config(s.URL, v, nil)
-		env := []string{reapOrphansEnv}
-
-		plan := e.planAll(env, cfg)
-		e.expectNotReaped(plan, nsName(live), "")
-		e.expectReaped(plan, nsName(orphan), "orphan")
-
-		e.reaperEnv(0, env, nil, "run", "--once", "--dry-run=false", "--config", cfg)
-		e.expectPresent(live)
-		e.expectDeletes([]string{e.ns}, nsName(orphan))
+		e.judgeWithReapOrphans(e.config(s.URL, v, nil), live, orphan)
 
 		listed, got404 := false, false
 		for _, r := range s.Requests() {
@@ -461,14 +449,12 @@ func (e *env) annotations(name string) map[string]string {
 func TestIssue9ConfirmationsSpaced(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		cfg := e.config(s.URL, v, func(c *fixture.Config) { c.Confirmations = 2 })
 
 		e.runOnce(cfg, 0)
 		first := map[string]string{}
-		for _, name := range seedZombies {
+		for _, name := range fixture.SeedZombies {
 			a := e.annotations(name)
 			if a[annCount] != "1" {
 				t.Errorf("after the first run, %s has %s=%q, want 1", name, annCount, a[annCount])
@@ -484,7 +470,7 @@ func TestIssue9ConfirmationsSpaced(t *testing.T) {
 		if got := e.podDeletes(e.ns); len(got) != 0 {
 			t.Errorf("two back-to-back runs deleted %q; a sighting within reaper.confirmationSpacing must not count", got)
 		}
-		for _, name := range seedZombies {
+		for _, name := range fixture.SeedZombies {
 			a := e.annotations(name)
 			if a[annCount] != "1" {
 				t.Errorf("after the second run, %s has %s=%q, want still 1", name, annCount, a[annCount])
@@ -497,15 +483,15 @@ func TestIssue9ConfirmationsSpaced(t *testing.T) {
 		hourAgo := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
 			annFirstSeen: hourAgo, annLastSeen: hourAgo}}})
-		for _, name := range seedZombies {
+		for _, name := range fixture.SeedZombies {
 			if _, err := cluster.Admin().CoreV1().Pods(e.ns).Patch(e.ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}
 
 		e.runOnce(cfg, 0)
-		e.expectGone(seedZombies)
-		e.expectDeletes([]string{e.ns}, e.ns+"/"+zombiePod, e.ns+"/"+mapped0Pod)
+		e.expectGone(fixture.SeedZombies)
+		e.expectDeletes([]string{e.ns}, e.ns+"/"+fixture.ZombiePod, e.ns+"/"+fixture.Mapped0Pod)
 	})
 }
 
@@ -539,9 +525,7 @@ func hasLine(lines []logLine, match func(logLine) bool) bool {
 func TestIssue9DryRunTellsTheTruth(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		for _, tc := range []struct {
 			confirmations int
 			action, msg   string
@@ -552,7 +536,7 @@ func TestIssue9DryRunTellsTheTruth(t *testing.T) {
 		} {
 			cfg := e.config(s.URL, v, func(c *fixture.Config) { c.Confirmations = tc.confirmations })
 			res := e.reaper(0, "run", "--once", "--dry-run", "--log-format", "json", "--config", cfg)
-			for _, name := range seedZombies {
+			for _, name := range fixture.SeedZombies {
 				lines := podLines(t, res.Stderr, e.ns+"/"+name)
 				if !hasLine(lines, func(l logLine) bool { return l["msg"] == tc.msg && l["level"] == "INFO" }) {
 					t.Errorf("confirmations %d: no INFO line %q about %s; its lines: %v", tc.confirmations, tc.msg, name, lines)
@@ -570,7 +554,7 @@ func TestIssue9DryRunTellsTheTruth(t *testing.T) {
 					t.Errorf("confirmations %d: a line %q about %s; its lines: %v", tc.confirmations, other, name, lines)
 				}
 			}
-			for _, name := range seedLive {
+			for _, name := range fixture.SeedLive {
 				for _, l := range podLines(t, res.Stderr, e.ns+"/"+name) {
 					if msg, _ := l["msg"].(string); strings.HasPrefix(msg, "would delete") {
 						t.Errorf("confirmations %d: live pod %s: %v", tc.confirmations, name, l)

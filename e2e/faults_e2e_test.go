@@ -57,9 +57,7 @@ func TestFaults(t *testing.T) {
 		t.Run(fc.name, func(t *testing.T) {
 			t.Parallel()
 			forEachVersion(t, func(t *testing.T, v airflowVersion) {
-				e := newEnv(t)
-				e.createPods(fixture.SeedPods()...)
-				s := e.startSim(seedScenario(t, v), nil)
+				e, s := newSeedEnv(t, v)
 				healthy := e.config(s.URL, v, nil)
 				cfg := e.config(s.URL, v, func(c *fixture.Config) {
 					// A hung request costs one timeout, with no retry.
@@ -83,8 +81,8 @@ func TestFaults(t *testing.T) {
 
 				if fc.harmless {
 					e.runOnce(cfg, 0)
-					e.expectGone(seedZombies)
-					e.expectWrites(seedZombies, nil)
+					e.expectGone(fixture.SeedZombies)
+					e.expectWrites(fixture.SeedZombies, nil)
 					reqs := s.Requests()
 					expectNoBacklogListing(t, s.BasePath(), reqs)
 					for _, r := range taskInstanceListings(reqs) {
@@ -94,8 +92,8 @@ func TestFaults(t *testing.T) {
 					// Healed: the next cycle has nothing left to do.
 					s.SetFault(airflowsim.FaultNone)
 					e.runOnce(healthy, 0)
-					e.expectGone(seedZombies)
-					e.expectWrites(seedZombies, nil)
+					e.expectGone(fixture.SeedZombies)
+					e.expectWrites(fixture.SeedZombies, nil)
 					return
 				}
 
@@ -114,8 +112,8 @@ func TestFaults(t *testing.T) {
 				}
 				s.SetFault(airflowsim.FaultNone)
 				e.runOnce(healthy, 0)
-				e.expectGone(seedZombies)
-				e.expectWrites(seedZombies, nil)
+				e.expectGone(fixture.SeedZombies)
+				e.expectWrites(fixture.SeedZombies, nil)
 			})
 		})
 	}

@@ -17,8 +17,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -42,7 +40,6 @@ var (
 	cluster   *harness.Cluster
 	reaperBin string
 	nsSeq     atomic.Int64
-	markerSeq atomic.Int64
 )
 
 // TestMain starts the one cluster of the suite. A missing reaper binary or
@@ -101,17 +98,11 @@ type env struct {
 	created    []string
 }
 
-var nonDNS = regexp.MustCompile(`[^a-z0-9]+`)
-
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	t.Cleanup(cancel)
-	slug := strings.Trim(nonDNS.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
-	ns := fmt.Sprintf("e2e-%03d-%s", nsSeq.Add(1), slug)
-	if len(ns) > 63 {
-		ns = strings.TrimRight(ns[:63], "-")
-	}
+	ns := fixture.Namespace(fmt.Sprintf("e2e-%03d", nsSeq.Add(1)), t.Name())
 	kc, err := fixture.ApplyShippedRBAC(ctx, cluster, ns)
 	if err != nil {
 		t.Fatalf("applying the shipped RBAC to %s: %v", ns, err)
@@ -204,37 +195,28 @@ func (s *sim) stop() {
 }
 
 // seedScenario is scenarios/seed-vN.yaml with the finished task instances
-// ending now, after the pods were created (a pod newer than its finished
-// task instance is never judged).
+// ending now, after the pods were created (fixture.SeedScenario).
 func seedScenario(t *testing.T, v airflowVersion) *airflowsim.Scenario {
 	t.Helper()
-	sc, err := airflowsim.LoadScenario(filepath.Join(fixture.RepoRoot(), "e2e", "scenarios", v.seed))
+	sc, err := fixture.SeedScenario(v.seed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sc.AirflowVersion != v.version {
 		t.Fatalf("%s declares Airflow %s, want %s", v.seed, sc.AirflowVersion, v.version)
 	}
-	for i := range sc.TaskInstances {
-		if sc.TaskInstances[i].EndDate != "" {
-			sc.TaskInstances[i].EndDate = "-0s"
-		}
-	}
 	return sc
 }
 
-// Seed pod names (fixture.SeedPods).
-const (
-	zombiePod  = "zombie-kpo-task-pod"
-	healthyPod = "healthy-kpo-task-pod"
-	mapped0Pod = "mapped-kpo-task-0-pod"
-	mapped1Pod = "mapped-kpo-task-1-pod"
-)
-
-var (
-	seedZombies = []string{zombiePod, mapped0Pod}
-	seedLive    = []string{healthyPod, mapped1Pod}
-)
+// newSeedEnv is a namespace with the seed DAG's pods (fixture.SeedPods) and
+// a simulator serving v's seed scenario, which has them as two zombies and
+// two live pods.
+func newSeedEnv(t *testing.T, v airflowVersion, opts ...airflowsim.Option) (*env, *sim) {
+	t.Helper()
+	e := newEnv(t)
+	e.createPods(fixture.SeedPods()...)
+	return e, e.startSim(seedScenario(t, v), nil, opts...)
+}
 
 // config writes a reaper configuration for this namespace and simulator.
 // mod may change anything; Kubeconfig, Namespace and AuthType are filled in
@@ -268,9 +250,15 @@ func (e *env) config(url string, v airflowVersion, mod func(*fixture.Config)) st
 // reaper runs the binary and fails the test unless it exits with want.
 func (e *env) reaper(want int, args ...string) fixture.Result {
 	e.t.Helper()
+	return e.reaperWithEnv(want, os.Environ(), args...)
+}
+
+// reaperWithEnv is reaper with the environment environ.
+func (e *env) reaperWithEnv(want int, environ []string, args ...string) fixture.Result {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Minute)
 	defer cancel()
-	res, err := fixture.Run(ctx, reaperBin, args...)
+	res, err := fixture.RunEnv(ctx, reaperBin, environ, args...)
 	if err != nil {
 		e.t.Fatalf("running %s %q: %v", reaperBin, args, err)
 	}
@@ -355,13 +343,9 @@ func (e *env) expectVerdict(plan map[string]planPod, name, verdict, reason strin
 // pods lists the namespace's pods by name, as admin.
 func (e *env) pods() map[string]corev1.Pod {
 	e.t.Helper()
-	list, err := cluster.Admin().CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
+	m, err := cluster.PodsByName(e.ctx, e.ns)
 	if err != nil {
 		e.t.Fatal(err)
-	}
-	m := map[string]corev1.Pod{}
-	for _, p := range list.Items {
-		m[p.Name] = p
 	}
 	return m
 }
@@ -399,43 +383,21 @@ func (e *env) expectGone(gone []string, terminating ...string) {
 }
 
 // syncAudit makes sure every request the reaper made before this call is in
-// the audit log: it makes an admin request in the namespace and waits for
-// its event, which the apiserver writes after those of earlier requests.
-// It returns the namespace's events by the reaper's user.
+// the audit log (harness.Cluster.SyncAudit) and returns the namespace's
+// events by the reaper's user.
 func (e *env) syncAudit() []harness.AuditEvent {
 	e.t.Helper()
-	marker := fmt.Sprintf("audit-marker-%d", markerSeq.Add(1))
-	if _, err := cluster.Admin().CoreV1().Pods(e.ns).Get(e.ctx, marker, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		e.t.Fatalf("marker get: %v, want NotFound", err)
-	}
-	_, err := cluster.WaitForAuditEvent(e.ctx, 30*time.Second, func(ev harness.AuditEvent) bool {
-		return ev.User == harness.AdminUser && ev.Verb == "get" && ev.Resource == "pods" && ev.Namespace == e.ns && ev.Name == marker
-	})
-	if err != nil {
-		e.t.Fatalf("waiting for the audit marker: %v", err)
-	}
-	evs, err := cluster.AuditEvents()
+	evs, err := cluster.SyncAudit(e.ctx, e.ns)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	var mine []harness.AuditEvent
 	for _, ev := range evs {
-		if ev.Namespace == e.ns && ev.User == e.user {
+		if ev.User == e.user {
 			mine = append(mine, ev)
 		}
 	}
 	return mine
-}
-
-// isWrite reports whether an audit event changed (or tried to change)
-// something: a create (an eviction is a create of pods/eviction), a
-// delete, a patch or an update.
-func isWrite(ev harness.AuditEvent) bool {
-	switch ev.Verb {
-	case "create", "delete", "deletecollection", "patch", "update":
-		return true
-	}
-	return false
 }
 
 // isEvent reports whether an audit event is about a Kubernetes Event, which
@@ -445,7 +407,7 @@ func isEvent(ev harness.AuditEvent) bool { return ev.Resource == "events" }
 func writes(evs []harness.AuditEvent) []harness.AuditEvent {
 	var out []harness.AuditEvent
 	for _, ev := range evs {
-		if isWrite(ev) {
+		if ev.IsWrite() {
 			out = append(out, ev)
 		}
 	}

@@ -94,9 +94,7 @@ func (e *env) mwaaConfig(v airflowVersion, endpoint, environment string) string 
 func TestMWAA(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		stub, endpoint := e.startMWAA(s)
 		cfg := e.mwaaConfig(v, endpoint, mwaaEnvName)
 		extra := awsEnvironment(mwaaSecret)
@@ -105,8 +103,8 @@ func TestMWAA(t *testing.T) {
 		e.expectGone(nil)
 
 		res := e.runEnv(cfg, 0, extra, mwaaSecrets)
-		e.expectGone(seedZombies)
-		e.expectWrites(seedZombies, nil)
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, nil)
 
 		wantAPI := "api=v" + strconv.Itoa(v.api)
 		if !strings.Contains(res.Stderr, "connected to Airflow") || !strings.Contains(res.Stderr, wantAPI) || !strings.Contains(res.Stderr, "version="+v.version) {
@@ -165,9 +163,7 @@ func TestMWAA(t *testing.T) {
 func TestMWAAWrongEnvironment(t *testing.T) {
 	t.Parallel()
 	v := airflowVersions[1]
-	e := newEnv(t)
-	e.createPods(fixture.SeedPods()...)
-	s := e.startSim(seedScenario(t, v), nil)
+	e, s := newSeedEnv(t, v)
 	stub, endpoint := e.startMWAA(s)
 	cfg := e.mwaaConfig(v, endpoint, "no-such-environment")
 	extra := awsEnvironment(mwaaSecret)
@@ -180,9 +176,7 @@ func TestMWAAWrongEnvironment(t *testing.T) {
 	if !strings.Contains(plan.Stderr, "airflow.mwaa.environment") {
 		t.Errorf("plan: the error does not name airflow.mwaa.environment:\n%s", plan.Stderr)
 	}
-	e.expectGone(nil)
-	e.expectNoWrites(false)
-	expectNothingForwarded(t, stub, s, "ResourceNotFoundException")
+	e.expectRefusedByMWAA(stub, s, "ResourceNotFoundException")
 }
 
 // TestMWAADenied: an identity without airflow:InvokeRestApi is exit 1 with
@@ -190,9 +184,7 @@ func TestMWAAWrongEnvironment(t *testing.T) {
 func TestMWAADenied(t *testing.T) {
 	t.Parallel()
 	v := airflowVersions[0]
-	e := newEnv(t)
-	e.createPods(fixture.SeedPods()...)
-	s := e.startSim(seedScenario(t, v), nil)
+	e, s := newSeedEnv(t, v)
 	stub, endpoint := e.startMWAA(s)
 	stub.Deny("AccessDeniedException")
 	cfg := e.mwaaConfig(v, endpoint, mwaaEnvName)
@@ -201,9 +193,7 @@ func TestMWAADenied(t *testing.T) {
 	if !strings.Contains(res.Stderr, "airflow:InvokeRestApi") {
 		t.Errorf("the error does not name the IAM permission airflow:InvokeRestApi:\n%s", res.Stderr)
 	}
-	e.expectGone(nil)
-	e.expectNoWrites(false)
-	expectNothingForwarded(t, stub, s, "AccessDeniedException")
+	e.expectRefusedByMWAA(stub, s, "AccessDeniedException")
 }
 
 // TestMWAAWrongSecret: a request signed with another secret fails the
@@ -212,9 +202,7 @@ func TestMWAADenied(t *testing.T) {
 func TestMWAAWrongSecret(t *testing.T) {
 	t.Parallel()
 	v := airflowVersions[1]
-	e := newEnv(t)
-	e.createPods(fixture.SeedPods()...)
-	s := e.startSim(seedScenario(t, v), nil)
+	e, s := newSeedEnv(t, v)
 	stub, endpoint := e.startMWAA(s)
 	cfg := e.mwaaConfig(v, endpoint, mwaaEnvName)
 
@@ -222,20 +210,22 @@ func TestMWAAWrongSecret(t *testing.T) {
 	if !strings.Contains(res.Stderr, "rejected the credentials") {
 		t.Errorf("the error does not say the credentials were rejected:\n%s", res.Stderr)
 	}
-	e.expectGone(nil)
-	e.expectNoWrites(false)
 	for _, c := range stub.Calls() {
 		if c.SigV4 {
 			t.Errorf("call %s %s passed the signature check with the wrong secret", c.Method, c.Path)
 		}
 	}
-	expectNothingForwarded(t, stub, s, "InvalidSignatureException")
+	e.expectRefusedByMWAA(stub, s, "InvalidSignatureException")
 }
 
-// expectNothingForwarded checks that the stand-in answered every call with
-// the AWS error code and the simulator saw nothing.
-func expectNothingForwarded(t *testing.T, stub *mwaastub.Stub, s *sim, code string) {
+// expectRefusedByMWAA checks that nothing was done: no pod is gone, the
+// reaper wrote nothing, the stand-in answered every call with the AWS error
+// code and the simulator saw nothing.
+func (e *env) expectRefusedByMWAA(stub *mwaastub.Stub, s *sim, code string) {
+	t := e.t
 	t.Helper()
+	e.expectGone(nil)
+	e.expectNoWrites(false)
 	calls := stub.Calls()
 	if len(calls) == 0 {
 		t.Error("the stand-in saw no call")

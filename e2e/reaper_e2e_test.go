@@ -18,16 +18,14 @@ import (
 func TestSeed(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		// The API version named, not detected (the other tests use auto).
 		cfg := e.config(s.URL, v, func(c *fixture.Config) { c.APIVersion = "v" + strconv.Itoa(v.api) })
 
 		e.runOnce(cfg, 0)
 
-		e.expectGone(seedZombies)
-		e.expectWrites(seedZombies, nil)
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, nil)
 		// Exactly two pod DELETEs in the namespace, whoever sent them.
 		evs, err := cluster.AuditEvents()
 		if err != nil {
@@ -39,7 +37,7 @@ func TestSeed(t *testing.T) {
 				deletes = append(deletes, ev.Name+" by "+ev.User)
 			}
 		}
-		if want := []string{mapped0Pod + " by " + e.user, zombiePod + " by " + e.user}; !sameSet(deletes, want) {
+		if want := []string{fixture.Mapped0Pod + " by " + e.user, fixture.ZombiePod + " by " + e.user}; !sameSet(deletes, want) {
 			t.Errorf("pod deletes in %s: %q, want %q", e.ns, sorted(deletes), want)
 		}
 		for _, r := range s.Requests() {
@@ -56,9 +54,7 @@ func TestSeed(t *testing.T) {
 func TestDryRun(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		defaults := e.config(s.URL, v, nil) // reaper.dryRun absent: the default, true
 		wantsDeletes := e.config(s.URL, v, func(c *fixture.Config) { c.DryRun = ptr(false) })
 
@@ -66,8 +62,8 @@ func TestDryRun(t *testing.T) {
 
 		table := e.reaper(0, "plan", "--config", defaults).Stdout
 		for name, want := range map[string][2]string{
-			zombiePod: {"reap", "ti-finished"}, mapped0Pod: {"reap", "ti-finished"},
-			healthyPod: {"keep", "ti-active"}, mapped1Pod: {"keep", "ti-active"},
+			fixture.ZombiePod: {"reap", "ti-finished"}, fixture.Mapped0Pod: {"reap", "ti-finished"},
+			fixture.HealthyPod: {"keep", "ti-active"}, fixture.Mapped1Pod: {"keep", "ti-active"},
 		} {
 			if !tableHas(table, e.ns+"/"+name, want[0], want[1]) {
 				t.Errorf("plan table has no line for %s with %s %s:\n%s", name, want[0], want[1], table)
@@ -78,18 +74,18 @@ func TestDryRun(t *testing.T) {
 		if len(plan) != 4 {
 			t.Errorf("plan lists %d pods, want the 4 seed pods: %v", len(plan), plan)
 		}
-		for _, name := range seedZombies {
+		for _, name := range fixture.SeedZombies {
 			e.expectVerdict(plan, name, "reap", "ti-finished")
 		}
-		for _, name := range seedLive {
+		for _, name := range fixture.SeedLive {
 			e.expectVerdict(plan, name, "keep", "ti-active")
 		}
-		if p := plan[zombiePod]; p.TIState != "success" || p.DagID != fixture.SeedDag || p.RunID != fixture.SeedRun || p.TaskID != "zombie_kpo_task" {
+		if p := plan[fixture.ZombiePod]; p.TIState != "success" || p.DagID != fixture.SeedDag || p.RunID != fixture.SeedRun || p.TaskID != "zombie_kpo_task" {
 			t.Errorf("plan: %s names task %s/%s/%s in state %q, want %s/%s/zombie_kpo_task in success",
-				zombiePod, p.DagID, p.RunID, p.TaskID, p.TIState, fixture.SeedDag, fixture.SeedRun)
+				fixture.ZombiePod, p.DagID, p.RunID, p.TaskID, p.TIState, fixture.SeedDag, fixture.SeedRun)
 		}
-		if p := plan[mapped1Pod]; p.MapIndex == nil || *p.MapIndex != 1 || p.TIState != "running" {
-			t.Errorf("plan: %s has map index %v and state %q, want 1 and running", mapped1Pod, p.MapIndex, p.TIState)
+		if p := plan[fixture.Mapped1Pod]; p.MapIndex == nil || *p.MapIndex != 1 || p.TIState != "running" {
+			t.Errorf("plan: %s has map index %v and state %q, want 1 and running", fixture.Mapped1Pod, p.MapIndex, p.TIState)
 		}
 
 		e.reaper(0, "run", "--once", "--dry-run=true", "--config", wantsDeletes)
@@ -99,8 +95,8 @@ func TestDryRun(t *testing.T) {
 
 		// The same setup, for real: the dry runs above had something to delete.
 		e.runOnce(defaults, 0)
-		e.expectGone(seedZombies)
-		e.expectWrites(seedZombies, nil)
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, nil)
 	})
 }
 
@@ -126,19 +122,17 @@ func tableHas(table, pod, verdict, reason string) bool {
 func TestConfirmations(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		cfg := e.config(s.URL, v, func(c *fixture.Config) { c.Confirmations, c.ConfirmationSpacing = 2, time.Nanosecond })
 
 		e.runOnce(cfg, 0)
 
 		e.expectGone(nil)
-		e.expectWrites(nil, seedZombies)
-		e.expectMarks(map[string]int{zombiePod: 1, mapped0Pod: 1})
+		e.expectWrites(nil, fixture.SeedZombies)
+		e.expectMarks(map[string]int{fixture.ZombiePod: 1, fixture.Mapped0Pod: 1})
 
 		plan := e.plan(cfg)
-		for _, name := range seedZombies {
+		for _, name := range fixture.SeedZombies {
 			e.expectVerdict(plan, name, "reap", "ti-finished")
 			if p := plan[name]; p.Confirmations != 2 || p.ConfirmationsNeeded != 2 {
 				t.Errorf("plan after one marking cycle: %s has confirmations %d/%d, want 2/2", name, p.Confirmations, p.ConfirmationsNeeded)
@@ -147,8 +141,8 @@ func TestConfirmations(t *testing.T) {
 
 		e.runOnce(cfg, 0)
 
-		e.expectGone(seedZombies)
-		e.expectWrites(seedZombies, seedZombies)
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, fixture.SeedZombies)
 		e.expectMarks(map[string]int{})
 	})
 }
@@ -158,13 +152,11 @@ func TestConfirmations(t *testing.T) {
 func TestConfirmationsReset(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
-		e := newEnv(t)
-		e.createPods(fixture.SeedPods()...)
-		s := e.startSim(seedScenario(t, v), nil)
+		e, s := newSeedEnv(t, v)
 		cfg := e.config(s.URL, v, func(c *fixture.Config) { c.Confirmations, c.ConfirmationSpacing = 2, time.Nanosecond })
 
 		e.runOnce(cfg, 0)
-		e.expectMarks(map[string]int{zombiePod: 1, mapped0Pod: 1})
+		e.expectMarks(map[string]int{fixture.ZombiePod: 1, fixture.Mapped0Pod: 1})
 
 		// mapped_kpo_task[0] is cleared and runs again, as its second try.
 		key := airflowsim.TIKey{DagID: fixture.SeedDag, RunID: fixture.SeedRun, TaskID: "mapped_kpo_task", MapIndex: 0}
@@ -174,14 +166,14 @@ func TestConfirmationsReset(t *testing.T) {
 
 		e.runOnce(cfg, 0)
 
-		e.expectGone([]string{zombiePod})
-		// mapped0Pod: marked once, then unmarked.
-		e.expectWrites([]string{zombiePod}, []string{zombiePod, mapped0Pod, mapped0Pod})
+		e.expectGone([]string{fixture.ZombiePod})
+		// fixture.Mapped0Pod: marked once, then unmarked.
+		e.expectWrites([]string{fixture.ZombiePod}, []string{fixture.ZombiePod, fixture.Mapped0Pod, fixture.Mapped0Pod})
 		e.expectMarks(map[string]int{})
 
 		e.runOnce(cfg, 0)
-		e.expectGone([]string{zombiePod})
-		e.expectWrites([]string{zombiePod}, []string{zombiePod, mapped0Pod, mapped0Pod})
+		e.expectGone([]string{fixture.ZombiePod})
+		e.expectWrites([]string{fixture.ZombiePod}, []string{fixture.ZombiePod, fixture.Mapped0Pod, fixture.Mapped0Pod})
 	})
 }
 
@@ -242,14 +234,14 @@ func TestRecheck(t *testing.T) {
 		if rechecks.Load() < 2 {
 			t.Fatal("the reaper never fetched zombie_kpo_task's task instance before deleting its pod")
 		}
-		e.expectGone([]string{mapped0Pod})
-		e.expectWrites([]string{mapped0Pod}, nil)
+		e.expectGone([]string{fixture.Mapped0Pod})
+		e.expectWrites([]string{fixture.Mapped0Pod}, nil)
 		logs := podLogs(t, res.Stderr)
-		if l := logs[zombiePod]; l["verdict"] != "skip" || l["reason"] != "changed-on-recheck" {
-			t.Errorf("log line of %s: %v, want verdict skip, reason changed-on-recheck", zombiePod, l)
+		if l := logs[fixture.ZombiePod]; l["verdict"] != "skip" || l["reason"] != "changed-on-recheck" {
+			t.Errorf("log line of %s: %v, want verdict skip, reason changed-on-recheck", fixture.ZombiePod, l)
 		}
-		if l := logs[mapped0Pod]; l["reason"] != "ti-finished" || l["action"] != "deleted" {
-			t.Errorf("log line of %s: %v, want reason ti-finished, action deleted", mapped0Pod, l)
+		if l := logs[fixture.Mapped0Pod]; l["reason"] != "ti-finished" || l["action"] != "deleted" {
+			t.Errorf("log line of %s: %v, want reason ti-finished, action deleted", fixture.Mapped0Pod, l)
 		}
 	})
 }
@@ -280,8 +272,8 @@ func TestJWTExpiry(t *testing.T) {
 
 	e.runOnce(cfg, 0)
 
-	e.expectGone(seedZombies)
-	e.expectWrites(seedZombies, nil)
+	e.expectGone(fixture.SeedZombies)
+	e.expectWrites(fixture.SeedZombies, nil)
 	logins, expired := 0, 0
 	for _, r := range s.Requests() {
 		if r.Method == http.MethodPost && r.Path == "/auth/token" && r.Status == http.StatusCreated {

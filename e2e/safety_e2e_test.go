@@ -25,7 +25,7 @@ func TestNameReused(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
 		e := newEnv(t)
 		e.createPods(fixture.SeedPods()...)
-		oldUID := e.uids[zombiePod]
+		oldUID := e.uids[fixture.ZombiePod]
 		var newUID atomic.Value
 		var fired atomic.Int32
 		s := e.startSim(seedScenario(t, v), func(sim *airflowsim.Server) http.Handler {
@@ -34,12 +34,12 @@ func TestNameReused(t *testing.T) {
 				if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/taskInstances/zombie_kpo_task") && fired.Add(1) == 1 {
 					pods := cluster.Admin().CoreV1().Pods(e.ns)
 					zero := int64(0)
-					if err := pods.Delete(e.ctx, zombiePod, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
-						t.Errorf("removing %s: %v", zombiePod, err)
+					if err := pods.Delete(e.ctx, fixture.ZombiePod, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+						t.Errorf("removing %s: %v", fixture.ZombiePod, err)
 					}
 					p, err := cluster.CreatePod(e.ctx, fixture.SeedPods()[0].Pod(e.ns))
 					if err != nil {
-						t.Errorf("re-creating %s: %v", zombiePod, err)
+						t.Errorf("re-creating %s: %v", fixture.ZombiePod, err)
 					} else {
 						newUID.Store(string(p.UID))
 					}
@@ -59,19 +59,19 @@ func TestNameReused(t *testing.T) {
 			t.Fatal("the pod was not re-created")
 		}
 		have := e.pods()
-		if p, ok := have[zombiePod]; !ok || string(p.UID) != uid || p.DeletionTimestamp != nil {
-			t.Errorf("the pod that took the name %s (uid %s) was not left alone: %+v", zombiePod, uid, p.ObjectMeta)
+		if p, ok := have[fixture.ZombiePod]; !ok || string(p.UID) != uid || p.DeletionTimestamp != nil {
+			t.Errorf("the pod that took the name %s (uid %s) was not left alone: %+v", fixture.ZombiePod, uid, p.ObjectMeta)
 		}
-		if _, ok := have[mapped0Pod]; ok {
-			t.Errorf("%s was not deleted", mapped0Pod)
+		if _, ok := have[fixture.Mapped0Pod]; ok {
+			t.Errorf("%s was not deleted", fixture.Mapped0Pod)
 		}
-		for _, name := range seedLive {
+		for _, name := range fixture.SeedLive {
 			if p, ok := have[name]; !ok || p.DeletionTimestamp != nil {
 				t.Errorf("%s was not kept", name)
 			}
 		}
-		if l := podLogs(t, res.Stderr)[zombiePod]; l["action"] != "replaced" {
-			t.Errorf("log line of %s: %v, want action replaced", zombiePod, l)
+		if l := podLogs(t, res.Stderr)[fixture.ZombiePod]; l["action"] != "replaced" {
+			t.Errorf("log line of %s: %v, want action replaced", fixture.ZombiePod, l)
 		}
 		var got []string
 		for _, ev := range writes(e.syncAudit()) {
@@ -79,19 +79,19 @@ func TestNameReused(t *testing.T) {
 				continue
 			}
 			got = append(got, fmt.Sprintf("%s %s %d", ev.Verb, ev.Name, ev.Code))
-			if ev.Verb == "delete" && ev.Name == zombiePod {
+			if ev.Verb == "delete" && ev.Name == fixture.ZombiePod {
 				var opts struct {
 					Preconditions struct {
 						UID string `json:"uid"`
 					} `json:"preconditions"`
 				}
 				if err := json.Unmarshal(ev.RequestObject, &opts); err != nil || opts.Preconditions.UID != string(oldUID) {
-					t.Errorf("delete of %s: precondition uid %q, want the old pod's %s (%v)", zombiePod, opts.Preconditions.UID, oldUID, err)
+					t.Errorf("delete of %s: precondition uid %q, want the old pod's %s (%v)", fixture.ZombiePod, opts.Preconditions.UID, oldUID, err)
 				}
 			}
 		}
 		sort.Strings(got)
-		want := []string{"delete " + mapped0Pod + " 200", "delete " + zombiePod + " 409"}
+		want := []string{"delete " + fixture.Mapped0Pod + " 200", "delete " + fixture.ZombiePod + " 409"}
 		if strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("the reaper's writes: %q, want %q", got, want)
 		}
@@ -121,7 +121,7 @@ func TestSecretsNotLogged(t *testing.T) {
 			res := e.reaper(0, args...)
 			outputs = append(outputs, res.Stdout, res.Stderr)
 		}
-		e.expectGone(seedZombies)
+		e.expectGone(fixture.SeedZombies)
 
 		secrets := map[string]string{
 			"password":         password,
@@ -144,9 +144,7 @@ func TestSecretsNotLogged(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	v := airflowVersions[1]
-	e := newEnv(t)
-	e.createPods(fixture.SeedPods()...)
-	s := e.startSim(seedScenario(t, v), nil)
+	e, s := newSeedEnv(t, v)
 	cfg := e.config(s.URL, v, nil)
 	b, err := os.ReadFile(cfg)
 	if err != nil {

@@ -73,8 +73,8 @@ func TestSeedEveryVersion(t *testing.T) {
 			plan := e.plan(cfg)
 			e.runOnce(cfg, 0)
 
-			e.expectGone(seedZombies)
-			e.expectWrites(seedZombies, nil)
+			e.expectGone(fixture.SeedZombies)
+			e.expectWrites(fixture.SeedZombies, nil)
 			// What the reaper read for the deferrable pods: the raw column
 			// (attempt - 1) before 2.10, and it kept them all the same.
 			wantTry := 2

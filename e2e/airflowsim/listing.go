@@ -1,6 +1,7 @@
 package airflowsim
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"sort"
@@ -173,29 +174,26 @@ func (b bound) holds(t *time.Time, f *float64) bool {
 	return true
 }
 
+// timeRange matches a time column against the query's bounds on it.
 func timeRange(bounds []bound, get func(tiView) *time.Time) tiPred {
-	if len(bounds) == 0 {
-		return nil
-	}
-	return func(v tiView) bool {
-		t := get(v)
-		for _, b := range bounds {
-			if !b.holds(t, nil) {
-				return false
-			}
-		}
-		return true
-	}
+	return inRange(bounds, func(v tiView) (*time.Time, *float64) { return get(v), nil })
 }
 
+// numRange matches a number column against the query's bounds on it.
 func numRange(bounds []bound, get func(tiView) *float64) tiPred {
+	return inRange(bounds, func(v tiView) (*time.Time, *float64) { return nil, get(v) })
+}
+
+// inRange matches the value get reads (a time or a number) against every
+// bound; no bounds is no predicate.
+func inRange(bounds []bound, get func(tiView) (*time.Time, *float64)) tiPred {
 	if len(bounds) == 0 {
 		return nil
 	}
 	return func(v tiView) bool {
-		f := get(v)
+		t, f := get(v)
 		for _, b := range bounds {
-			if !b.holds(nil, f) {
+			if !b.holds(t, f) {
 				return false
 			}
 		}
@@ -413,23 +411,9 @@ func compareValues(a, b any) int {
 	case string:
 		return strings.Compare(x, b.(string))
 	case int:
-		y := b.(int)
-		switch {
-		case x < y:
-			return -1
-		case x > y:
-			return 1
-		}
-		return 0
+		return cmp.Compare(x, b.(int))
 	case float64:
-		y := b.(float64)
-		switch {
-		case x < y:
-			return -1
-		case x > y:
-			return 1
-		}
-		return 0
+		return cmp.Compare(x, b.(float64)) // durations: never NaN
 	case time.Time:
 		return x.Compare(b.(time.Time))
 	}

@@ -32,7 +32,7 @@ func v1Routes(rel release) []*route {
 		[]qparam{p("state", qStrs), p("pool", qStrs), p("queue", qStrs)},
 		when(rel.has(capV1Executor), p("executor", qStrs)))
 	ti := "dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
-	version := newRoute(http.MethodGet, "version", "get_version", nil, (*Server).v1Version)
+	version := newRoute(http.MethodGet, "version", "get_version", nil, (*Server).getVersion)
 	health := newRoute(http.MethodGet, "health", "get_health", nil, (*Server).v1Health)
 	for _, rt := range []*route{version, health} {
 		// Neither handler has an auth decorator in Airflow 2.
@@ -60,20 +60,20 @@ func v1Routes(rel release) []*route {
 		newRoute(http.MethodGet, ti+"/{task_id}/xcomEntries/{xcom_key}", "get_xcom_entry", concat(
 			when(since26, p("map_index", qInt)), []qparam{p("deserialize", qBool)},
 			when(since26, p("stringify", qBool))), (*Server).v1GetXCom),
-		stub(newRoute(http.MethodGet, ti+"/{task_id}/listMapped", "get_mapped_task_instances", nil, v1Unimplemented)),
-		stub(newRoute(http.MethodGet, ti+"/{task_id}/links", "get_extra_links", nil, v1Unimplemented)),
+		stub(newRoute(http.MethodGet, ti+"/{task_id}/listMapped", "get_mapped_task_instances", nil, unimplemented)),
+		stub(newRoute(http.MethodGet, ti+"/{task_id}/links", "get_extra_links", nil, unimplemented)),
 	}
 	if since26 {
 		routes = append(routes,
-			stub(newRoute(http.MethodGet, ti+"/{task_id}/tries", "get_task_instance_tries", nil, v1Unimplemented)),
-			stub(newRoute(http.MethodGet, ti+"/{task_id}/dependencies", "get_task_instance_dependencies", nil, v1Unimplemented)))
+			stub(newRoute(http.MethodGet, ti+"/{task_id}/tries", "get_task_instance_tries", nil, unimplemented)),
+			stub(newRoute(http.MethodGet, ti+"/{task_id}/dependencies", "get_task_instance_dependencies", nil, unimplemented)))
 	}
 	return routes
 }
 
-// v1Unimplemented answers real endpoints the simulator does not model.
-func v1Unimplemented(s *Server, c *call) (any, *apiError) {
-	return nil, notImplemented(1, c.r.Method+" "+c.r.URL.Path)
+// unimplemented answers real endpoints the simulator does not model.
+func unimplemented(s *Server, c *call) (any, *apiError) {
+	return nil, notImplemented(s.api, c.r.Method+" "+c.r.URL.Path)
 }
 
 type v1TI struct {
@@ -651,6 +651,30 @@ func (s *Server) xcomRows(c *call) []xcomRow {
 	return rows
 }
 
+// xcomPage is a page of an XCom collection: the rows from offset, each as
+// item renders it, and the total.
+func xcomPage(rows []xcomRow, offset, limit int, item func(xcomRow) map[string]any) map[string]any {
+	items := []map[string]any{}
+	for _, x := range page(rows, offset, limit) {
+		items = append(items, item(x))
+	}
+	return map[string]any{"xcom_entries": items, "total_entries": len(rows)}
+}
+
+// xcomEntry is the path's XCom at the query's map_index (-1 when absent),
+// as item renders it with its value; nil when there is none.
+func (s *Server) xcomEntry(c *call, item func(xcomRow) map[string]any) map[string]any {
+	mi := c.q.intOr("map_index", -1)
+	for _, x := range s.xcomRows(c) {
+		if x.v.ti.key.MapIndex == mi && x.key == c.path["xcom_key"] {
+			entry := item(x)
+			entry["value"] = x.val
+			return entry
+		}
+	}
+	return nil
+}
+
 func (s *Server) v1XComItem(x xcomRow) map[string]any {
 	return map[string]any{"dag_id": x.v.ti.key.DagID, "task_id": x.v.ti.key.TaskID, "key": x.key,
 		"map_index": x.v.ti.key.MapIndex, "execution_date": v1Time(*x.v.run.logical),
@@ -672,36 +696,34 @@ func (s *Server) v1ListXComs(c *call) (any, *apiError) {
 		}
 		rows = append(rows, x)
 	}
-	total := len(rows)
-	items := []map[string]any{}
-	for _, x := range page(rows, c.q.intOr("offset", 0), limit) {
-		items = append(items, s.v1XComItem(x))
-	}
-	return map[string]any{"xcom_entries": items, "total_entries": total}, nil
+	return xcomPage(rows, c.q.intOr("offset", 0), limit, s.v1XComItem), nil
 }
 
 func (s *Server) v1GetXCom(c *call) (any, *apiError) {
-	mi := c.q.intOr("map_index", -1)
-	for _, x := range s.xcomRows(c) {
-		if x.v.ti.key.MapIndex == mi && x.key == c.path["xcom_key"] {
-			item := s.v1XComItem(x)
-			item["value"] = x.val
-			return item, nil
-		}
+	if item := s.xcomEntry(c, s.v1XComItem); item != nil {
+		return item, nil
 	}
 	return nil, v1NotFound("XCom entry not found", "")
 }
 
-func (s *Server) v1Version(c *call) (any, *apiError) {
+// getVersion is GET /version of both APIs.
+func (s *Server) getVersion(c *call) (any, *apiError) {
 	return map[string]any{"version": s.version, "git_version": ".release:airflow-sim"}, nil
 }
 
-func (s *Server) v1Health(c *call) (any, *apiError) {
-	beat := v1Time(c.now.Add(-2 * time.Second))
+// health is the health endpoint's body at now: the metadatabase, scheduler
+// and triggerer healthy, with heartbeats two seconds ago in the API's time
+// format; the DAG processor as the API reports one that is not running.
+func health(now time.Time, format func(time.Time) string, dagProcessor any) map[string]any {
+	beat := format(now.Add(-2 * time.Second))
 	return map[string]any{
 		"metadatabase":  map[string]any{"status": "healthy"},
 		"scheduler":     map[string]any{"status": "healthy", "latest_scheduler_heartbeat": beat},
 		"triggerer":     map[string]any{"status": "healthy", "latest_triggerer_heartbeat": beat},
-		"dag_processor": map[string]any{"status": nil, "latest_dag_processor_heartbeat": nil},
-	}, nil
+		"dag_processor": dagProcessor,
+	}
+}
+
+func (s *Server) v1Health(c *call) (any, *apiError) {
+	return health(c.now, v1Time, map[string]any{"status": nil, "latest_dag_processor_heartbeat": nil}), nil
 }

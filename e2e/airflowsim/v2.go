@@ -61,7 +61,7 @@ func concat(parts ...[]qparam) []qparam {
 
 func v2Routes(rel release) []*route {
 	ti := "dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
-	version := newRoute(http.MethodGet, "version", "get_version", nil, (*Server).v2Version)
+	version := newRoute(http.MethodGet, "version", "get_version", nil, (*Server).getVersion)
 	health := newRoute(http.MethodGet, "monitor/health", "get_health", nil, (*Server).v2Health)
 	for _, rt := range []*route{version, health} {
 		// Mounted outside the authenticated router in Airflow 3.
@@ -101,9 +101,9 @@ func v2Routes(rel release) []*route {
 			ranges(qTime, v2Bounds, "logical_date", "run_after")), (*Server).v2ListXComs),
 		newRoute(http.MethodGet, ti+"/{task_id}/xcomEntries/{xcom_key}", "get_xcom_entry", []qparam{
 			pMin("map_index", qInt, -1), p("deserialize", qBool), p("stringify", qBool)}, (*Server).v2GetXCom),
-		stub(newRoute(http.MethodGet, ti+"/{task_id}/listMapped", "get_mapped_task_instances", nil, v2Unimplemented)),
-		stub(newRoute(http.MethodGet, ti+"/{task_id}/tries", "get_task_instance_tries", nil, v2Unimplemented)),
-		stub(newRoute(http.MethodGet, ti+"/{task_id}/dependencies", "get_task_instance_dependencies", nil, v2Unimplemented)),
+		stub(newRoute(http.MethodGet, ti+"/{task_id}/listMapped", "get_mapped_task_instances", nil, unimplemented)),
+		stub(newRoute(http.MethodGet, ti+"/{task_id}/tries", "get_task_instance_tries", nil, unimplemented)),
+		stub(newRoute(http.MethodGet, ti+"/{task_id}/dependencies", "get_task_instance_dependencies", nil, unimplemented)),
 	}
 }
 
@@ -113,10 +113,6 @@ func unimplRanges(bases ...string) []qparam {
 		out[i].unimpl = true
 	}
 	return out
-}
-
-func v2Unimplemented(s *Server, c *call) (any, *apiError) {
-	return nil, notImplemented(2, c.r.Method+" "+c.r.URL.Path)
 }
 
 type v2TI struct {
@@ -751,36 +747,16 @@ func (s *Server) v2ListXComs(c *call) (any, *apiError) {
 			rows = append(rows, x)
 		}
 	}
-	total := len(rows)
-	items := []map[string]any{}
-	for _, x := range page(rows, c.q.intOr("offset", 0), s.v2Limit(c)) {
-		items = append(items, s.v2XComItem(x))
-	}
-	return map[string]any{"xcom_entries": items, "total_entries": total}, nil
+	return xcomPage(rows, c.q.intOr("offset", 0), s.v2Limit(c), s.v2XComItem), nil
 }
 
 func (s *Server) v2GetXCom(c *call) (any, *apiError) {
-	mi := c.q.intOr("map_index", -1)
-	for _, x := range s.xcomRows(c) {
-		if x.v.ti.key.MapIndex == mi && x.key == c.path["xcom_key"] {
-			item := s.v2XComItem(x)
-			item["value"] = x.val
-			return item, nil
-		}
+	if item := s.xcomEntry(c, s.v2XComItem); item != nil {
+		return item, nil
 	}
 	return nil, v2Detail(404, fmt.Sprintf("XCom entry with key: `%s` not found", c.path["xcom_key"]))
 }
 
-func (s *Server) v2Version(c *call) (any, *apiError) {
-	return map[string]any{"version": s.version, "git_version": ".release:airflow-sim"}, nil
-}
-
 func (s *Server) v2Health(c *call) (any, *apiError) {
-	beat := v2Time(c.now.Add(-2 * time.Second))
-	return map[string]any{
-		"metadatabase":  map[string]any{"status": "healthy"},
-		"scheduler":     map[string]any{"status": "healthy", "latest_scheduler_heartbeat": beat},
-		"triggerer":     map[string]any{"status": "healthy", "latest_triggerer_heartbeat": beat},
-		"dag_processor": nil,
-	}, nil
+	return health(c.now, v2Time, nil), nil
 }

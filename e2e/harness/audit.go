@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
@@ -172,6 +174,46 @@ func (e AuditEvent) String() string {
 		b.WriteString(" (dry-run)")
 	}
 	return b.String()
+}
+
+// IsWrite reports whether the event changed (or tried to change) something:
+// a create (an eviction is a create of pods/eviction), a delete, a patch or
+// an update.
+func (e AuditEvent) IsWrite() bool {
+	switch e.Verb {
+	case "create", "delete", "deletecollection", "patch", "update":
+		return true
+	}
+	return false
+}
+
+// SyncAudit makes sure every request made before this call is in the audit
+// log: it makes an admin request in the namespace (a get of a pod that does
+// not exist) and waits for its event, which the apiserver writes after those
+// of requests that completed earlier. It returns the namespace's events
+// (every user), oldest first.
+func (c *Cluster) SyncAudit(ctx context.Context, namespace string) ([]AuditEvent, error) {
+	marker := fmt.Sprintf("audit-marker-%d", c.markers.Add(1))
+	if _, err := c.admin.CoreV1().Pods(namespace).Get(ctx, marker, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("marker get: %v, want NotFound", err)
+	}
+	_, err := c.WaitForAuditEvent(ctx, 30*time.Second, func(ev AuditEvent) bool {
+		return ev.User == AdminUser && ev.Verb == "get" && ev.Resource == "pods" && ev.Namespace == namespace && ev.Name == marker
+	})
+	if err != nil {
+		return nil, fmt.Errorf("waiting for the audit marker: %w", err)
+	}
+	evs, err := c.AuditEvents()
+	if err != nil {
+		return nil, err
+	}
+	var out []AuditEvent
+	for _, ev := range evs {
+		if ev.Namespace == namespace {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
 }
 
 // WaitForAuditEvent polls the audit log until an event satisfies match.

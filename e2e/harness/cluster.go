@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -56,7 +57,8 @@ type Cluster struct {
 	serverURL  string
 	caPEM      []byte
 	adminToken string
-	auditPath  string // empty unless Options.AuditLog
+	auditPath  string       // empty unless Options.AuditLog
+	markers    atomic.Int64 // names SyncAudit's marker requests
 
 	etcd      *process
 	apiserver *process
@@ -253,7 +255,7 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 func (c *Cluster) waitFor(ctx context.Context, proc *process, client *http.Client, url, token string) error {
 	var last string
 	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		if proc.exited() {
+		if proc.Exited() {
 			return false, fmt.Errorf("%s exited during start: %v", proc.name, proc.waitErr)
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -343,7 +345,7 @@ func (c *Cluster) PIDs() []int {
 	var pids []int
 	for _, p := range []*process{c.etcd, c.apiserver} {
 		if p != nil {
-			pids = append(pids, p.pid())
+			pids = append(pids, p.PID())
 		}
 	}
 	return pids

@@ -566,6 +566,27 @@ func TestServiceAccountRBACAndAudit(t *testing.T) {
 	if !forced.Time.After(dry.Time) && !forced.Time.Equal(dry.Time) {
 		t.Errorf("events out of order: dry-run at %v, real at %v", dry.Time, forced.Time)
 	}
+
+	// SyncAudit: no waiting needed for what came before; only ns's events.
+	synced, err := c.SyncAudit(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deletes := 0
+	for _, ev := range synced {
+		if ev.Namespace != ns {
+			t.Errorf("SyncAudit(%s) returned %v", ns, ev)
+		}
+		if isVictimDelete(ev) {
+			deletes++
+			if !ev.IsWrite() {
+				t.Errorf("IsWrite is false for %v", ev)
+			}
+		}
+	}
+	if deletes != 3 {
+		t.Errorf("SyncAudit returned %d deletes of the victim, want 3 (forbidden, dry-run, real)", deletes)
+	}
 }
 
 func TestAuditEventsNeedsAuditLog(t *testing.T) {

@@ -83,6 +83,19 @@ func (c *Cluster) CreatePod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, 
 	return updated, nil
 }
 
+// PodsByName lists the namespace's pods as admin, by name.
+func (c *Cluster) PodsByName(ctx context.Context, namespace string) (map[string]corev1.Pod, error) {
+	list, err := c.admin.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]corev1.Pod, len(list.Items))
+	for _, p := range list.Items {
+		m[p.Name] = p
+	}
+	return m, nil
+}
+
 // SetPodStatus replaces a pod's status through the status subresource, the
 // way a kubelet reports it, since none runs here.
 func (c *Cluster) SetPodStatus(ctx context.Context, namespace, name string, status corev1.PodStatus) error {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -16,13 +15,11 @@ import (
 // its own process group so that a Ctrl-C at the terminal reaches only the
 // test process, whose cleanup (or Pdeathsig) then stops the child.
 type process struct {
+	*Child
 	name    string
-	cmd     *exec.Cmd
 	logPath string
 	log     *os.File
-	done    chan struct{} // closed once Wait has returned
-	waitErr error         // valid after done is closed
-	stopped bool          // set before signalling, so an exit is not reported as a crash
+	stopped bool // set before signalling, so an exit is not reported as a crash
 }
 
 func startProcess(name, logPath, bin string, args ...string) (*process, error) {
@@ -36,42 +33,12 @@ func startProcess(name, logPath, bin string, args ...string) (*process, error) {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = sysProcAttr()
-	p := &process{name: name, cmd: cmd, logPath: logPath, log: logFile, done: make(chan struct{})}
-
-	// Linux delivers Pdeathsig when the *thread* that forked the child
-	// exits, not the process. The Go runtime may retire a thread, so the
-	// fork happens on a goroutine locked to its thread, and that goroutine
-	// stays alive (in Wait) for as long as the child does.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			runtime.UnlockOSThread()
-			started <- err
-			return
-		}
-		started <- nil
-		p.waitErr = cmd.Wait()
-		close(p.done)
-		// Left locked on purpose: the thread exits with the goroutine,
-		// which is harmless now that the child is gone.
-	}()
-	if err := <-started; err != nil {
+	child, err := StartChild(cmd)
+	if err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	return p, nil
-}
-
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+	return &process{Child: child, name: name, logPath: logPath, log: logFile}, nil
 }
 
 // stop asks the process to terminate and escalates to SIGKILL after grace.
@@ -83,19 +50,19 @@ func (p *process) exited() bool {
 // kube-apiserver forks, so the process is all there is to stop.
 func (p *process) stop(grace time.Duration) error {
 	var crashed error
-	if p.exited() && !p.stopped {
-		crashed = fmt.Errorf("%s exited before Stop: %v\n%s", p.name, p.waitErr, p.tail(30))
+	if p.Exited() && !p.stopped {
+		crashed = fmt.Errorf("%s exited before Stop: %v\n%s", p.name, p.WaitErr(), p.tail(30))
 	}
 	p.stopped = true
-	if !p.exited() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if !p.Exited() {
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 		timer := time.NewTimer(grace)
 		select {
-		case <-p.done:
+		case <-p.Done():
 			timer.Stop()
 		case <-timer.C:
-			_ = p.cmd.Process.Kill()
-			<-p.done
+			_ = p.Cmd.Process.Kill()
+			<-p.Done()
 		}
 	}
 	p.log.Close()

@@ -122,7 +122,7 @@ func benchIdle(b *testing.B, name string, specs []fixture.PodSpec, sc *airflowsi
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		m0 := d.metrics()
-		cpu0 := cpuSeconds(b, d.pid())
+		cpu0 := cpuSeconds(b, d.PID())
 		logged := d.log.cycles.Load()
 		info0 := d.log.info.Load()
 		// Wait for the cycles by their log lines: polling /metrics would
@@ -131,7 +131,7 @@ func benchIdle(b *testing.B, name string, specs []fixture.PodSpec, sc *airflowsi
 			n := d.log.cycles.Load() - logged
 			return n >= int64(cycles), strconv.FormatInt(n, 10)
 		})
-		cpu1 := cpuSeconds(b, d.pid())
+		cpu1 := cpuSeconds(b, d.PID())
 		info += float64(d.log.info.Load() - info0)
 		m1 := d.metrics()
 		counted += total(m1, cyclesMetric) - total(m0, cyclesMetric)
@@ -146,7 +146,7 @@ func benchIdle(b *testing.B, name string, specs []fixture.PodSpec, sc *airflowsi
 	if counted < 1 {
 		b.Fatalf("no cycle counted by %s during the measurement", cyclesMetric)
 	}
-	rss, hwm := memoryKB(b, d.pid())
+	rss, hwm := memoryKB(b, d.PID())
 	b.ReportMetric(float64(rss)/1024, "RSS-MB")
 	b.ReportMetric(float64(hwm)/1024, "peakRSS-MB")
 	b.ReportMetric(cpu/counted, "cpu-s/cycle")

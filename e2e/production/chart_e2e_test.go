@@ -82,12 +82,12 @@ func TestDeploymentMode(t *testing.T) {
 
 	d := startDaemon(t, "deployment", run.args, append(run.env, "KPO_REAPER_KUBERNETES_KUBECONFIG="+kubeconfig), liveness)
 
-	e.waitGone(60*time.Second, seedZombies...)
+	e.waitGone(60*time.Second, fixture.SeedZombies...)
 	// A whole cycle after the deletes, so a live pod deleted late is seen.
 	m := d.metrics()
 	after, _ := m.value("kpo_reaper_cycles_total", map[string]string{"result": "success"})
 	d.waitMetric(e.ctx, 30*time.Second, "kpo_reaper_cycles_total", map[string]string{"result": "success"}, fmt.Sprintf(">= %v", after+1), atLeast(after+1))
-	e.expectPresent(seedLive...)
+	e.expectPresent(fixture.SeedLive...)
 
 	m = d.metrics()
 	expectMetric(t, m, "kpo_reaper_cycles_total", map[string]string{"result": "success"}, atLeast(1), ">= 1")
@@ -109,7 +109,7 @@ func TestDeploymentMode(t *testing.T) {
 		}
 	}
 
-	e.expectReapedEvents(map[string]string{zombiePod: seedTask[zombiePod], mapped0Pod: seedTask[mapped0Pod]}, "success", "ti-finished")
+	e.expectReapedEvents(map[string]string{fixture.ZombiePod: seedTask[fixture.ZombiePod], fixture.Mapped0Pod: seedTask[fixture.Mapped0Pod]}, "success", "ti-finished")
 
 	d.signal(syscall.SIGTERM)
 	if code := d.exitCode(30 * time.Second); code != 0 {
@@ -121,8 +121,8 @@ func TestDeploymentMode(t *testing.T) {
 	ua := "kpo-reaper/" + build[0].labels["version"] + " (" + podName + ")"
 	evs := e.syncAudit()
 	dels := podDeletes(evs)
-	if got := names(dels); !sameSet(got, seedZombies) {
-		t.Errorf("pod DELETEs in the namespace: %q, want exactly %q", got, seedZombies)
+	if got := names(dels); !sameSet(got, fixture.SeedZombies) {
+		t.Errorf("pod DELETEs in the namespace: %q, want exactly %q", got, fixture.SeedZombies)
 	}
 	for _, ev := range dels {
 		if ev.User != user || ev.UserAgent != ua || ev.Code != http.StatusOK {
@@ -130,7 +130,7 @@ func TestDeploymentMode(t *testing.T) {
 		}
 	}
 	for _, ev := range byUser(evs, user) {
-		if isWrite(ev) && ev.Resource == "pods" && ev.Verb != "delete" {
+		if ev.IsWrite() && ev.Resource == "pods" && ev.Verb != "delete" {
 			t.Errorf("unexpected pod write with confirmations 1: %s", ev)
 		}
 	}
@@ -183,31 +183,31 @@ func TestCronJobMode(t *testing.T) {
 			patched = append(patched, ev.Name)
 		}
 	}
-	if !sameSet(patched, seedZombies) {
-		t.Errorf("the first run patched %q, want exactly %q", patched, seedZombies)
+	if !sameSet(patched, fixture.SeedZombies) {
+		t.Errorf("the first run patched %q, want exactly %q", patched, fixture.SeedZombies)
 	}
 	pods := e.pods()
-	for _, n := range seedZombies {
+	for _, n := range fixture.SeedZombies {
 		if got := pods[n].Annotations["kpo-reaper.io/zombie-count"]; got != "1" {
 			t.Errorf("after the first run pod %s has zombie-count %q, want 1", n, got)
 		}
 	}
-	for _, n := range seedLive {
+	for _, n := range fixture.SeedLive {
 		if _, ok := pods[n].Annotations["kpo-reaper.io/zombie-count"]; ok {
 			t.Errorf("live pod %s was marked a zombie: %v", n, pods[n].Annotations)
 		}
 	}
-	e.expectPresent(append(append([]string(nil), seedZombies...), seedLive...)...)
+	e.expectPresent(append(append([]string(nil), fixture.SeedZombies...), fixture.SeedLive...)...)
 
 	runJob("second")
-	e.waitGone(30*time.Second, seedZombies...)
-	e.expectPresent(seedLive...)
+	e.waitGone(30*time.Second, fixture.SeedZombies...)
+	e.expectPresent(fixture.SeedLive...)
 	dels := podDeletes(byUser(e.syncAudit(), user))
-	if got := names(dels); !sameSet(got, seedZombies) {
-		t.Errorf("pod DELETEs over both runs: %q, want exactly %q, each once", got, seedZombies)
+	if got := names(dels); !sameSet(got, fixture.SeedZombies) {
+		t.Errorf("pod DELETEs over both runs: %q, want exactly %q, each once", got, fixture.SeedZombies)
 	}
 	// --once flushes its Events before exiting.
-	e.expectReapedEvents(map[string]string{zombiePod: seedTask[zombiePod], mapped0Pod: seedTask[mapped0Pod]}, "success", "ti-finished")
+	e.expectReapedEvents(map[string]string{fixture.ZombiePod: seedTask[fixture.ZombiePod], fixture.Mapped0Pod: seedTask[fixture.Mapped0Pod]}, "success", "ti-finished")
 }
 
 func expectMetric(t *testing.T, m metricSet, name string, labels map[string]string, cond func(float64) bool, want string) {

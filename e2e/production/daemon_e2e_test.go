@@ -127,17 +127,17 @@ func TestFailClosedWarning(t *testing.T) {
 	if v, _ := m.value("kpo_reaper_deletions_total", nil); v != 0 {
 		t.Errorf("kpo_reaper_deletions_total sums to %v while every cycle failed, want 0", v)
 	}
-	e.expectPresent(append(append([]string(nil), seedZombies...), seedLive...)...)
+	e.expectPresent(append(append([]string(nil), fixture.SeedZombies...), fixture.SeedLive...)...)
 	for _, ev := range byUser(e.syncAudit(), user) {
-		if ev.Resource == "pods" && isWrite(ev) {
+		if ev.Resource == "pods" && ev.IsWrite() {
 			t.Errorf("pod write while failing closed: %s", ev)
 		}
 	}
 
 	// Airflow recovers: the zombies go, the reaper is ready again.
 	sim.SetFault(airflowsim.FaultNone)
-	e.waitGone(30*time.Second, seedZombies...)
-	e.expectPresent(seedLive...)
+	e.waitGone(30*time.Second, fixture.SeedZombies...)
+	e.expectPresent(fixture.SeedLive...)
 	e.eventually(30*time.Second, "/readyz 200 after recovery", func() (bool, string) {
 		code, body, err := d.get("/readyz")
 		return err == nil && code == http.StatusOK, fmt.Sprintf("%d %q %v", code, body, err)
@@ -195,7 +195,7 @@ func TestDryRunEmitsNothing(t *testing.T) {
 		}
 	}
 
-	e.expectPresent(append(append([]string(nil), seedZombies...), seedLive...)...)
+	e.expectPresent(append(append([]string(nil), fixture.SeedZombies...), fixture.SeedLive...)...)
 	for name, p := range e.pods() {
 		for k := range p.Annotations {
 			if strings.HasPrefix(k, "kpo-reaper.io/") {
@@ -213,7 +213,7 @@ func TestDryRunEmitsNothing(t *testing.T) {
 	for _, ev := range byUser(all, user) {
 		// SelfSubjectAccessReviews (the start-up permission check) are
 		// "create"s that change nothing.
-		if isWrite(ev) && ev.Resource != "selfsubjectaccessreviews" {
+		if ev.IsWrite() && ev.Resource != "selfsubjectaccessreviews" {
 			t.Errorf("dry run wrote to the cluster: %s", ev)
 		}
 		if ev.Resource == "pods" && (ev.Verb == "list" || ev.Verb == "watch") {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/kpo-reaper/kpo-reaper/e2e/airflowsim"
+	"github.com/kpo-reaper/kpo-reaper/e2e/harness"
 )
 
 // startSim serves a scenario on a loopback port until the test ends.
@@ -88,13 +88,11 @@ func (s *logSink) Write(p []byte) (int, error) {
 
 // proc is one reaper process the test started and therefore owns.
 type proc struct {
+	*harness.Child
 	t       testing.TB
 	name    string
-	cmd     *exec.Cmd
 	logPath string
 	log     *logSink
-	done    chan struct{}
-	waitErr error
 	// base is http://127.0.0.1:<port> of its metrics server, if any.
 	base string
 }
@@ -110,33 +108,20 @@ func startProc(t testing.TB, name string, args, env []string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, name: name, logPath: logPath, log: &logSink{f: f}, done: make(chan struct{})}
+	p := &proc{t: t, name: name, logPath: logPath, log: &logSink{f: f}}
 	cmd := exec.Command(reaperBin, args...)
 	cmd.Env = env
 	cmd.Stdout = p.log
 	cmd.Stderr = p.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p.cmd = cmd
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			runtime.UnlockOSThread()
-			started <- err
-			return
-		}
-		started <- nil
-		p.waitErr = cmd.Wait() // also waits for the output copy
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
+	if p.Child, err = harness.StartChild(cmd); err != nil {
 		f.Close()
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-			<-p.done
+		if !p.Exited() {
+			_ = p.Cmd.Process.Kill()
+			<-p.Done()
 		}
 		f.Close()
 		if t.Failed() {
@@ -146,34 +131,23 @@ func startProc(t testing.TB, name string, args, env []string) *proc {
 	return p
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // exitCode waits (bounded) for the process to end and returns its exit
 // code, -1 if a signal ended it.
 func (p *proc) exitCode(timeout time.Duration) int {
 	p.t.Helper()
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(timeout):
 		p.t.Fatalf("%s did not exit within %v\n%s", p.name, timeout, p.tail(40))
 	}
 	var exit *exec.ExitError
 	switch {
-	case p.waitErr == nil:
+	case p.WaitErr() == nil:
 		return 0
-	case errors.As(p.waitErr, &exit):
+	case errors.As(p.WaitErr(), &exit):
 		return exit.ExitCode()
 	default:
-		p.t.Fatalf("%s: %v", p.name, p.waitErr)
+		p.t.Fatalf("%s: %v", p.name, p.WaitErr())
 		return -2
 	}
 }
@@ -182,7 +156,7 @@ func (p *proc) exitCode(timeout time.Duration) int {
 // that reused the pid).
 func (p *proc) signal(sig os.Signal) {
 	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	if err := p.Cmd.Process.Signal(sig); err != nil {
 		p.t.Fatalf("signalling %s: %v", p.name, err)
 	}
 }
@@ -240,7 +214,7 @@ func tryStartDaemon(t testing.TB, name string, args, env []string, healthPath st
 		p.base = "http://" + addr
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		eventually(ctx, t, 60*time.Second, name+" serving "+healthPath, func() (bool, string) {
-			if p.exited() {
+			if p.Exited() {
 				return true, "exited"
 			}
 			code, body, err := p.get(healthPath)
@@ -250,7 +224,7 @@ func tryStartDaemon(t testing.TB, name string, args, env []string, healthPath st
 			return code == http.StatusOK, fmt.Sprintf("%d %s", code, body)
 		})
 		cancel()
-		if !p.exited() {
+		if !p.Exited() {
 			return p, ""
 		}
 		out := p.output()
@@ -305,8 +279,8 @@ func (p *proc) tryMetrics() (metricSet, error) {
 func (p *proc) waitMetric(ctx context.Context, timeout time.Duration, name string, labels map[string]string, what string, cond func(float64) bool) {
 	p.t.Helper()
 	eventually(ctx, p.t, timeout, fmt.Sprintf("%s: %s %v %s", p.name, name, labels, what), func() (bool, string) {
-		if p.exited() {
-			p.t.Fatalf("%s exited (%v)\n%s", p.name, p.waitErr, p.tail(40))
+		if p.Exited() {
+			p.t.Fatalf("%s exited (%v)\n%s", p.name, p.WaitErr(), p.tail(40))
 		}
 		m, err := p.tryMetrics()
 		if err != nil {

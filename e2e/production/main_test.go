@@ -24,8 +24,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -46,37 +44,21 @@ var (
 	cluster   *harness.Cluster
 	reaperBin string
 	nsSeq     atomic.Int64
-	markerSeq atomic.Int64
 )
 
 // TestMain starts the package's cluster. A missing reaper binary or a
 // cluster that does not start fails the run: a suite that silently tests
 // nothing must not look like a pass.
-func TestMain(m *testing.M) { os.Exit(testMain(m)) }
-
-func testMain(m *testing.M) int {
-	return fixture.RunWithCluster(m, "production e2e", func(c *harness.Cluster, bin string) { cluster, reaperBin = c, bin })
+func TestMain(m *testing.M) {
+	os.Exit(fixture.RunWithCluster(m, "production e2e", func(c *harness.Cluster, bin string) { cluster, reaperBin = c, bin }))
 }
 
-// Seed DAG pods (fixture.SeedPods): two zombies of finished task instances
-// and two pods of running ones.
-const (
-	zombiePod  = "zombie-kpo-task-pod"
-	healthyPod = "healthy-kpo-task-pod"
-	mapped0Pod = "mapped-kpo-task-0-pod"
-	mapped1Pod = "mapped-kpo-task-1-pod"
-)
-
-var (
-	seedZombies = []string{zombiePod, mapped0Pod}
-	seedLive    = []string{healthyPod, mapped1Pod}
-	// seedTask is the task instance each seed zombie belongs to, as the
-	// reaper names it in Events (dag/run/task[map index]).
-	seedTask = map[string]string{
-		zombiePod:  fixture.SeedDag + "/" + fixture.SeedRun + "/zombie_kpo_task",
-		mapped0Pod: fixture.SeedDag + "/" + fixture.SeedRun + "/mapped_kpo_task[0]",
-	}
-)
+// seedTask is the task instance each seed zombie belongs to, as the reaper
+// names it in Events (dag/run/task[map index]).
+var seedTask = map[string]string{
+	fixture.ZombiePod:  fixture.SeedDag + "/" + fixture.SeedRun + "/zombie_kpo_task",
+	fixture.Mapped0Pod: fixture.SeedDag + "/" + fixture.SeedRun + "/mapped_kpo_task[0]",
+}
 
 // env is one test's namespace.
 type env struct {
@@ -86,17 +68,11 @@ type env struct {
 	uids map[string]types.UID
 }
 
-var nonDNS = regexp.MustCompile(`[^a-z0-9]+`)
-
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	t.Cleanup(cancel)
-	slug := strings.Trim(nonDNS.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
-	ns := fmt.Sprintf("prod-%02d-%s", nsSeq.Add(1), slug)
-	if len(ns) > 63 {
-		ns = strings.TrimRight(ns[:63], "-")
-	}
+	ns := fixture.Namespace(fmt.Sprintf("prod-%02d", nsSeq.Add(1)), t.Name())
 	if err := cluster.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
@@ -142,13 +118,9 @@ func (e *env) createSecret(name string, data map[string]string) {
 // pods lists the namespace's pods by name, as admin.
 func (e *env) pods() map[string]corev1.Pod {
 	e.t.Helper()
-	list, err := cluster.Admin().CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
+	m, err := cluster.PodsByName(e.ctx, e.ns)
 	if err != nil {
 		e.t.Fatal(err)
-	}
-	m := map[string]corev1.Pod{}
-	for _, p := range list.Items {
-		m[p.Name] = p
 	}
 	return m
 }
@@ -213,59 +185,26 @@ func (e *env) startSim(sc *airflowsim.Scenario) (*airflowsim.Server, string) {
 }
 
 // seedScenario is e2e/scenarios/<file> with the finished task instances
-// ending when the simulator starts, i.e. after the test created the pods (a
-// pod newer than its finished task instance is never judged).
+// ending now, i.e. after the test created the pods (fixture.SeedScenario).
 func seedScenario(t testing.TB, file string) *airflowsim.Scenario {
 	t.Helper()
-	sc, err := airflowsim.LoadScenario(filepath.Join(fixture.RepoRoot(), "e2e", "scenarios", file))
+	sc, err := fixture.SeedScenario(file)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for i := range sc.TaskInstances {
-		if sc.TaskInstances[i].EndDate != "" {
-			sc.TaskInstances[i].EndDate = "-0s"
-		}
 	}
 	return sc
 }
 
 // syncAudit makes sure every request made before this call is in the audit
-// log: it makes an admin request in the namespace and waits for its event,
-// which the apiserver writes after those of requests that completed
-// earlier. It returns the namespace's events (every user), oldest first.
+// log and returns the namespace's events (every user), oldest first
+// (harness.Cluster.SyncAudit).
 func (e *env) syncAudit() []harness.AuditEvent {
 	e.t.Helper()
-	marker := fmt.Sprintf("audit-marker-%d", markerSeq.Add(1))
-	if _, err := cluster.Admin().CoreV1().Pods(e.ns).Get(e.ctx, marker, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		e.t.Fatalf("marker get: %v, want NotFound", err)
-	}
-	_, err := cluster.WaitForAuditEvent(e.ctx, 30*time.Second, func(ev harness.AuditEvent) bool {
-		return ev.User == harness.AdminUser && ev.Verb == "get" && ev.Resource == "pods" && ev.Namespace == e.ns && ev.Name == marker
-	})
-	if err != nil {
-		e.t.Fatalf("waiting for the audit marker: %v", err)
-	}
-	evs, err := cluster.AuditEvents()
+	evs, err := cluster.SyncAudit(e.ctx, e.ns)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var out []harness.AuditEvent
-	for _, ev := range evs {
-		if ev.Namespace == e.ns {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
-
-// isWrite reports whether an audit event changed (or tried to change)
-// something.
-func isWrite(ev harness.AuditEvent) bool {
-	switch ev.Verb {
-	case "create", "update", "patch", "delete", "deletecollection":
-		return true
-	}
-	return false
+	return evs
 }
 
 // podDeletes are the DELETEs of pods (not of a subresource) among evs.

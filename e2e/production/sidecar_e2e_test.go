@@ -152,8 +152,8 @@ func TestSidecarLeaderElection(t *testing.T) {
 	t.Logf("leader %s, standby %s", leader, standby)
 
 	// The leader reaps the seed zombies (two cycles: confirmations 2).
-	e.waitGone(60*time.Second, seedZombies...)
-	e.expectPresent(seedLive...)
+	e.waitGone(60*time.Second, fixture.SeedZombies...)
+	e.expectPresent(fixture.SeedLive...)
 	if h := e.leaseHolder(); h != leader {
 		t.Fatalf("the Lease moved from %s to %q while both replicas ran", leader, h)
 	}
@@ -203,7 +203,7 @@ func TestSidecarLeaderElection(t *testing.T) {
 	}
 	lateZombies := []string{"late-zombie-a-pod", "late-zombie-b-pod"}
 	e.waitGone(60*time.Second, lateZombies...)
-	e.expectPresent(append([]string{"late-live-pod"}, seedLive...)...)
+	e.expectPresent(append([]string{"late-live-pod"}, fixture.SeedLive...)...)
 	expectMetric(t, replicas[standby].metrics(), "kpo_reaper_deletions_total", map[string]string{"reason": "ti-finished", "result": "deleted"}, equal(2), "== 2 on the new leader")
 
 	replicas[standby].signal(syscall.SIGTERM)
@@ -227,7 +227,7 @@ func TestSidecarLeaderElection(t *testing.T) {
 	for _, ev := range dels {
 		deletedBy[ev.Name] = ev.UserAgent
 	}
-	for _, n := range seedZombies {
+	for _, n := range fixture.SeedZombies {
 		if deletedBy[n] != uaOf(leader) {
 			t.Errorf("seed zombie %s deleted by %q, want the first leader %q", n, deletedBy[n], uaOf(leader))
 		}
@@ -237,8 +237,8 @@ func TestSidecarLeaderElection(t *testing.T) {
 			t.Errorf("late zombie %s deleted by %q, want the new leader %q", n, deletedBy[n], uaOf(standby))
 		}
 	}
-	if len(count) != len(seedZombies)+len(lateZombies) {
-		t.Errorf("pods deleted: %v, want exactly %q and %q", count, seedZombies, lateZombies)
+	if len(count) != len(fixture.SeedZombies)+len(lateZombies) {
+		t.Errorf("pods deleted: %v, want exactly %q and %q", count, fixture.SeedZombies, lateZombies)
 	}
 
 	// Who held the Lease when: a successful write of the Lease (create,

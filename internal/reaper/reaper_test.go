@@ -78,33 +78,28 @@ func (f *fakeAirflow) GetDagRun(_ context.Context, dagID, runID string) error {
 }
 
 func (f *fakeAirflow) ListDagIDs(context.Context) ([]string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	seen := map[string]bool{}
-	var out []string
-	for _, ti := range f.tis {
-		if !seen[ti.DagID] {
-			seen[ti.DagID] = true
-			out = append(out, ti.DagID)
-		}
-	}
-	return out, nil
+	return f.distinct(func(ti airflow.TaskInstance) (string, bool) { return ti.DagID, true }), nil
 }
 
 func (f *fakeAirflow) ListRunIDs(_ context.Context, dagID string) ([]string, error) {
+	return f.distinct(func(ti airflow.TaskInstance) (string, bool) { return ti.RunID, ti.DagID == dagID }), nil
+}
+
+// distinct is one listing call: the distinct values, in first-seen order,
+// that value reads from the task instances it accepts.
+func (f *fakeAirflow) distinct(value func(airflow.TaskInstance) (string, bool)) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
 	seen := map[string]bool{}
 	var out []string
 	for _, ti := range f.tis {
-		if ti.DagID == dagID && !seen[ti.RunID] {
-			seen[ti.RunID] = true
-			out = append(out, ti.RunID)
+		if v, ok := value(ti); ok && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (f *fakeAirflow) ListRunTaskInstances(_ context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
@@ -624,10 +619,10 @@ func BenchmarkCycle1000Pods(b *testing.B) {
 	}
 }
 
-// Airflow before 2.7 cannot read one map index's XCom: a stale-try pod whose
-// current pod is unknowable is kept, and the other deletes of the cycle go
-// on instead of failing closed in every cycle.
-func TestStaleTryKeptWhenPodNameUnknowable(t *testing.T) {
+// seedStaleTry is the seed with healthy_kpo_task running its second try and
+// its try-1 pod "healthy" marked already_checked: a stale-try pod unless
+// the current try's pod_name XCom names it.
+func seedStaleTry() (*fakeAirflow, *cluster, airflow.TaskInstance) {
 	af, c := seed()
 	retried := ti("healthy_kpo_task", -1, "running")
 	retried.TryNumber = 2
@@ -635,6 +630,14 @@ func TestStaleTryKeptWhenPodNameUnknowable(t *testing.T) {
 	old := c.pods["healthy"]
 	old.Labels[labels.AlreadyChecked] = "True"
 	c.pods["healthy"] = old
+	return af, c, retried
+}
+
+// Airflow before 2.7 cannot read one map index's XCom: a stale-try pod whose
+// current pod is unknowable is kept, and the other deletes of the cycle go
+// on instead of failing closed in every cycle.
+func TestStaleTryKeptWhenPodNameUnknowable(t *testing.T) {
+	af, c, _ := seedStaleTry()
 	af.xcomErr = fmt.Errorf("pod_name XCom: 400 (%w)", airflow.ErrUnsupported)
 	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
 	if err != nil {
@@ -664,13 +667,7 @@ func TestStaleTryKeptWhenPodNameUnknowable(t *testing.T) {
 // A stale-try pod that the current try's XCom says it uses (Airflow 3.3's
 // durable reconnect ignores already_checked) is kept at the re-check.
 func TestStaleTryVetoedByXCom(t *testing.T) {
-	af, c := seed()
-	retried := ti("healthy_kpo_task", -1, "running")
-	retried.TryNumber = 2
-	af.tis[1] = retried
-	old := c.pods["healthy"]
-	old.Labels[labels.AlreadyChecked] = "True"
-	c.pods["healthy"] = old
+	af, c, retried := seedStaleTry()
 	af.xcom = map[airflow.TIKey]string{retried.TIKey: "healthy"}
 	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
 	if err != nil {

@@ -83,16 +83,11 @@ func run(ctx context.Context, bin, api string) (err error) {
 	}
 
 	step("Starting the Airflow %s REST API simulator with DAG %s, run %s", api, fixture.SeedDag, fixture.SeedRun)
-	scenario, err := airflowsim.LoadScenario(fixture.RepoRoot() + "/e2e/scenarios/" + scenarioFile)
-	if err != nil {
-		return err
-	}
 	// The pods were created a moment ago; the finished task instances end
 	// now, so the pods are older than their end and the reaper may judge them.
-	for i := range scenario.TaskInstances {
-		if scenario.TaskInstances[i].EndDate != "" {
-			scenario.TaskInstances[i].EndDate = "-0s"
-		}
+	scenario, err := fixture.SeedScenario(scenarioFile)
+	if err != nil {
+		return err
 	}
 	sim := airflowsim.New(scenario)
 	srv := httptest.NewServer(sim)

@@ -27,28 +27,59 @@ const (
 	jwtMarker    = "SIGNATURE-JWT-SECRET"
 )
 
+// jwtStore is what the fake Airflow 3 servers share: the JWTs they issued
+// and still accept, the statuses to answer the next logins with, and
+// counts of logins and API calls.
+type jwtStore struct {
+	mu          sync.Mutex
+	valid       map[string]bool
+	loginStatus []int // statuses to answer logins with before the login proper
+
+	logins   atomic.Int32 // login attempts
+	apiCalls atomic.Int32
+}
+
+// nextLoginStatus takes the status to answer this login with, if any.
+// The caller holds mu.
+func (s *jwtStore) nextLoginStatus() (int, bool) {
+	if len(s.loginStatus) == 0 {
+		return 0, false
+	}
+	st := s.loginStatus[0]
+	s.loginStatus = s.loginStatus[1:]
+	return st, true
+}
+
+// issue answers a login with a new JWT (201), valid until revokeAll. The
+// caller holds mu.
+func (s *jwtStore) issue(w http.ResponseWriter, iat time.Time, life time.Duration, n int) {
+	tok := makeJWT(iat, life, n)
+	s.valid[tok] = true
+	writeJSON(w, 201, fmt.Sprintf(`{"access_token":%q}`, tok))
+}
+
+func (s *jwtStore) revokeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.valid = map[string]bool{}
+}
+
 // fakeAirflow3 is an Airflow 3 API server with the simple auth manager's
 // POST /auth/token: it issues JWTs and accepts only tokens it still
 // considers valid.
 type fakeAirflow3 struct {
-	t *testing.T
+	jwtStore
+	rejectAll bool          // every API call gets 401, as with a jwt_secret mismatch
+	forbidBad bool          // an unknown token gets Airflow 3's 403 "Invalid JWT token"
+	forbidAll bool          // every call gets a 403 for a missing permission
+	lifetime  time.Duration // exp - iat of issued tokens
+	clock     func() time.Time
 
-	mu          sync.Mutex
-	valid       map[string]bool
-	rejectAll   bool          // every API call gets 401, as with a jwt_secret mismatch
-	forbidBad   bool          // an unknown token gets Airflow 3's 403 "Invalid JWT token"
-	forbidAll   bool          // every call gets a 403 for a missing permission
-	loginStatus []int         // statuses to answer logins with before succeeding
-	lifetime    time.Duration // exp - iat of issued tokens
-	clock       func() time.Time
-
-	logins   atomic.Int32 // login attempts
-	apiCalls atomic.Int32
-	api401   atomic.Int32
+	api401 atomic.Int32
 }
 
 func newFakeAirflow3(t *testing.T) (*fakeAirflow3, *httptest.Server) {
-	f := &fakeAirflow3{t: t, valid: map[string]bool{}, lifetime: 24 * time.Hour, clock: time.Now}
+	f := &fakeAirflow3{jwtStore: jwtStore{valid: map[string]bool{}}, lifetime: 24 * time.Hour, clock: time.Now}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /auth/token", f.login)
 	mux.HandleFunc("/api/v2/", f.api)
@@ -61,9 +92,7 @@ func (f *fakeAirflow3) login(w http.ResponseWriter, r *http.Request) {
 	n := f.logins.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.loginStatus) > 0 {
-		st := f.loginStatus[0]
-		f.loginStatus = f.loginStatus[1:]
+	if st, ok := f.nextLoginStatus(); ok {
 		// Echo the credentials like a careless proxy or FastAPI's 422 would.
 		writeJSON(w, st, fmt.Sprintf(`{"detail":[{"loc":["body"],"msg":"rejected","input":{"username":%q,"password":%q}}]}`, testUser, testPassword))
 		return
@@ -77,9 +106,7 @@ func (f *fakeAirflow3) login(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 401, fmt.Sprintf(`{"detail":"Invalid credentials","input":%q}`, body.Password))
 		return
 	}
-	tok := makeJWT(f.clock(), f.lifetime, int(n))
-	f.valid[tok] = true
-	writeJSON(w, 201, fmt.Sprintf(`{"access_token":%q}`, tok))
+	f.issue(w, f.clock(), f.lifetime, int(n))
 }
 
 func (f *fakeAirflow3) api(w http.ResponseWriter, r *http.Request) {
@@ -104,12 +131,6 @@ func (f *fakeAirflow3) api(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, 200, `{"version":"3.2.1","git_version":null}`)
-}
-
-func (f *fakeAirflow3) revokeAll() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.valid = map[string]bool{}
 }
 
 func makeJWT(iat time.Time, life time.Duration, n int) string {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,18 +26,12 @@ const (
 // apache-airflow-providers-keycloak (TokenClientCredentialsBody, a strict
 // model: other fields are a 422) and answers 201 with an Airflow JWT.
 type fakeKeycloakAirflow struct {
+	jwtStore
 	t *testing.T
-
-	mu          sync.Mutex
-	valid       map[string]bool
-	loginStatus []int // statuses to answer logins with before checking them
-
-	logins   atomic.Int32
-	apiCalls atomic.Int32
 }
 
 func newFakeKeycloakAirflow(t *testing.T) (*fakeKeycloakAirflow, *httptest.Server) {
-	f := &fakeKeycloakAirflow{t: t, valid: map[string]bool{}}
+	f := &fakeKeycloakAirflow{jwtStore: jwtStore{valid: map[string]bool{}}, t: t}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/auth/token", f.login)
 	mux.HandleFunc("/api/v2/", func(w http.ResponseWriter, r *http.Request) {
@@ -83,9 +76,7 @@ func (f *fakeKeycloakAirflow) login(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.loginStatus) > 0 {
-		st := f.loginStatus[0]
-		f.loginStatus = f.loginStatus[1:]
+	if st, ok := f.nextLoginStatus(); ok {
 		writeJSON(w, st, fmt.Sprintf(`{"detail":"rejected","input":{"client_secret":%q}}`, *body.ClientSecret))
 		return
 	}
@@ -93,9 +84,7 @@ func (f *fakeKeycloakAirflow) login(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 401, `{"detail":"Client credentials authentication failed"}`)
 		return
 	}
-	tok := makeJWT(time.Now(), time.Hour, int(n))
-	f.valid[tok] = true
-	writeJSON(w, 201, fmt.Sprintf(`{"access_token":%q}`, tok))
+	f.issue(w, time.Now(), time.Hour, int(n))
 }
 
 func clientCredentialsOptions(baseURL string) Options {
@@ -116,9 +105,7 @@ func TestJWTClientCredentials(t *testing.T) {
 		t.Fatalf("%d logins for 3 calls, want 1", n)
 	}
 	// A revoked token: one new client_credentials login, same body.
-	f.mu.Lock()
-	f.valid = map[string]bool{}
-	f.mu.Unlock()
+	f.revokeAll()
 	if resp, err := get(t, hc, srv.URL+"/api/v2/version"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("after a revocation: %v", err)
 	}

@@ -60,6 +60,12 @@ func ListAll[K comparable, T any](ctx context.Context, what string, fetch func(c
 	return nil, fmt.Errorf("%s: %w after %d scans: %s", what, ErrInconsistentListing, ListScans, reason)
 }
 
+// ListIDs is ListAll for a listing of plain ids (DAG ids, run ids), each
+// its own key.
+func ListIDs(ctx context.Context, what string, fetch func(ctx context.Context, offset int) (Page[string], error)) ([]string, error) {
+	return ListAll(ctx, what, fetch, func(id string) (string, error) { return id, nil })
+}
+
 func scanOnce[K comparable, T any](ctx context.Context, fetch func(ctx context.Context, offset int) (Page[T], error), key func(T) (K, error)) ([]T, string, error) {
 	index := map[K]int{}
 	var items []T

@@ -86,13 +86,21 @@ func TestRetriesA500ThenSucceeds(t *testing.T) {
 	}
 }
 
-func TestGivesUpAfterBoundedRetries(t *testing.T) {
+// countingServer answers every request with status and body, and counts
+// them. It is closed when the test ends.
+func countingServer(t *testing.T, status int, body string) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.Add(1)
-		writeJSON(w, 503, `{"detail":"down"}`)
+		writeJSON(w, status, body)
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func TestGivesUpAfterBoundedRetries(t *testing.T) {
+	srv, n := countingServer(t, 503, `{"detail":"down"}`)
 	o := fastOptions()
 	o.MaxRetries = 2
 	_, err := get(t, mustNew(t, o), srv.URL+"/api/v1/dags/~/dagRuns/~/taskInstances")
@@ -113,12 +121,7 @@ func TestGivesUpAfterBoundedRetries(t *testing.T) {
 }
 
 func TestZeroRetries(t *testing.T) {
-	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		writeJSON(w, 500, `{}`)
-	}))
-	defer srv.Close()
+	srv, n := countingServer(t, 500, `{}`)
 	o := fastOptions()
 	o.MaxRetries = 0
 	if _, err := get(t, mustNew(t, o), srv.URL+"/api/v2/version"); err == nil || n.Load() != 1 {
@@ -128,11 +131,7 @@ func TestZeroRetries(t *testing.T) {
 
 func TestNoRetryOn4xx(t *testing.T) {
 	for _, code := range []int{400, 401, 403, 404, 422} {
-		var n atomic.Int32
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			n.Add(1)
-			writeJSON(w, code, `{"detail":"no"}`)
-		}))
+		srv, n := countingServer(t, code, `{"detail":"no"}`)
 		resp, err := get(t, mustNew(t, fastOptions()), srv.URL+"/api/v2/dags")
 		srv.Close()
 		if err != nil {
@@ -145,12 +144,7 @@ func TestNoRetryOn4xx(t *testing.T) {
 }
 
 func TestPostIsNotRetried(t *testing.T) {
-	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		writeJSON(w, 500, `{}`)
-	}))
-	defer srv.Close()
+	srv, n := countingServer(t, 500, `{}`)
 	hc := mustNew(t, fastOptions())
 	resp, err := hc.Post(srv.URL+"/api/v2/dags/~/dagRuns/~/taskInstances/list", "application/json", strings.NewReader(`{}`))
 	if err != nil {

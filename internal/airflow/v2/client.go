@@ -200,7 +200,7 @@ func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
 		}
 		return p, nil
 	}
-	return transport.ListAll(ctx, what, fetch, func(id string) (string, error) { return id, nil })
+	return transport.ListIDs(ctx, what, fetch)
 }
 
 func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error) {
@@ -220,7 +220,7 @@ func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error)
 		}
 		return p, nil
 	}
-	ids, err := transport.ListAll(ctx, what, fetch, func(id string) (string, error) { return id, nil })
+	ids, err := transport.ListIDs(ctx, what, fetch)
 	if err != nil {
 		err = fmt.Errorf("dag %s: %w", dagID, err)
 	}
