@@ -12,8 +12,8 @@ import (
 // defaultGCPercent replaces Go's GOGC=100 unless GOGC is set. The reaper's
 // live heap is small (about 10 MiB with 2,000 pods) while every cycle
 // decodes one Airflow answer per pod, so at 100 the heap doubles between
-// collections; at 30 the daemon with 2,000 pods stays near 36 MiB instead
-// of 45 MiB, for about a third more CPU per cycle (docs/operations.md,
+// collections; at 30 the daemon with 2,000 pods stays near 37 MiB instead
+// of 45 MiB, for about 30% more CPU per cycle (docs/operations.md,
 // "Memory and CPU").
 const defaultGCPercent = 30
 
