@@ -11,6 +11,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/config"
 	"github.com/kpo-reaper/kpo-reaper/internal/kube"
@@ -157,12 +158,12 @@ func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 		return false
 	}
 	e.observe(lease.Spec)
-	holder := deref(lease.Spec.HolderIdentity)
+	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
 	if holder != "" && holder != e.identity &&
-		e.observedTime.Add(time.Duration(deref(lease.Spec.LeaseDurationSeconds))*time.Second).After(now.Time) {
+		e.observedTime.Add(time.Duration(ptr.Deref(lease.Spec.LeaseDurationSeconds, 0))*time.Second).After(now.Time) {
 		return false // held by another replica and not expired by our own clock
 	}
-	acquired, transitions := now, deref(lease.Spec.LeaseTransitions)
+	acquired, transitions := now, ptr.Deref(lease.Spec.LeaseTransitions, 0)
 	if holder == e.identity && lease.Spec.AcquireTime != nil {
 		acquired = *lease.Spec.AcquireTime
 	} else {
@@ -195,11 +196,11 @@ func (e *Elector) held(spec coordinationv1.LeaseSpec, at time.Time) {
 // expiry is judged from it, never from the holder's timestamps, so clock
 // skew between replicas cannot shorten a lease.
 func (e *Elector) observe(spec coordinationv1.LeaseSpec) {
-	if deref(spec.HolderIdentity) == deref(e.observed.HolderIdentity) && spec.RenewTime.Equal(e.observed.RenewTime) {
+	if ptr.Deref(spec.HolderIdentity, "") == ptr.Deref(e.observed.HolderIdentity, "") && spec.RenewTime.Equal(e.observed.RenewTime) {
 		return
 	}
 	e.observed, e.observedTime = spec, e.now()
-	if h := deref(spec.HolderIdentity); h != "" && h != e.identity && h != e.announced {
+	if h := ptr.Deref(spec.HolderIdentity, ""); h != "" && h != e.identity && h != e.announced {
 		e.announced = h
 		e.log.Info("standing by", "leader", h)
 	}
@@ -211,7 +212,7 @@ func (e *Elector) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RenewDeadline)
 	defer cancel()
 	lease, err := e.leases.Get(ctx, e.name, metav1.GetOptions{})
-	if err != nil || deref(lease.Spec.HolderIdentity) != e.identity {
+	if err != nil || ptr.Deref(lease.Spec.HolderIdentity, "") != e.identity {
 		return
 	}
 	now, one, empty := metav1.NewMicroTime(e.now()), int32(1), ""
@@ -232,12 +233,4 @@ func wait(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-func deref[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
-	}
-	return *p
 }
