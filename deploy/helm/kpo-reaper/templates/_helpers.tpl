@@ -183,7 +183,7 @@ template, so `helm template` and `helm install` fail before anything is applied.
 {{- end -}}
 {{- else -}}
 {{- if not $v.airflow.url -}}
-{{- fail "airflow.url is required: the base URL of the Airflow 2.x webserver or Airflow 3.x API server, without /api/v1 (e.g. --set airflow.url=http://airflow-webserver.airflow:8080); only airflow.auth.type=mwaa goes without" -}}
+{{- fail "airflow.url is required: the base URL of the Airflow 2.x webserver or Airflow 3.x API server, without /api/v1 or /api/v2 (e.g. --set airflow.url=http://airflow-webserver.airflow:8080); only airflow.auth.type=mwaa goes without" -}}
 {{- end -}}
 {{- with $v.airflow.mwaa -}}
 {{- if or .environment .region .endpoint -}}
