@@ -148,14 +148,29 @@ func (r *rendered) one(t *testing.T, kind string) *unstructured.Unstructured {
 	return all[0]
 }
 
+// configMap returns the one ConfigMap holding kpo-reaper.yaml (the
+// dashboard's ConfigMap is another).
+func (r *rendered) configMap(t *testing.T) *unstructured.Unstructured {
+	t.Helper()
+	var found *unstructured.Unstructured
+	for _, cm := range r.all("ConfigMap") {
+		if _, ok, _ := unstructured.NestedString(cm.Object, "data", "kpo-reaper.yaml"); ok {
+			if found != nil {
+				t.Fatalf("two ConfigMaps hold kpo-reaper.yaml")
+			}
+			found = cm
+		}
+	}
+	if found == nil {
+		t.Fatalf("no ConfigMap holds kpo-reaper.yaml")
+	}
+	return found
+}
+
 // config parses the ConfigMap's kpo-reaper.yaml.
 func (r *rendered) config(t *testing.T) map[string]any {
 	t.Helper()
-	cm := r.one(t, "ConfigMap")
-	data, _, _ := unstructured.NestedString(cm.Object, "data", "kpo-reaper.yaml")
-	if data == "" {
-		t.Fatalf("ConfigMap has no kpo-reaper.yaml")
-	}
+	data, _, _ := unstructured.NestedString(r.configMap(t).Object, "data", "kpo-reaper.yaml")
 	var cfg map[string]any
 	if err := yaml.Unmarshal([]byte(data), &cfg); err != nil {
 		t.Fatalf("kpo-reaper.yaml: %v\n%s", err, data)

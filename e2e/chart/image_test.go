@@ -7,12 +7,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // TestImageFollowsAppVersion: the chart's appVersion is the release. The
 // chart's default image.tag (empty: the appVersion), the plain manifests, the
-// Airflow-chart sidecar snippet and the binary `make` builds (`make image`
-// tags the image with the same version) must all name it.
+// Airflow-chart sidecar snippet, the image Chart.yaml lists for Artifact Hub
+// and the binary `make` builds (`make image` tags the image with the same
+// version) must all name it.
 func TestImageFollowsAppVersion(t *testing.T) {
 	ch, err := Load()
 	if err != nil {
@@ -43,6 +46,19 @@ func TestImageFollowsAppVersion(t *testing.T) {
 		if got := r.container(t)["image"]; got != want {
 			t.Errorf("%s: image %v, want %s", file, got, want)
 		}
+	}
+
+	// Artifact Hub lists the image the chart installs.
+	var listed []struct {
+		Name      string   `json:"name"`
+		Image     string   `json:"image"`
+		Platforms []string `json:"platforms"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(ch.Metadata.Annotations["artifacthub.io/images"]), &listed); err != nil {
+		t.Errorf("Chart.yaml artifacthub.io/images: %v", err)
+	}
+	if len(listed) != 1 || listed[0].Image != want {
+		t.Errorf("Chart.yaml artifacthub.io/images = %+v, want one: %s", listed, want)
 	}
 
 	snippet := repoFile(t, "deploy/airflow-chart-sidecar/values-snippet.yaml")

@@ -547,8 +547,7 @@ func podEnv(t *testing.T, c map[string]any) []string {
 func loadRendered(t *testing.T, bin string, values map[string]any) (map[string]string, string, error) {
 	t.Helper()
 	r := renderObjects(t, values)
-	cm := r.one(t, "ConfigMap")
-	data, _, _ := unstructured.NestedString(cm.Object, "data", "kpo-reaper.yaml")
+	data, _, _ := unstructured.NestedString(r.configMap(t).Object, "data", "kpo-reaper.yaml")
 	file := filepath.Join(t.TempDir(), "kpo-reaper.yaml")
 	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 package production_test
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -163,6 +165,11 @@ func (e *env) containerRun(spec corev1.PodSpec, name, podName string, configMaps
 				env = append(env, v.Name+"="+podName)
 			case "metadata.namespace":
 				env = append(env, v.Name+"="+e.ns)
+			case "metadata.uid":
+				// The emulated pod does not exist in the apiserver: a uid of
+				// the UUID form the kubelet would pass, fixed per pod name.
+				sum := sha256.Sum256([]byte(podName))
+				env = append(env, v.Name+"="+fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16]))
 			default:
 				e.t.Fatalf("env %s: fieldRef %s not emulated", v.Name, v.ValueFrom.FieldRef.FieldPath)
 			}

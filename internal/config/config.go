@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -343,6 +344,10 @@ func (c *Config) Validate() error {
 	return fmt.Errorf("invalid configuration:\n  %w", errors.Join(p...))
 }
 
+// apiSuffix matches an Airflow REST API path (/api/v1, /api/v2, and
+// anything after it) in airflow.url.
+var apiSuffix = regexp.MustCompile(`/api/v[0-9]+(/.*)?$`)
+
 // validate checks airflow's own keys; its sections check theirs.
 func (a Airflow) validate(p *problems) {
 	switch u, err := url.Parse(a.URL); {
@@ -354,10 +359,17 @@ func (a Airflow) validate(p *problems) {
 		p.add("airflow.url", "required: the Airflow webserver (2.x) or API server (3.x) base URL, e.g. http://airflow-webserver.airflow:8080")
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		p.add("airflow.url", "%q is not an http(s) URL", a.URL)
-	case strings.Contains(strings.TrimSuffix(u.Path, "/"), "/api/v"):
-		p.add("airflow.url", "remove the /api/v1 or /api/v2 suffix: give the base URL, the API version is chosen by airflow.apiVersion")
 	case u.User != nil:
 		p.add("airflow.url", "must not carry credentials: use airflow.auth")
+	case apiSuffix.MatchString(u.Path):
+		// kpo-reaper appends /api/v1 or /api/v2 itself (airflow.apiVersion);
+		// a URL that already ends in one would ask .../api/v2/api/v2/... and
+		// get 404s that look like a missing DAG.
+		base := *u
+		base.Path = apiSuffix.ReplaceAllString(u.Path, "")
+		base.RawPath, base.RawQuery, base.Fragment = "", "", ""
+		p.add("airflow.url", "ends in the API path %s: remove it and give the base URL, %s (kpo-reaper adds /api/v1 or /api/v2 itself, see airflow.apiVersion)",
+			apiSuffix.FindString(u.Path), base.String())
 	}
 	switch a.APIVersion {
 	case "auto", "v1", "v2":

@@ -189,6 +189,37 @@ func TestBadInputNamesTheKey(t *testing.T) {
 	}
 }
 
+// An airflow.url that already holds the API path would be asked
+// .../api/v1/api/v1/...: refused with the key, the path found and the base
+// URL to give instead; a base URL with a path prefix stays valid.
+func TestAirflowURLWithAPIPathIsRefusedWithTheFix(t *testing.T) {
+	const rest = "kubernetes:\n  namespaces: [x]\n"
+	for _, tc := range []struct{ url, want string }{
+		{"http://airflow-webserver.airflow:8080/api/v1", "http://airflow-webserver.airflow:8080"},
+		{"http://airflow-webserver.airflow:8080/api/v1/", "http://airflow-webserver.airflow:8080"},
+		{"https://airflow.example.com/airflow/api/v2", "https://airflow.example.com/airflow"},
+		{"http://a:8080/api/v1/dags?limit=1", "http://a:8080"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			_, err := Load(write(t, "airflow:\n  url: '"+tc.url+"'\n"+rest), nil)
+			if err == nil {
+				t.Fatal("loaded; want airflow.url refused")
+			}
+			msg := err.Error()
+			for _, w := range []string{"airflow.url: ", "remove it and give the base URL, " + tc.want + " ", "/api/v"} {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error does not say %q:\n%s", w, msg)
+				}
+			}
+		})
+	}
+	for _, ok := range []string{"http://a:8080", "https://airflow.example.com/airflow/", "http://a/apis/v1x"} {
+		if _, err := Load(write(t, "airflow:\n  url: '"+ok+"'\n"+rest), nil); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+}
+
 func TestPlatformConfigs(t *testing.T) {
 	for name, body := range map[string]string{
 		"mwaa":        "airflow:\n  auth: {type: mwaa}\n  mwaa: {environment: prod, region: eu-west-1}\nkubernetes:\n  namespaces: [x]\n",

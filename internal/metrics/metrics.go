@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -13,6 +14,14 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/internal/buildinfo"
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
+)
+
+// deletionReasons are the reasons a pod can be deleted for: only a reap
+// verdict leads to a delete. deletionResults are the deleter's outcomes the
+// deletions counter records (a dry run deletes nothing).
+var (
+	deletionReasons = []decision.Reason{decision.ReasonTIFinished, decision.ReasonStaleTry, decision.ReasonOrphan}
+	deletionResults = []reaper.Action{reaper.ActionDeleted, reaper.ActionGone, reaper.ActionReplaced, reaper.ActionFailed}
 )
 
 // Metrics holds every collector, registered on its own registry so tests
@@ -79,6 +88,13 @@ func New() *Metrics {
 	// Pre-create the series alerts divide by, so they exist from the start.
 	m.cycles.WithLabelValues("success")
 	m.cycles.WithLabelValues("failure")
+	// Every deletions series from 0, so increase() and rate() see the first
+	// delete and the alerts on result="failed" have a series to evaluate.
+	for _, reason := range deletionReasons {
+		for _, result := range deletionResults {
+			m.deletions.WithLabelValues(string(reason), string(result))
+		}
+	}
 	return m
 }
 
@@ -101,8 +117,7 @@ func (m *Metrics) SetLeader(leading bool) {
 func (m *Metrics) ObserveCycle(rep *reaper.Report, err error, finished time.Time) {
 	m.cycleDuration.Observe(rep.Duration.Seconds())
 	for _, p := range rep.Pods {
-		switch p.Action {
-		case reaper.ActionDeleted, reaper.ActionGone, reaper.ActionReplaced, reaper.ActionFailed:
+		if slices.Contains(deletionResults, p.Action) {
 			m.deletions.WithLabelValues(string(p.Reason), string(p.Action)).Inc()
 		}
 	}

@@ -2,6 +2,12 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
+	"github.com/kpo-reaper/kpo-reaper/internal/deleter"
 	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
 )
 
@@ -37,7 +44,18 @@ kpo_reaper_cycles_total{result="failure"} 1
 kpo_reaper_cycles_total{result="success"} 1
 # HELP kpo_reaper_deletions_total Force deletes by reason and result (deleted, gone, replaced, failed).
 # TYPE kpo_reaper_deletions_total counter
+kpo_reaper_deletions_total{reason="orphan",result="deleted"} 0
+kpo_reaper_deletions_total{reason="orphan",result="failed"} 0
+kpo_reaper_deletions_total{reason="orphan",result="gone"} 0
+kpo_reaper_deletions_total{reason="orphan",result="replaced"} 0
+kpo_reaper_deletions_total{reason="stale-try",result="deleted"} 0
+kpo_reaper_deletions_total{reason="stale-try",result="failed"} 0
+kpo_reaper_deletions_total{reason="stale-try",result="gone"} 0
+kpo_reaper_deletions_total{reason="stale-try",result="replaced"} 0
 kpo_reaper_deletions_total{reason="ti-finished",result="deleted"} 1
+kpo_reaper_deletions_total{reason="ti-finished",result="failed"} 0
+kpo_reaper_deletions_total{reason="ti-finished",result="gone"} 0
+kpo_reaper_deletions_total{reason="ti-finished",result="replaced"} 0
 # HELP kpo_reaper_last_successful_cycle_timestamp_seconds Unix time of the last cycle that was evaluated without failing closed.
 # TYPE kpo_reaper_last_successful_cycle_timestamp_seconds gauge
 kpo_reaper_last_successful_cycle_timestamp_seconds 1.8e+09
@@ -63,6 +81,75 @@ kpo_reaper_airflow_requests_total{code="200",endpoint="/api/v2/version",method="
 	}
 	if n := testutil.CollectAndCount(m.buildInfo); n != 1 {
 		t.Fatalf("build info series: %d", n)
+	}
+}
+
+// A fresh reaper exports every deletions series a delete can produce, at 0:
+// otherwise the first delete of a reason/result creates its series at 1,
+// increase() and rate() miss it, and an alert on result="failed" has
+// nothing to evaluate until a delete has failed.
+func TestDeletionsStartAtZero(t *testing.T) {
+	m := New()
+	var want strings.Builder
+	want.WriteString("# HELP kpo_reaper_deletions_total Force deletes by reason and result (deleted, gone, replaced, failed).\n# TYPE kpo_reaper_deletions_total counter\n")
+	for _, reason := range []string{"orphan", "stale-try", "ti-finished"} {
+		for _, result := range []string{"deleted", "failed", "gone", "replaced"} {
+			fmt.Fprintf(&want, "kpo_reaper_deletions_total{reason=%q,result=%q} 0\n", reason, result)
+		}
+	}
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want.String()), "kpo_reaper_deletions_total"); err != nil {
+		t.Fatal(err)
+	}
+	// A cycle that only keeps pods adds no series.
+	m.ObserveCycle(&reaper.Report{Pods: []reaper.PodReport{pr(decision.Keep, decision.ReasonTIActive, ""), pr(decision.Reap, decision.ReasonTIFinished, reaper.ActionDryRun)}}, nil, time.Now())
+	if n := testutil.CollectAndCount(m.deletions); n != 12 {
+		t.Errorf("deletions series after a keep-only cycle: %d, want 12", n)
+	}
+}
+
+// The reasons the deletions counter starts at zero are every reason the
+// decision table gives a reap verdict for (read from its source, so a new
+// reap reason cannot miss its series), and the results every outcome of a
+// delete the deleter reports.
+func TestDeletionLabelsCoverEveryReapReasonAndResult(t *testing.T) {
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, "../decision", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, p := range pkgs {
+		ast.Inspect(p, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			for i := 0; i+1 < len(call.Args); i++ {
+				v, ok1 := call.Args[i].(*ast.Ident)
+				r, ok2 := call.Args[i+1].(*ast.Ident)
+				if ok1 && ok2 && v.Name == "Reap" && strings.HasPrefix(r.Name, "Reason") {
+					found[r.Name] = true
+				}
+			}
+			return true
+		})
+	}
+	byName := map[string]decision.Reason{"ReasonTIFinished": decision.ReasonTIFinished, "ReasonStaleTry": decision.ReasonStaleTry, "ReasonOrphan": decision.ReasonOrphan}
+	if len(found) == 0 {
+		t.Fatal("found no reap verdict in internal/decision: the test's reading of it is out of date")
+	}
+	for name := range found {
+		r, ok := byName[name]
+		if !ok || !slices.Contains(deletionReasons, r) {
+			t.Errorf("decision gives a reap verdict for %s, which the deletions counter does not start at zero", name)
+		}
+	}
+	if len(found) != len(deletionReasons) {
+		t.Errorf("reap reasons in internal/decision %v, deletion reasons %v", found, deletionReasons)
+	}
+	want := []reaper.Action{reaper.Action(deleter.Deleted), reaper.Action(deleter.Gone), reaper.Action(deleter.Replaced), reaper.Action(deleter.Failed)}
+	if fmt.Sprint(deletionResults) != fmt.Sprint(want) {
+		t.Errorf("deletion results %v, want %v (every deleter result but dry-run)", deletionResults, want)
 	}
 }
 

@@ -117,6 +117,37 @@ app.kubernetes.io/component: reaper
 {{- if and (eq $a.type "bearer") (not $a.tokenFile) $a.mountToken (include "kpo-reaper.secretName" .) -}}true{{- end -}}
 {{- end -}}
 
+{{/* "true" when the Deployment gets a PodDisruptionBudget: enabled, or unset and more than one replica. */}}
+{{- define "kpo-reaper.pdbEnabled" -}}
+{{- $p := .Values.podDisruptionBudget -}}
+{{- if eq .Values.mode "deployment" -}}
+{{- if kindIs "invalid" $p.enabled -}}
+{{- if gt (int .Values.replicaCount) 1 -}}true{{- end -}}
+{{- else if $p.enabled -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Airflow's TCP port for the NetworkPolicy: networkPolicy.airflowPort, else airflow.url's, else its scheme's. */}}
+{{- define "kpo-reaper.airflowPort" -}}
+{{- $v := .Values -}}
+{{- if $v.networkPolicy.airflowPort -}}
+{{- int $v.networkPolicy.airflowPort -}}
+{{- else if eq $v.airflow.auth.type "mwaa" -}}
+443
+{{- else -}}
+{{- $u := urlParse $v.airflow.url -}}
+{{- /* an IPv6 literal's colons are not the port's */ -}}
+{{- $hostPort := splitList ":" (regexReplaceAll "^\\[[^\\]]*\\]" $u.host "h") -}}
+{{- if gt (len $hostPort) 1 -}}
+{{- last $hostPort -}}
+{{- else if eq $u.scheme "https" -}}
+443
+{{- else -}}
+80
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* A Go duration ("1m", "1h30m", "90s") in whole seconds, rounded up. */}}
 {{- define "kpo-reaper.durationSeconds" -}}
 {{- $total := 0.0 -}}
@@ -152,7 +183,7 @@ template, so `helm template` and `helm install` fail before anything is applied.
 {{- end -}}
 {{- else -}}
 {{- if not $v.airflow.url -}}
-{{- fail "airflow.url is required: the base URL of the Airflow 2.x webserver or Airflow 3.x API server, without /api/v1 (e.g. --set airflow.url=http://airflow-webserver.airflow:8080); only airflow.auth.type=mwaa goes without" -}}
+{{- fail "airflow.url is required: the base URL of the Airflow 2.x webserver or Airflow 3.x API server, without /api/v1 or /api/v2 (e.g. --set airflow.url=http://airflow-webserver.airflow:8080); only airflow.auth.type=mwaa goes without" -}}
 {{- end -}}
 {{- with $v.airflow.mwaa -}}
 {{- if or .environment .region .endpoint -}}
@@ -350,6 +381,12 @@ containers:
         valueFrom:
           fieldRef:
             fieldPath: metadata.namespace
+      # The Warning Events about a failed cycle name this pod by uid too, so
+      # `kubectl describe pod` shows them.
+      - name: POD_UID
+        valueFrom:
+          fieldRef:
+            fieldPath: metadata.uid
       {{- if and $secret $a.usernameKey (include "kpo-reaper.passwordLogin" .) }}
       - name: KPO_REAPER_AIRFLOW_AUTH_USERNAME
         valueFrom:
