@@ -98,3 +98,9 @@ generate:
 
 clean:
 	rm -rf bin
+
+# Regenerates the chart README's values table from values.yaml's "# --"
+# comments (a test fails when it is stale).
+.PHONY: chart-readme
+chart-readme:
+	cd e2e && $(GO) run ./chart/cmd/chart-readme
