@@ -300,6 +300,7 @@ def run_once(
     child_env.update(secret_env or {})
     summary = None
     error = ""
+    in_error = False
     with tempfile.TemporaryDirectory(prefix="kpo-reaper-") as d:
         path = Path(d) / "kpo-reaper.yaml"
         # JSON is YAML; the file holds no secret, and only its owner reads it.
@@ -322,10 +323,15 @@ def run_once(
                 except ValueError:
                     record = None
                 if not isinstance(record, dict):
-                    # The last words of a failed run: "error: <cause>".
+                    # The last words of a failed run: "error: <cause>", with
+                    # one line per cause after it (e.g. each missing
+                    # permission).
                     if line.startswith("error: "):
                         error = line[len("error: "):]
-                    _emit(log, logging.ERROR if line.startswith("error: ") else logging.INFO, line)
+                        in_error = True
+                    elif in_error:
+                        error += "; " + line.strip()
+                    _emit(log, logging.ERROR if in_error else logging.INFO, line)
                     continue
                 _emit(log, *render(record))
                 s = summary_of(record)

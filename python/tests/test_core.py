@@ -200,6 +200,13 @@ class RunOnceTest(unittest.TestCase):
         self.assertIn("deleted pods, then failed closed", str(got))
         self.assertIn("ns/z", str(got))
 
+    def test_every_line_of_a_multi_line_error_is_in_the_failure(self):
+        got, _ = self.run_fake(["error: cycle failed closed: start-up self-check:\n",
+                                "delete pods in namespace ns: not allowed\n",
+                                "create events in namespace ns: not allowed\n"], 1)
+        self.assertIn("start-up self-check:; delete pods in namespace ns: not allowed; "
+                      "create events in namespace ns: not allowed", str(got))
+
     def test_refused_configuration_fails(self):
         got, _ = self.run_fake(["error: reaper.interval: must be at least 1s\n"], 2)
         self.assertIsInstance(got, core.ReaperFailed)
