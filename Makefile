@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X github.com/kpo-reaper/kpo-reaper/internal/buildinfo.Version=
 BIN := bin/kpo-reaper
 
 .PHONY: all build test test-unit test-e2e e2e-bins demo bench lint generate clean
-.PHONY: image image-push test-image
+.PHONY: image image-push test-image wheel test-wheel
 
 all: build
 
@@ -19,7 +19,7 @@ build:
 
 # Unit tests (race detector on), then the end-to-end suite against a real
 # kube-apiserver + etcd and the Airflow simulator.
-test: lint test-unit test-e2e test-image
+test: lint test-unit test-e2e test-image test-wheel
 
 test-unit:
 	$(GO) test -race -count=1 ./...
@@ -65,6 +65,24 @@ image-push:
 # the binary's version, a rebuild's digest, a push to an in-process registry.
 test-image: image
 	cd e2e/image && $(GO) vet ./... && KPO_REAPER_IMAGE=$(CURDIR)/bin/image/oci $(GO) test -count=1 ./...
+
+# kpo-reaper-airflow's platform wheels (the binary inside, linux x86_64 and
+# aarch64), with Go and the Python standard library: bin/wheel/*.whl. Times
+# come from the commit, so the same commit and toolchain give the same bytes.
+wheel:
+	@set -e; for a in amd64 arm64; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a GOAMD64=v1 GOARM64=v8.0 $(GO) build -trimpath -buildvcs=false \
+	    -ldflags '$(LDFLAGS)' -o bin/wheel/linux-$$a/kpo-reaper ./cmd/kpo-reaper; \
+	done
+	rm -f bin/wheel/*.whl
+	python3 python/build_wheel.py --out bin/wheel --version '$(VERSION)' --source-date-epoch '$(SOURCE_DATE_EPOCH)' \
+	  --binary x86_64=bin/wheel/linux-amd64/kpo-reaper --binary aarch64=bin/wheel/linux-arm64/kpo-reaper
+
+# The wheels' metadata, tags, binary and a pip --no-index install into a
+# fresh venv, and the operator's core (e2e/airflow_task_e2e_test.go runs it
+# against kube-apiserver and the simulator in test-e2e).
+test-wheel: wheel
+	KPO_REAPER_WHEEL_DIR=$(CURDIR)/bin/wheel python3 -m unittest discover -s python/tests -t python -v
 
 demo: build e2e-bins
 	cd e2e && $(GO) run ./cmd/demo --reaper $(CURDIR)/$(BIN)
