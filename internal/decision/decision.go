@@ -150,8 +150,11 @@ func Screen(pods []Pod, now time.Time, p Policy) (skipped []Decision, candidates
 type LookupStatus int
 
 const (
+	// NoAnswer: nothing was learned yet (the zero value); it never proves
+	// anything, so the pod is skipped.
+	NoAnswer LookupStatus = iota
 	// Found: the TI exists; Lookup.TI holds it.
-	Found LookupStatus = iota
+	Found
 	// Gone: the API answered definitively that the TI does not exist (its
 	// DAG run or the TI itself is absent from a readable DAG).
 	Gone
@@ -243,7 +246,7 @@ func provesNewerTry(e EvidencePod, p Pod, ti airflow.TaskInstance) bool {
 
 func decideOne(in Input, c Candidate, podsByTry map[tryKey][]EvidencePod) Decision {
 	l, ok := in.Lookups[c.Pod.UID]
-	if !ok {
+	if !ok || l.Status == NoAnswer {
 		return verdict(c, nil, Skip, ReasonUnresolved, "task instance not looked up")
 	}
 	switch l.Status {

@@ -16,6 +16,7 @@ package resolve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -350,7 +351,7 @@ func (s *Session) pickRun(ctx context.Context, dagID, label string, candidates [
 	}
 	rebuilt, literal := candidates[0], candidates[len(candidates)-1]
 	ok, l, err := exists(literal)
-	if err != nil || l.Status != decision.Found {
+	if err != nil || l.Status != decision.NoAnswer {
 		return "", l, err
 	}
 	if !ok {
@@ -358,7 +359,7 @@ func (s *Session) pickRun(ctx context.Context, dagID, label string, candidates [
 		return rebuilt, decision.Lookup{}, nil
 	}
 	ok, l, err = exists(rebuilt)
-	if err != nil || l.Status != decision.Found {
+	if err != nil || l.Status != decision.NoAnswer {
 		return "", l, err
 	}
 	if ok {
@@ -516,4 +517,26 @@ func (r *Resolver) Recheck(ctx context.Context, id labels.Identity) (decision.Lo
 		return l, err
 	}
 	return s.Reconcile(l, ref), nil
+}
+
+// RecheckWithPodName is Recheck that also reads which pod the task
+// instance's current try says it uses (its XCom pod_name), for the
+// re-check of an earlier try's pod. No XCom yet leaves CurrentPodName
+// empty; an API that can never tell says so in PodNameUnknown.
+func (r *Resolver) RecheckWithPodName(ctx context.Context, id labels.Identity) (decision.Lookup, error) {
+	l, err := r.Recheck(ctx, id)
+	if err != nil || l.Status != decision.Found {
+		return l, err
+	}
+	name, err := r.Client.PodNameXCom(ctx, l.TI.TIKey)
+	switch {
+	case err == nil:
+		l.CurrentPodName = name
+	case errors.Is(err, airflow.ErrNotFound):
+	case errors.Is(err, airflow.ErrUnsupported):
+		l.PodNameUnknown = err.Error()
+	default:
+		return l, fmt.Errorf("reading XCom pod_name of %s: %w", l.TI.TIKey, err)
+	}
+	return l, nil
 }
