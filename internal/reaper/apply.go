@@ -12,7 +12,10 @@ import (
 )
 
 // apply carries out the plan: marks first, then the deletes in the plan's
-// order, each after a re-check. Nothing is written once MayWrite says no.
+// order, each after a re-check, until MaxDeletes deletes happened; the
+// rest are capped. A candidate kept at its re-check or whose delete
+// failed takes no slot, so it never holds back the others. Nothing is
+// written once MayWrite says no.
 func (r *Reaper) apply(ctx context.Context, steps []Step, f *facts) (*Report, error) {
 	rep := &Report{Pods: make([]PodReport, 0, len(steps))}
 	var writeErrs []error
@@ -29,7 +32,11 @@ func (r *Reaper) apply(ctx context.Context, steps []Step, f *facts) (*Report, er
 	for _, e := range f.evidence {
 		evidenceByKey[e.Key] = append(evidenceByKey[e.Key], e)
 	}
+	done := 0 // deletes that happened (or that a dry run would make)
 	for _, st := range steps {
+		if st.Write == WriteDelete && done >= r.Plan.MaxDeletes {
+			st = capped(st)
+		}
 		pr := PodReport{Decision: st.Decision, Seen: st.Seen, Needed: st.Needed, Action: st.Action}
 		switch {
 		case st.Write == WriteNone:
@@ -55,7 +62,10 @@ func (r *Reaper) apply(ctx context.Context, steps []Step, f *facts) (*Report, er
 				pr.Action = ActionFailed
 			}
 			switch {
+			case pr.Action == ActionDryRun:
+				done++
 			case pr.Action == ActionDeleted:
+				done++
 				rep.Deleted++
 				deleted = append(deleted, pr.Pod.Namespace+"/"+pr.Pod.Name)
 			case pr.Action == ActionFailed && fatal == nil:
@@ -77,6 +87,16 @@ func (r *Reaper) apply(ctx context.Context, steps []Step, f *facts) (*Report, er
 		return rep, fmt.Errorf("cycle evaluated, but %d write(s) to the cluster failed: %w", len(writeErrs), errors.Join(writeErrs...))
 	}
 	return rep, nil
+}
+
+// capped turns a delete beyond the cap into a mark of its sighting, when
+// the sighting counted.
+func capped(st Step) Step {
+	st.Write, st.Action = WriteNone, ActionCapped
+	if st.Counted {
+		st.Write = WriteMark
+	}
+	return st
 }
 
 func (r *Reaper) mayWrite(ctx context.Context) bool {

@@ -9,6 +9,7 @@ package reaper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -97,8 +98,37 @@ func (r *Reaper) cycle(ctx context.Context, now time.Time) (*Report, error) {
 		return nil, err
 	}
 	decisions := r.decide(f, now)
+	if err := orphanBreaker(decisions, len(f.candidates)); err != nil {
+		return nil, err
+	}
 	steps := Plan(decisions, r.Deleter.Sighting, r.Plan, now)
 	return r.apply(ctx, steps, f)
+}
+
+// The orphan breaker: when at least OrphanBreakerMin of a cycle's
+// candidates, and more than half of them, are orphans (this Airflow does
+// not have their DAG, run or task instance), the cycle fails closed. A real
+// installation loses a run or a DAG now and then; most of its pods gone at
+// once means the reaper is asking the wrong Airflow.
+const OrphanBreakerMin = 5
+
+// orphanBreaker fails the cycle when the orphans are an implausible share
+// of the candidates (pods judged against Airflow).
+func orphanBreaker(decisions []decision.Decision, candidates int) error {
+	orphans := 0
+	for _, v := range decisions {
+		if v.Reason == decision.ReasonOrphan || v.Reason == decision.ReasonOrphanTooYoung {
+			orphans++
+		}
+	}
+	if orphans < OrphanBreakerMin || 2*orphans <= candidates {
+		return nil
+	}
+	return fmt.Errorf("%w: %d of the %d pods judged against Airflow are orphans (this Airflow has not their DAG, run or task instance), "+
+		"too many to be deleted as orphans: check airflow.url (another Airflow, such as a staging one, with the same DAG ids?), "+
+		"whether the watched namespaces hold another Airflow's pods (kubernetes.namespaces, kubernetes.labelSelector), "+
+		"and that the API user's role reads every DAG; set reaper.reapOrphans: false to reap the other zombies meanwhile",
+		ErrCycleFailed, orphans, candidates)
 }
 
 // decide judges every pod: those the screen skipped, then the candidates.

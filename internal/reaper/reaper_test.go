@@ -34,6 +34,8 @@ type cluster struct {
 	deleted []string
 	writes  int
 	fail    error
+	// refused pods' deletes fail, as a policy webhook refusing them would.
+	refused map[string]bool
 }
 
 func (c *cluster) List(context.Context) ([]decision.Pod, error) {
@@ -55,6 +57,9 @@ func (c *cluster) Delete(_ context.Context, p decision.Pod) (deleter.Result, err
 	c.writes++
 	if _, ok := c.pods[p.Name]; !ok {
 		return deleter.Gone, nil
+	}
+	if c.refused[p.Name] {
+		return deleter.Failed, fmt.Errorf("deleting pod %s: admission webhook denied the request", p.Name)
 	}
 	delete(c.pods, p.Name)
 	c.deleted = append(c.deleted, p.Name)

@@ -57,7 +57,8 @@ func TestResolve(t *testing.T) {
 		{"run absent, DAG known", identity("etl", "manual__2026-11-27T09:00:00+00:00", "load", -1), decision.Gone},
 		{"run absent from a complete listing", identity("etl", "manual run #8", "load", -1), decision.Gone},
 		{"DAG not visible", identity("secret*", run, "load", -1), decision.Unresolved},
-		{"DAG unknown: its 404 is about the DAG", identity("ghost_dag", run, "load", -1), decision.DagUnavailable},
+		{"DAG unknown to GET /dags/{id}: deleted with its runs", identity("ghost_dag", run, "load", -1), decision.Gone},
+		{"DAG unknown, by a run label that needs a listing", identity("ghost_dag", oddRun, "load", -1), decision.Gone},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -118,6 +119,31 @@ func TestDagMissingFromTheBagIsNotGone(t *testing.T) {
 	if l = sess.Reconcile(l, ref); l.Status != decision.DagUnavailable {
 		t.Fatalf("got %v (%s), want DagUnavailable", l.Status, l.Detail)
 	}
+}
+
+// A DAG that GET /dags/{id} still knows, but whose task instance's GET
+// answers 404 about the DAG (missing from Airflow 3's DAG bag), is
+// unavailable, never gone: its runs may be running.
+func TestDagKnownButAnswering404IsNotGone(t *testing.T) {
+	s := stub()
+	s.NotInBag = map[string]bool{"etl": true}
+	r := &Resolver{Client: &dagless{Fake: s}}
+	sess := r.NewSession()
+	l, ref, err := sess.Resolve(context.Background(), identity("etl", run, "load", -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l = sess.Reconcile(l, ref); l.Status != decision.DagUnavailable {
+		t.Fatalf("got %v (%s), want DagUnavailable", l.Status, l.Detail)
+	}
+}
+
+// dagless answers every task instance's GET with a 404 about the DAG, as
+// Airflow 3 does for a DAG missing from its DAG bag.
+type dagless struct{ *airflowtest.Fake }
+
+func (d *dagless) GetTaskInstance(_ context.Context, k airflow.TIKey) (airflow.TaskInstance, error) {
+	return airflow.TaskInstance{}, &airflow.NotFoundError{About: airflow.EntityDAG, What: k.DagID}
 }
 
 // issue 9, case 5: the run was listed, then its GET answered 404.

@@ -2,7 +2,6 @@ package airflowtest
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -231,7 +230,7 @@ func (f *Fake) PodNameXCom(_ context.Context, k airflow.TIKey) (string, error) {
 	if v, ok := f.XComs[k]; ok {
 		s, isString := v.(string)
 		if !isString {
-			return airflow.PodNameOf(k, "", fmt.Errorf("the value is a JSON %T, not a string", v))
+			return airflow.PodNameOf(k, "", airflow.NoPodName("the value is a JSON %T, not a string", v))
 		}
 		return airflow.PodNameOf(k, s, nil)
 	}
