@@ -54,19 +54,20 @@ func TestUnusableXComKeepsOnlyItsPod(t *testing.T) {
 // removes one, without an end_date. Their pods are reaped once seen a
 // zombie for reaper.terminalGracePeriod since the first recorded sighting:
 // a first cycle with a grace of an hour marks them and deletes only the
-// control zombie; a cycle with no grace deletes them.
+// control zombie (an earlier try's pod, which no grace holds back); a cycle
+// with no grace deletes them.
 func TestFinishedWithoutEndDateIsReaped(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
 		e := newEnv(t)
 		skipped := e.createPod(kpo("skipped-pod", "skipped_task", 1).Pod(e.ns))
 		removed := e.createPod(kpo("removed-pod", "removed_task", 1).Pod(e.ns))
-		zombie := e.createPod(kpo("finished-pod", "finished_task", 1).Pod(e.ns))
+		zombie := e.createPod(withAlreadyChecked(kpo("stale-try-pod", "stale_task", 1)).Pod(e.ns))
 		live := e.createPod(kpo("running-pod", "running_task", 1).Pod(e.ns))
 		s := e.startSim(hazardScenario(v,
 			tiSpec(hazardDag, hazardRun, "skipped_task", 1, "skipped", endDate("")),
 			tiSpec(hazardDag, hazardRun, "removed_task", 1, "removed", endDate("")),
-			tiSpec(hazardDag, hazardRun, "finished_task", 1, "success"),
+			tiSpec(hazardDag, hazardRun, "stale_task", 2, "running"),
 			tiSpec(hazardDag, hazardRun, "running_task", 1, "running"),
 		), nil)
 		cfg := e.config(s.URL, v, nil)
