@@ -66,12 +66,12 @@ func Plan(decisions []decision.Decision, sighting func(decision.Pod) deleter.Sig
 			steps = append(steps, st)
 			continue
 		}
-		if !Plausible(prev, v.Pod, p.Confirmations, now) {
+		if !Plausible(prev, p.Confirmations, now) {
 			prev = deleter.Sighting{}
 		}
 		next, ok := nextSighting(prev, v.Reason, p, now)
 		seen[v.Pod.UID], counted[v.Pod.UID] = next, ok
-		if next.Count >= p.Confirmations && now.Sub(next.FirstSeen) >= v.Grace {
+		if next.Count >= p.Confirmations && now.Sub(latest(next.FirstSeen, v.Pod.Created)) >= v.Grace {
 			confirmed = append(confirmed, v)
 			continue
 		}
@@ -90,19 +90,26 @@ func Plan(decisions []decision.Decision, sighting func(decision.Pod) deleter.Sig
 }
 
 // Plausible says whether a recorded sighting is one this reaper could have
-// written for the pod: no more sightings than it ever needs, not dated in
-// the future beyond ClockSkew, not first seen before the pod existed (marks
-// copied with a pod template). Anything else is a fresh start: a count
-// that was never earned must not let a first sighting delete, and a date
-// in the future must not hold back confirmations until then.
-func Plausible(s deleter.Sighting, pod decision.Pod, confirmations int, now time.Time) bool {
+// written: no more sightings than it ever needs, not dated in the future
+// beyond ClockSkew. Anything else is a fresh start: a count that was never
+// earned must not let a first sighting delete, and a date in the future
+// must not hold back confirmations until then.
+func Plausible(s deleter.Sighting, confirmations int, now time.Time) bool {
 	if s.Count == 0 {
 		return true
 	}
-	latest := now.Add(ClockSkew)
-	return s.Count <= confirmations &&
-		!s.LastSeen.After(latest) && !s.FirstSeen.After(latest) &&
-		!s.FirstSeen.Before(pod.Created.Add(-ClockSkew))
+	ahead := now.Add(ClockSkew)
+	return s.Count <= confirmations && !s.LastSeen.After(ahead) && !s.FirstSeen.After(ahead)
+}
+
+// latest is the later of two times: a grace period runs from the first
+// sighting, and never from before the pod existed (marks copied with a pod
+// template).
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // nextSighting counts this evaluation's sighting if the previous counted

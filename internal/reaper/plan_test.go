@@ -100,6 +100,19 @@ func TestPlan(t *testing.T) {
 			want:  map[string]want{"new": {WriteMark, 1, ActionWaiting, true}, "waited": {WriteDelete, 1, "", true}},
 			order: []string{"waited"},
 		},
+		{
+			name:   "a grace never runs from before the pod existed",
+			policy: PlanPolicy{Confirmations: 1, MaxDeletes: 1},
+			verdicts: []decision.Decision{func() decision.Decision {
+				v := graced("copied", 10*time.Minute)
+				v.Pod.Created = now.Add(-5 * time.Minute)
+				return v
+			}()},
+			sightings: map[string]deleter.Sighting{
+				"copied": {Count: 1, FirstSeen: now.Add(-2 * time.Hour), LastSeen: now.Add(-time.Minute)},
+			},
+			want: map[string]want{"copied": {WriteMark, 1, ActionWaiting, true}},
+		},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
@@ -136,11 +149,9 @@ func TestPlan(t *testing.T) {
 }
 
 // Marks this reaper could not have written are a fresh start: a count above
-// the confirmations needed, a sighting dated in the future, a first
-// sighting before the pod existed (copied with a pod template).
+// the confirmations needed, a sighting dated in the future.
 func TestImplausibleSightingsStartAfresh(t *testing.T) {
-	created := now.Add(-time.Hour)
-	pod := decision.Pod{Name: "p", UID: "p", Created: created}
+	pod := decision.Pod{Name: "p", UID: "p", Created: now.Add(-time.Hour)}
 	v := decision.Decision{Pod: pod, Verdict: decision.Reap, Reason: decision.ReasonTIFinished}
 	policy := PlanPolicy{Confirmations: 2, Spacing: time.Minute, MaxDeletes: 5}
 	for _, tc := range []struct {
@@ -153,7 +164,6 @@ func TestImplausibleSightingsStartAfresh(t *testing.T) {
 		{"a count above the confirmations", deleter.Sighting{Count: 3, FirstSeen: now.Add(-5 * time.Minute), LastSeen: now.Add(-5 * time.Minute)}, true},
 		{"last seen in the future", deleter.Sighting{Count: 1, FirstSeen: now.Add(-5 * time.Minute), LastSeen: now.Add(time.Hour)}, true},
 		{"first seen in the future", deleter.Sighting{Count: 1, FirstSeen: now.Add(time.Hour), LastSeen: now.Add(time.Hour)}, true},
-		{"first seen before the pod existed", deleter.Sighting{Count: 1, FirstSeen: created.Add(-time.Hour), LastSeen: now.Add(-5 * time.Minute)}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := Plan([]decision.Decision{v}, func(decision.Pod) deleter.Sighting { return tc.s }, policy, now)[0]
