@@ -151,7 +151,7 @@ func TestHazards(t *testing.T) {
 				want: []string{"skip/ambiguous"}},
 			{pod: kpo("newer-than-ti-pod", "newer_task", 1), want: []string{"skip/pod-newer-than-ti"}},
 			{pod: kpo("try-ahead-pod", "ahead_task", 2), want: []string{"skip/try-ahead"}},
-			{pod: kpo("no-end-date-pod", "no_end_task", 1), want: []string{"skip/no-end-date"}},
+			{pod: kpo("no-end-date-pod", "no_end_task", 1), want: []string{"reap/finished-no-end-date"}, reaped: true},
 			{pod: withPhase(kpo("succeeded-pod", "succeeded_task", 1), corev1.PodSucceeded), want: []string{"skip/completed"}},
 			{pod: kpo("terminating-pod", "terminating_task", 1), want: []string{"skip/terminating"}},
 			{pod: kpo("unidentifiable-pod", "unidentifiable_task", 1), want: []string{"skip/unidentifiable"},

@@ -1,9 +1,25 @@
 package airflow
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 )
+
+// ErrNoPodName is wrapped when the pod_name XCom holds something that is no
+// pod name: the reference an object-storage XCom backend stores instead of
+// the value (xcom_s3://...), null, a number, an object. It is an answer
+// about that task instance, not Airflow failing: the pod that needed it is
+// kept and the cycle goes on.
+var ErrNoPodName = errors.New("the XCom value is no pod name")
+
+// NoPodName is an error that wraps ErrNoPodName in its own words.
+func NoPodName(format string, a ...any) error { return noPodName(fmt.Sprintf(format, a...)) }
+
+type noPodName string
+
+func (e noPodName) Error() string      { return string(e) }
+func (noPodName) Is(target error) bool { return target == ErrNoPodName }
 
 // PodNameKey is the XCom key KubernetesPodOperator pushes the pod name under.
 const PodNameKey = "pod_name"
@@ -39,7 +55,7 @@ func PodNameFromXCom(v string) (string, error) {
 		if len(v) > 80 {
 			v = v[:80] + "…"
 		}
-		return "", fmt.Errorf("the XCom value %q is not a pod name", v)
+		return "", NoPodName("the XCom value %q is not a pod name", v)
 	}
 	return v, nil
 }

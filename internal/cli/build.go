@@ -120,14 +120,13 @@ func connectEdges(ctx context.Context, c *config.Config, log *slog.Logger, obser
 // newReaper wires the decision to the edges. Dry run swaps in the Deleter
 // that sends nothing.
 func newReaper(c *config.Config, e *edges, pods reaper.PodSource, dryRun bool, log *slog.Logger) *reaper.Reaper {
-	var d deleter.Deleter = deleter.Force{Client: e.kube}
+	var d reaper.Writer = deleter.Force{Client: e.kube}
 	if dryRun {
 		d = &deleter.DryRunDeleter{}
 		log.Info("dry run: nothing will be deleted or annotated; set reaper.dryRun: false (or --dry-run=false) to delete")
 	}
 	return &reaper.Reaper{
 		Pods:     pods,
-		Airflow:  e.airflow,
 		Resolver: &resolve.Resolver{Client: e.airflow},
 		Deleter:  d,
 		Policy: decision.Policy{

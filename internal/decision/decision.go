@@ -53,6 +53,14 @@ const (
 	ReasonDagUnavailable   Reason = "dag-unavailable"
 	ReasonContradictory    Reason = "contradictory"
 	ReasonLookupFailed     Reason = "lookup-failed"
+	// ReasonPodNameUnusable: the current try's XCom pod_name, read by the
+	// re-check before a stale-try delete, holds no pod name (an
+	// object-storage reference, null, a number, an object).
+	ReasonPodNameUnusable Reason = "pod-name-unusable"
+	// ReasonFinishedNoEndDate: a finished task instance without end_date
+	// (skipped by dagrun_timeout, removed from a shrunken map): reaped once
+	// the pod has been seen a zombie for reaper.terminalGracePeriod.
+	ReasonFinishedNoEndDate Reason = "finished-no-end-date"
 )
 
 // Pod is what the decisions read of a Kubernetes pod.
@@ -96,6 +104,10 @@ type Decision struct {
 	Identity *labels.Identity
 	// TI is the task instance the verdict rests on, when one was found.
 	TI *airflow.TaskInstance
+	// Grace, for a reap, is how long the pod must have been seen a zombie
+	// (since its first recorded sighting) before it is deleted: the clock
+	// of a finished task instance that has no end_date.
+	Grace time.Duration
 }
 
 // EvidencePod is a KPO pod that may prove that another pod of the same task
@@ -150,8 +162,11 @@ func Screen(pods []Pod, now time.Time, p Policy) (skipped []Decision, candidates
 type LookupStatus int
 
 const (
+	// NoAnswer: nothing was learned yet (the zero value); it never proves
+	// anything, so the pod is skipped.
+	NoAnswer LookupStatus = iota
 	// Found: the TI exists; Lookup.TI holds it.
-	Found LookupStatus = iota
+	Found
 	// Gone: the API answered definitively that the TI does not exist (its
 	// DAG run or the TI itself is absent from a readable DAG).
 	Gone
@@ -184,6 +199,9 @@ type Lookup struct {
 	// the current try uses (Airflow before 2.7 and a mapped task): a
 	// stale-try verdict then keeps the pod.
 	PodNameUnknown string
+	// PodNameUnusable says why the XCom pod_name read holds no pod name: a
+	// stale-try verdict then keeps the pod.
+	PodNameUnusable string
 }
 
 // Input is everything one evaluation knows.
@@ -243,12 +261,12 @@ func provesNewerTry(e EvidencePod, p Pod, ti airflow.TaskInstance) bool {
 
 func decideOne(in Input, c Candidate, podsByTry map[tryKey][]EvidencePod) Decision {
 	l, ok := in.Lookups[c.Pod.UID]
-	if !ok {
+	if !ok || l.Status == NoAnswer {
 		return verdict(c, nil, Skip, ReasonUnresolved, "task instance not looked up")
 	}
 	switch l.Status {
 	case Found:
-		return judgeTI(c, l.TI, l.CurrentPodName, l.PodNameUnknown, podsByTry, in)
+		return judgeTI(c, l, podsByTry, in)
 	case Gone:
 		if !in.Policy.ReapOrphans {
 			return verdict(c, nil, Skip, ReasonOrphanNotEnabled, l.Detail+"; reaper.reapOrphans is off: the pod may be another Airflow's")
@@ -270,8 +288,8 @@ func decideOne(in Input, c Candidate, podsByTry map[tryKey][]EvidencePod) Decisi
 	}
 }
 
-func judgeTI(c Candidate, ti airflow.TaskInstance, currentPod, podNameUnknown string, podsByTry map[tryKey][]EvidencePod, in Input) Decision {
-	id := c.Identity
+func judgeTI(c Candidate, l Lookup, podsByTry map[tryKey][]EvidencePod, in Input) Decision {
+	id, ti, currentPod := c.Identity, l.TI, l.CurrentPodName
 	if !airflow.IsFinished(ti.State) {
 		if currentPod != "" && currentPod == c.Pod.Name {
 			// The operator itself says the current try runs in this pod
@@ -285,8 +303,11 @@ func judgeTI(c Candidate, ti airflow.TaskInstance, currentPod, podNameUnknown st
 		// operator's own marks do.
 		if id.TryNumber < ti.TryNumber {
 			if v := staleTry(c, ti, podsByTry); v != nil {
-				if currentPod == "" && podNameUnknown != "" {
-					return verdict(c, &ti, Skip, ReasonPodNameUnknown, "stale try, but this Airflow's API cannot tell which pod the current try uses: "+podNameUnknown)
+				switch {
+				case currentPod == "" && l.PodNameUnknown != "":
+					return verdict(c, &ti, Skip, ReasonPodNameUnknown, "stale try, but this Airflow's API cannot tell which pod the current try uses: "+l.PodNameUnknown)
+				case currentPod == "" && l.PodNameUnusable != "":
+					return verdict(c, &ti, Skip, ReasonPodNameUnusable, "stale try, but the current try's XCom pod_name cannot be read as a pod name: "+l.PodNameUnusable)
 				}
 				return *v
 			}
@@ -318,7 +339,12 @@ func judgeFinished(in Input, c Candidate, ti airflow.TaskInstance) Decision {
 		return verdict(c, &ti, Skip, ReasonTryAhead, "pod's try is newer than the finished task instance's: a new try may be starting")
 	}
 	if ti.EndDate == nil {
-		return verdict(c, &ti, Skip, ReasonNoEndDate, "finished task instance without end_date: the grace period cannot be measured")
+		// Airflow finishes unfinished tries this way (dagrun_timeout skips
+		// them, a shrunken map removes them) and a running pod goes on: the
+		// grace period runs from the first recorded sighting instead.
+		v := verdict(c, &ti, Reap, ReasonFinishedNoEndDate, "task instance state "+StateName(ti.State)+" without end_date: reaped once seen finished for reaper.terminalGracePeriod")
+		v.Grace = in.Policy.TerminalGracePeriod
+		return v
 	}
 	if c.Pod.Created.After(*ti.EndDate) {
 		return verdict(c, &ti, Skip, ReasonPodNewerThanTI, "pod created after the task instance ended: it belongs to a try the API has not shown yet")
@@ -359,7 +385,7 @@ func Reconfirm(before, again Decision) Decision {
 		again.Pod = before.Pod
 		return again
 	}
-	if again.Reason == ReasonPodNameUnknown {
+	if again.Reason == ReasonPodNameUnknown || again.Reason == ReasonPodNameUnusable {
 		// Only a re-check reads the XCom: its own reason says more.
 		return again
 	}

@@ -186,8 +186,8 @@ func TestDecisionTable(t *testing.T) {
 			verdict: Skip, reason: ReasonTryAhead},
 		{name: "pod newer than TI end", pods: pod(created(30 * time.Minute)), lookup: ended("success"),
 			verdict: Skip, reason: ReasonPodNewerThanTI},
-		{name: "finished without end_date", pods: pod(), lookup: found(ti("t", -1, 1, "upstream_failed", nil)),
-			verdict: Skip, reason: ReasonNoEndDate},
+		{name: "finished without end_date waits from its first sighting", pods: pod(), lookup: found(ti("t", -1, 1, "skipped", nil)),
+			verdict: Reap, reason: ReasonFinishedNoEndDate},
 
 		{name: "orphan", pods: pod(), lookup: status(Gone), verdict: Reap, reason: ReasonOrphan},
 		{name: "DAG unavailable", pods: pod(), lookup: status(DagUnavailable), verdict: Skip, reason: ReasonDagUnavailable},

@@ -57,25 +57,16 @@ func ReadSighting(annotations map[string]string) Sighting {
 	return Sighting{Count: n, FirstSeen: first, LastSeen: last, Reason: decision.Reason(annotations[AnnotationReason])}
 }
 
-// Result of one delete.
-type Result string
+// Result of one delete; the reaper names it for people (reaper.Action).
+type Result int
 
 const (
-	Deleted  Result = "deleted"
-	Gone     Result = "gone"     // 404: someone else removed it
-	Replaced Result = "replaced" // UID precondition failed: a new pod has the name
-	DryRun   Result = "dry-run"
-	Failed   Result = "failed"
+	Failed   Result = iota
+	Deleted         // the API server accepted the delete
+	Gone            // 404: someone else removed it
+	Replaced        // UID precondition failed: a new pod has the name
+	DryRun          // nothing was sent
 )
-
-// Deleter acts on the verdicts and keeps the confirmation marks.
-type Deleter interface {
-	Delete(ctx context.Context, pod decision.Pod) (Result, error)
-	Mark(ctx context.Context, pod decision.Pod, s Sighting) error
-	Unmark(ctx context.Context, pod decision.Pod) error
-	// Sighting reads the marks Mark left on the pod.
-	Sighting(pod decision.Pod) Sighting
-}
 
 // Force deletes with gracePeriodSeconds 0, because the point is to get past
 // a sidecar that ignores SIGTERM, and with a UID precondition so that a new
@@ -117,6 +108,9 @@ func (f Force) Unmark(ctx context.Context, pod decision.Pod) error {
 }
 
 func (Force) Sighting(pod decision.Pod) Sighting { return ReadSighting(pod.Annotations) }
+
+// Forget has nothing to drop: the marks live on the pods.
+func (Force) Forget(func(uid string) bool) {}
 
 func (f Force) patch(ctx context.Context, pod decision.Pod, annotations map[string]any) error {
 	// The uid in a merge patch is a precondition: the patch fails rather

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/airflowtest"
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 	"github.com/kpo-reaper/kpo-reaper/internal/deleter"
 	"github.com/kpo-reaper/kpo-reaper/internal/labels"
@@ -26,140 +27,6 @@ const (
 	run = "manual__2026-11-27T06:00:00+00:00"
 )
 
-// fakeAirflow is an in-memory Airflow: a list of task instances and the
-// DAGs and runs they imply.
-type fakeAirflow struct {
-	mu        sync.Mutex
-	tis       []airflow.TaskInstance
-	failGet   error
-	calls     int
-	onGet     func() // mutate state right before a single-TI fetch
-	getCalled int
-	xcom      map[airflow.TIKey]string
-	xcomErr   error
-	// failGetFrom makes every single-TI fetch from this one on (1-based)
-	// fail with failGet.
-	failGetFrom int
-	dags        map[string]bool // DAGs known without task instances
-	runGets     int
-}
-
-func (f *fakeAirflow) APIVersion() string                            { return "v2" }
-func (f *fakeAirflow) ServerVersion(context.Context) (string, error) { return "3.2.1", nil }
-
-func (f *fakeAirflow) ProbeTaskInstances(context.Context) error { return nil }
-
-func (f *fakeAirflow) GetDag(_ context.Context, dagID string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	for _, ti := range f.tis {
-		if ti.DagID == dagID {
-			return nil
-		}
-	}
-	if f.dags[dagID] {
-		return nil
-	}
-	return &airflow.NotFoundError{About: airflow.EntityDAG, What: dagID}
-}
-
-func (f *fakeAirflow) GetDagRun(_ context.Context, dagID, runID string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	f.runGets++
-	for _, ti := range f.tis {
-		if ti.DagID == dagID && ti.RunID == runID {
-			return nil
-		}
-	}
-	return &airflow.NotFoundError{About: airflow.EntityRun, What: dagID + "/" + runID}
-}
-
-func (f *fakeAirflow) ListDagIDs(context.Context) ([]string, error) {
-	return f.distinct(func(ti airflow.TaskInstance) (string, bool) { return ti.DagID, true }), nil
-}
-
-func (f *fakeAirflow) ListRunIDs(_ context.Context, dagID string) ([]string, error) {
-	return f.distinct(func(ti airflow.TaskInstance) (string, bool) { return ti.RunID, ti.DagID == dagID }), nil
-}
-
-// distinct is one listing call: the distinct values, in first-seen order,
-// that value reads from the task instances it accepts.
-func (f *fakeAirflow) distinct(value func(airflow.TaskInstance) (string, bool)) []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	seen := map[string]bool{}
-	var out []string
-	for _, ti := range f.tis {
-		if v, ok := value(ti); ok && !seen[v] {
-			seen[v] = true
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-func (f *fakeAirflow) ListRunTaskInstances(_ context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	var out []airflow.TaskInstance
-	for _, ti := range f.tis {
-		if ti.DagID == dagID && ti.RunID == runID {
-			out = append(out, ti)
-		}
-	}
-	if len(out) == 0 {
-		return nil, &airflow.NotFoundError{About: airflow.EntityRun, What: dagID + "/" + runID}
-	}
-	return out, nil
-}
-
-func (f *fakeAirflow) GetTaskInstance(_ context.Context, k airflow.TIKey) (airflow.TaskInstance, error) {
-	if f.onGet != nil {
-		f.onGet()
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	f.getCalled++
-	if f.failGet != nil && f.getCalled >= f.failGetFrom {
-		return airflow.TaskInstance{}, f.failGet
-	}
-	for _, ti := range f.tis {
-		if ti.TIKey == k {
-			return ti, nil
-		}
-	}
-	return airflow.TaskInstance{}, &airflow.NotFoundError{About: airflow.EntityTaskInstance, What: k.String()}
-}
-
-func (f *fakeAirflow) PodNameXCom(_ context.Context, k airflow.TIKey) (string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	if name, ok := f.xcom[k]; ok {
-		return name, nil
-	}
-	if f.xcomErr != nil {
-		return "", f.xcomErr
-	}
-	return "", airflow.ErrNotFound
-}
-
-func (f *fakeAirflow) set(task string, mapIndex int, state string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i := range f.tis {
-		if f.tis[i].TaskID == task && f.tis[i].MapIndex == mapIndex {
-			f.tis[i].State = state
-		}
-	}
-}
-
 // cluster is a pod store that the recording deleter writes to.
 type cluster struct {
 	mu      sync.Mutex
@@ -167,6 +34,8 @@ type cluster struct {
 	deleted []string
 	writes  int
 	fail    error
+	// refused pods' deletes fail, as a policy webhook refusing them would.
+	refused map[string]bool
 }
 
 func (c *cluster) List(context.Context) ([]decision.Pod, error) {
@@ -188,6 +57,9 @@ func (c *cluster) Delete(_ context.Context, p decision.Pod) (deleter.Result, err
 	c.writes++
 	if _, ok := c.pods[p.Name]; !ok {
 		return deleter.Gone, nil
+	}
+	if c.refused[p.Name] {
+		return deleter.Failed, fmt.Errorf("deleting pod %s: admission webhook denied the request", p.Name)
 	}
 	delete(c.pods, p.Name)
 	c.deleted = append(c.deleted, p.Name)
@@ -215,6 +87,8 @@ func (c *cluster) Sighting(p decision.Pod) deleter.Sighting {
 	return deleter.ReadSighting(c.pods[p.Name].Annotations)
 }
 
+func (*cluster) Forget(func(string) bool) {}
+
 func (c *cluster) Unmark(_ context.Context, p decision.Pod) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -241,8 +115,8 @@ func ti(task string, mapIndex int, state string) airflow.TaskInstance {
 	return t
 }
 
-func seed() (*fakeAirflow, *cluster) {
-	af := &fakeAirflow{tis: []airflow.TaskInstance{
+func seed() (*airflowtest.Fake, *cluster) {
+	af := &airflowtest.Fake{TIs: []airflow.TaskInstance{
 		ti("zombie_kpo_task", -1, "success"),
 		ti("healthy_kpo_task", -1, "running"),
 		ti("mapped_kpo_task", 0, "success"),
@@ -261,12 +135,12 @@ func seed() (*fakeAirflow, *cluster) {
 	return af, c
 }
 
-func newReaper(af *fakeAirflow, c *cluster, confirmations int, d deleter.Deleter) *Reaper {
+func newReaper(af *airflowtest.Fake, c *cluster, confirmations int, d Writer) *Reaper {
 	if d == nil {
 		d = c
 	}
 	return &Reaper{
-		Pods: c, Airflow: af, Resolver: &resolve.Resolver{Client: af}, Deleter: d,
+		Pods: c, Resolver: &resolve.Resolver{Client: af}, Deleter: d,
 		Policy: decision.Policy{MinPodAge: 5 * time.Minute, TerminalGracePeriod: 2 * time.Minute, OrphanMinAge: time.Hour},
 		Plan:   PlanPolicy{Confirmations: confirmations, MaxDeletes: 20},
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -286,11 +160,13 @@ func TestSeedCycleDeletesExactlyTheZombies(t *testing.T) {
 	if rep.Deleted != 2 || rep.Count()[decision.Keep] != 2 {
 		t.Fatalf("report %+v", rep.Count())
 	}
-	if af.getCalled != 4+2 {
-		t.Fatalf("each pod's TI must be fetched once, and each deleted pod's exactly once more: got %d fetches", af.getCalled)
+	calls := af.Calls()
+	gets, runGets := calls["GetTaskInstance"], calls["GetDagRun"]
+	if gets != 4+2 {
+		t.Fatalf("each pod's TI must be fetched once, and each deleted pod's exactly once more: got %d fetches", gets)
 	}
-	if other := af.calls - af.getCalled - af.runGets; other != 0 || af.runGets > 4 {
-		t.Fatalf("%d listings and %d run GETs besides the exact fetches: label-safe ids and generated run ids need no listing", other, af.runGets)
+	if other := af.Total() - gets - runGets; other != 0 || runGets > 4 {
+		t.Fatalf("%d listings and %d run GETs besides the exact fetches: label-safe ids and generated run ids need no listing", other, runGets)
 	}
 }
 
@@ -319,7 +195,7 @@ func TestMarkClearedWhenNoLongerAZombie(t *testing.T) {
 	if _, err := newReaper(af, c, 3, nil).Cycle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	af.set("zombie_kpo_task", -1, "running") // cleared and rerun on the same pod
+	af.Set("zombie_kpo_task", -1, "running") // cleared and rerun on the same pod
 	if _, err := newReaper(af, c, 3, nil).Cycle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -329,10 +205,10 @@ func TestMarkClearedWhenNoLongerAZombie(t *testing.T) {
 }
 
 func TestFailsClosed(t *testing.T) {
-	cases := map[string]func(*fakeAirflow, *cluster){
-		"airflow unreachable":  func(af *fakeAirflow, _ *cluster) { af.failGet = errors.New("connection refused") },
-		"every lookup failing": func(af *fakeAirflow, _ *cluster) { af.failGet = scopedErr{} },
-		"kubernetes error":     func(_ *fakeAirflow, c *cluster) { c.fail = errors.New("connection refused") },
+	cases := map[string]func(*airflowtest.Fake, *cluster){
+		"airflow unreachable":  func(af *airflowtest.Fake, _ *cluster) { af.GetErr = errors.New("connection refused") },
+		"every lookup failing": func(af *airflowtest.Fake, _ *cluster) { af.GetErr = scopedErr{} },
+		"kubernetes error":     func(_ *airflowtest.Fake, c *cluster) { c.fail = errors.New("connection refused") },
 	}
 	for name, breakIt := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -351,7 +227,7 @@ func TestFailsClosed(t *testing.T) {
 
 func TestRecheckErrorStopsDeletes(t *testing.T) {
 	af, c := seed()
-	af.failGet = errors.New("503")
+	af.GetErr = errors.New("503")
 	_, err := newReaper(af, c, 1, nil).Cycle(context.Background())
 	if !errors.Is(err, ErrCycleFailed) || len(c.deleted) != 0 {
 		t.Fatalf("err %v, deleted %v", err, c.deleted)
@@ -362,13 +238,10 @@ func TestRecheckSeesAChangedTaskInstance(t *testing.T) {
 	af, c := seed()
 	// Between the listing and the delete, both finished TIs are cleared and
 	// rerun: the re-check must see it and keep the pods.
-	af.onGet = func() {
-		af.mu.Lock()
-		gathered := af.getCalled >= 4 // the evaluation's own fetches are done
-		af.mu.Unlock()
-		if gathered {
-			af.set("zombie_kpo_task", -1, "")
-			af.set("mapped_kpo_task", 0, "queued")
+	af.OnGet = func() {
+		if af.Calls()["GetTaskInstance"] >= 4 { // the evaluation's own fetches are done
+			af.Set("zombie_kpo_task", -1, "")
+			af.Set("mapped_kpo_task", 0, "queued")
 		}
 	}
 	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
@@ -510,10 +383,8 @@ func TestDryRunTellsWhatARealRunWouldDelete(t *testing.T) {
 // reaped.
 func TestOneFailingLookupSkipsOnlyItsPod(t *testing.T) {
 	af, c := seed()
-	ff := &flakyAirflow{fakeAirflow: af, failTask: "healthy_kpo_task"}
-	r := newReaper(af, c, 1, nil)
-	r.Airflow, r.Resolver = ff, &resolve.Resolver{Client: ff}
-	rep, err := r.Cycle(context.Background())
+	af.GetErr, af.GetErrTask = scopedErr{}, "healthy_kpo_task"
+	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,23 +404,11 @@ type scopedErr struct{}
 func (scopedErr) Error() string       { return "500 Internal Server Error" }
 func (scopedErr) RequestScoped() bool { return true }
 
-type flakyAirflow struct {
-	*fakeAirflow
-	failTask string
-}
-
-func (f *flakyAirflow) GetTaskInstance(ctx context.Context, k airflow.TIKey) (airflow.TaskInstance, error) {
-	if k.TaskID == f.failTask {
-		return airflow.TaskInstance{}, scopedErr{}
-	}
-	return f.fakeAirflow.GetTaskInstance(ctx, k)
-}
-
 // A re-check that fails after an earlier delete of the same cycle: the
 // error says what was deleted, and is not "nothing deleted".
 func TestFailureAfterADeleteNamesIt(t *testing.T) {
 	af, c := seed()
-	af.failGet, af.failGetFrom = errors.New("connection refused"), 4+2
+	af.GetErr, af.GetErrFrom = errors.New("connection refused"), 4+2
 	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
 	if !errors.Is(err, ErrFailedAfterDeletes) || errors.Is(err, ErrCycleFailed) && !strings.Contains(err.Error(), "airflow/zombie") {
 		t.Fatalf("got %v", err)
@@ -572,7 +431,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 
 func TestOrphanAfterRunDeleted(t *testing.T) {
 	af, c := seed()
-	af.tis = []airflow.TaskInstance{ti("healthy_kpo_task", -1, "running")}
+	af.TIs = []airflow.TaskInstance{ti("healthy_kpo_task", -1, "running")}
 	// zombie, mapped-0 and mapped-1 now belong to no TI (run still exists
 	// because healthy_kpo_task is in it): definitive "TI absent".
 	if _, err := newReaper(af, c, 1, nil).Cycle(context.Background()); err != nil {
@@ -594,7 +453,7 @@ func TestOrphanAfterRunDeleted(t *testing.T) {
 // BenchmarkCycle1000Pods: one evaluation of 1,000 KPO pods (half zombies,
 // hashed run ids) against an in-memory Airflow, dry run.
 func BenchmarkCycle1000Pods(b *testing.B) {
-	af := &fakeAirflow{}
+	af := &airflowtest.Fake{}
 	c := &cluster{pods: map[string]decision.Pod{}}
 	old := now.Add(-2 * time.Hour)
 	for i := 0; i < 1000; i++ {
@@ -603,7 +462,7 @@ func BenchmarkCycle1000Pods(b *testing.B) {
 		if i%2 == 0 {
 			state = "success"
 		}
-		af.tis = append(af.tis, ti(task, -1, state))
+		af.TIs = append(af.TIs, ti(task, -1, state))
 		p := pod("pod-"+strconv.Itoa(i), task, -1, 1, old)
 		c.pods[p.Name] = p
 	}
@@ -622,11 +481,11 @@ func BenchmarkCycle1000Pods(b *testing.B) {
 // seedStaleTry is the seed with healthy_kpo_task running its second try and
 // its try-1 pod "healthy" marked already_checked: a stale-try pod unless
 // the current try's pod_name XCom names it.
-func seedStaleTry() (*fakeAirflow, *cluster, airflow.TaskInstance) {
+func seedStaleTry() (*airflowtest.Fake, *cluster, airflow.TaskInstance) {
 	af, c := seed()
 	retried := ti("healthy_kpo_task", -1, "running")
 	retried.TryNumber = 2
-	af.tis[1] = retried
+	af.TIs[1] = retried
 	old := c.pods["healthy"]
 	old.Labels[labels.AlreadyChecked] = "True"
 	c.pods["healthy"] = old
@@ -638,7 +497,7 @@ func seedStaleTry() (*fakeAirflow, *cluster, airflow.TaskInstance) {
 // on instead of failing closed in every cycle.
 func TestStaleTryKeptWhenPodNameUnknowable(t *testing.T) {
 	af, c, _ := seedStaleTry()
-	af.xcomErr = fmt.Errorf("pod_name XCom: 400 (%w)", airflow.ErrUnsupported)
+	af.XComErr = fmt.Errorf("pod_name XCom: 400 (%w)", airflow.ErrUnsupported)
 	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
 	if err != nil {
 		t.Fatalf("the cycle must go on: %v", err)
@@ -655,7 +514,7 @@ func TestStaleTryKeptWhenPodNameUnknowable(t *testing.T) {
 		t.Fatal("the other zombies were not reaped")
 	}
 	// Any other XCom error still fails the cycle closed.
-	af.xcomErr = errors.New("connection reset")
+	af.XComErr = errors.New("connection reset")
 	if _, err := newReaper(af, c, 1, nil).Cycle(context.Background()); !errors.Is(err, ErrCycleFailed) {
 		t.Fatalf("got %v, want ErrCycleFailed", err)
 	}
@@ -668,7 +527,7 @@ func TestStaleTryKeptWhenPodNameUnknowable(t *testing.T) {
 // durable reconnect ignores already_checked) is kept at the re-check.
 func TestStaleTryVetoedByXCom(t *testing.T) {
 	af, c, retried := seedStaleTry()
-	af.xcom = map[airflow.TIKey]string{retried.TIKey: "healthy"}
+	af.XComs = map[airflow.TIKey]any{retried.TIKey: "healthy"}
 	rep, err := newReaper(af, c, 1, nil).Cycle(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -684,7 +543,7 @@ func TestStaleTryVetoedByXCom(t *testing.T) {
 		}
 	}
 	// Without the XCom it is a stale try and goes.
-	af.xcom = nil
+	af.XComs = nil
 	if _, err := newReaper(af, c, 1, nil).Cycle(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -10,12 +10,14 @@
 // listing, whose answer is cached.
 //
 // Something counts as gone only on a 404 about the entity asked for, with
-// the DAG itself known, and no other answer of the evaluation
-// contradicting it (Session.Reconcile).
+// the DAG itself known (or the DAG itself answering 404: deleted with all it
+// held), and no other answer of the evaluation contradicting it
+// (Session.Reconcile).
 package resolve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -299,7 +301,8 @@ func (s *Session) run(ctx context.Context, dagID, label string) (string, decisio
 	runs, err := s.listRuns(ctx, dagID)
 	if err != nil {
 		if airflow.NotFoundAbout(err) != "" {
-			return "", decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("listing the runs of DAG %s: %v", dagID, err)}, nil
+			l, err := s.dagAbsent(ctx, dagID, fmt.Sprintf("listing the runs of DAG %s: %v", dagID, err))
+			return "", l, err
 		}
 		return "", decision.Lookup{}, err
 	}
@@ -343,14 +346,15 @@ func (s *Session) pickRun(ctx context.Context, dagID, label string, candidates [
 		case about == airflow.EntityRun:
 			return false, decision.Lookup{}, nil
 		case about != "":
-			return false, decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("run %s/%s: %v", dagID, id, err)}, nil
+			l, err := s.dagAbsent(ctx, dagID, fmt.Sprintf("run %s/%s: %v", dagID, id, err))
+			return false, l, err
 		default:
 			return false, decision.Lookup{}, err
 		}
 	}
 	rebuilt, literal := candidates[0], candidates[len(candidates)-1]
 	ok, l, err := exists(literal)
-	if err != nil || l.Status != decision.Found {
+	if err != nil || l.Status != decision.NoAnswer {
 		return "", l, err
 	}
 	if !ok {
@@ -358,7 +362,7 @@ func (s *Session) pickRun(ctx context.Context, dagID, label string, candidates [
 		return rebuilt, decision.Lookup{}, nil
 	}
 	ok, l, err = exists(rebuilt)
-	if err != nil || l.Status != decision.Found {
+	if err != nil || l.Status != decision.NoAnswer {
 		return "", l, err
 	}
 	if ok {
@@ -412,7 +416,8 @@ func (s *Session) task(ctx context.Context, dagID, runID, label string) (string,
 		case "":
 			return "", decision.Lookup{}, err
 		default:
-			return "", decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("listing the task instances of %s/%s: %v", dagID, runID, err)}, nil
+			l, err := s.dagAbsent(ctx, dagID, fmt.Sprintf("listing the task instances of %s/%s: %v", dagID, runID, err))
+			return "", l, err
 		}
 	}
 	s.sawRun(dagID, runID)
@@ -463,7 +468,7 @@ func (s *Session) taskInstance(ctx context.Context, k airflow.TIKey) (decision.L
 	case "":
 		return decision.Lookup{}, err
 	case airflow.EntityDAG:
-		return decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("task instance %s: %v", k, err)}, nil
+		return s.dagAbsent(ctx, k.DagID, fmt.Sprintf("task instance %s: %v", k, err))
 	case airflow.EntityTaskInstance, airflow.EntityRun:
 		return s.confirmAbsent(ctx, k.DagID, k.RunID, about, fmt.Sprintf("task instance %s not found", k))
 	default:
@@ -490,19 +495,43 @@ func (s *Session) confirmAbsent(ctx context.Context, dagID, runID string, about 
 		s.runsGone[[2]string{dagID, runID}] = true
 		s.mu.Unlock()
 	case airflow.NotFoundAbout(err) == airflow.EntityDAG:
-		return decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("%s; run %s/%s: %v", what, dagID, runID, err)}, nil
+		return s.dagAbsent(ctx, dagID, fmt.Sprintf("%s; run %s/%s: %v", what, dagID, runID, err))
 	case airflow.NotFoundAbout(err) != "":
 		return decision.Lookup{Status: decision.Unresolved, Detail: fmt.Sprintf("%s; run %s/%s: %v", what, dagID, runID, err)}, nil
 	default:
 		return decision.Lookup{}, fmt.Errorf("%s; asking for run %s/%s: %w", what, dagID, runID, err)
 	}
 	if err := s.r.Client.GetDag(ctx, dagID); err != nil {
-		if airflow.NotFoundAbout(err) != "" {
-			return decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("%s; run %s/%s not found, and DAG %s: %v", what, dagID, runID, dagID, err)}, nil
+		switch airflow.NotFoundAbout(err) {
+		case airflow.EntityDAG:
+			return dagGone(dagID), nil
+		case "":
+			return decision.Lookup{}, fmt.Errorf("%s; asking for DAG %s: %w", what, dagID, err)
 		}
-		return decision.Lookup{}, fmt.Errorf("%s; asking for DAG %s: %w", what, dagID, err)
+		return decision.Lookup{Status: decision.DagUnavailable, Detail: fmt.Sprintf("%s; run %s/%s not found, and DAG %s: %v", what, dagID, runID, dagID, err)}, nil
 	}
 	return decision.Lookup{Status: decision.Gone, Detail: fmt.Sprintf("DAG run %s/%s no longer exists in this Airflow (the DAG does)", dagID, runID)}, nil
+}
+
+// dagAbsent decides what an answer about the DAG itself (a 404 about it
+// to a question about a run or a task instance) means, by asking for the
+// DAG: one this Airflow does not have at all was deleted with its runs and
+// task instances, so the pod is an orphan; one it has (missing from the
+// DAG bag after an import error) says nothing about the run, and unavailable
+// is what the pod's lookup says, in the words of what.
+func (s *Session) dagAbsent(ctx context.Context, dagID, what string) (decision.Lookup, error) {
+	err := s.r.Client.GetDag(ctx, dagID)
+	switch about := airflow.NotFoundAbout(err); {
+	case about == airflow.EntityDAG:
+		return dagGone(dagID), nil
+	case err != nil && about == "":
+		return decision.Lookup{}, fmt.Errorf("%s; asking for DAG %s: %w", what, dagID, err)
+	}
+	return decision.Lookup{Status: decision.DagUnavailable, Detail: what}, nil
+}
+
+func dagGone(dagID string) decision.Lookup {
+	return decision.Lookup{Status: decision.Gone, Detail: fmt.Sprintf("DAG %s does not exist in this Airflow (deleted, with its runs and task instances)", dagID)}
 }
 
 // Recheck asks again right before a delete, past every per-evaluation
@@ -516,4 +545,28 @@ func (r *Resolver) Recheck(ctx context.Context, id labels.Identity) (decision.Lo
 		return l, err
 	}
 	return s.Reconcile(l, ref), nil
+}
+
+// RecheckWithPodName is Recheck that also reads which pod the task
+// instance's current try says it uses (its XCom pod_name), for the
+// re-check of an earlier try's pod. No XCom yet leaves CurrentPodName
+// empty; an API that can never tell says so in PodNameUnknown.
+func (r *Resolver) RecheckWithPodName(ctx context.Context, id labels.Identity) (decision.Lookup, error) {
+	l, err := r.Recheck(ctx, id)
+	if err != nil || l.Status != decision.Found {
+		return l, err
+	}
+	name, err := r.Client.PodNameXCom(ctx, l.TI.TIKey)
+	switch {
+	case err == nil:
+		l.CurrentPodName = name
+	case errors.Is(err, airflow.ErrNotFound):
+	case errors.Is(err, airflow.ErrUnsupported):
+		l.PodNameUnknown = err.Error()
+	case errors.Is(err, airflow.ErrNoPodName):
+		l.PodNameUnusable = err.Error()
+	default:
+		return l, fmt.Errorf("reading XCom pod_name of %s: %w", l.TI.TIKey, err)
+	}
+	return l, nil
 }

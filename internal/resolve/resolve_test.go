@@ -3,120 +3,16 @@ package resolve
 import (
 	"context"
 	"errors"
-	"sync"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow/airflowtest"
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 	"github.com/kpo-reaper/kpo-reaper/internal/labels"
 )
-
-// stubAirflow answers from fixed data, with 404s in Airflow's words, and
-// counts calls per method.
-type stubAirflow struct {
-	airflow.Client
-	mu    sync.Mutex
-	dags  []string
-	runs  map[string][]string // runs per DAG, as listed
-	tis   map[[2]string][]airflow.TaskInstance
-	err   error
-	calls map[string]int
-	// notInBag: DAGs missing from Airflow 3's DAG bag; a run's listing
-	// answers 404 about the DAG, a single GET still works.
-	notInBag map[string]bool
-	// runGet404: runs whose GET answers 404 although they are listed.
-	runGet404 map[[2]string]bool
-}
-
-func (s *stubAirflow) count(m string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.calls == nil {
-		s.calls = map[string]int{}
-	}
-	s.calls[m]++
-}
-
-func (s *stubAirflow) hasDag(d string) bool {
-	for _, x := range s.dags {
-		if x == d {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *stubAirflow) hasRun(d, r string) bool {
-	for _, x := range s.runs[d] {
-		if x == r {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *stubAirflow) ListDagIDs(context.Context) ([]string, error) {
-	s.count("dags")
-	return s.dags, s.err
-}
-
-func (s *stubAirflow) GetDag(_ context.Context, d string) error {
-	s.count("dag")
-	if s.err != nil {
-		return s.err
-	}
-	if !s.hasDag(d) {
-		return &airflow.NotFoundError{About: airflow.EntityDAG, What: d}
-	}
-	return nil
-}
-
-func (s *stubAirflow) ListRunIDs(_ context.Context, d string) ([]string, error) {
-	s.count("runs")
-	if !s.hasDag(d) {
-		return nil, &airflow.NotFoundError{About: airflow.EntityDAG, What: d}
-	}
-	return s.runs[d], s.err
-}
-
-func (s *stubAirflow) GetDagRun(_ context.Context, d, r string) error {
-	s.count("run")
-	if s.err != nil {
-		return s.err
-	}
-	if !s.hasDag(d) {
-		return &airflow.NotFoundError{About: airflow.EntityDAG, What: d}
-	}
-	if !s.hasRun(d, r) || s.runGet404[[2]string{d, r}] {
-		return &airflow.NotFoundError{About: airflow.EntityRun, What: d + "/" + r}
-	}
-	return nil
-}
-
-func (s *stubAirflow) ListRunTaskInstances(_ context.Context, d, r string) ([]airflow.TaskInstance, error) {
-	s.count("tis")
-	if s.notInBag[d] {
-		return nil, &airflow.NotFoundError{About: airflow.EntityDAG, What: d}
-	}
-	if !s.hasRun(d, r) {
-		return nil, &airflow.NotFoundError{About: airflow.EntityRun, What: d + "/" + r}
-	}
-	return s.tis[[2]string{d, r}], s.err
-}
-
-func (s *stubAirflow) GetTaskInstance(_ context.Context, k airflow.TIKey) (airflow.TaskInstance, error) {
-	s.count("get")
-	if s.err != nil {
-		return airflow.TaskInstance{}, s.err
-	}
-	for _, ti := range s.tis[[2]string{k.DagID, k.RunID}] {
-		if ti.TIKey == k {
-			return ti, nil
-		}
-	}
-	return airflow.TaskInstance{}, &airflow.NotFoundError{About: airflow.EntityTaskInstance, What: k.String()}
-}
 
 const (
 	run    = "scheduled__2026-11-26T00:00:00+00:00" // hashed label, rebuilt
@@ -131,19 +27,16 @@ func tiOf(dag, run, task string, mapIndex int, state string) airflow.TaskInstanc
 	return airflow.TaskInstance{TIKey: airflow.TIKey{DagID: dag, RunID: run, TaskID: task, MapIndex: mapIndex}, State: state}
 }
 
-func stub() *stubAirflow {
-	return &stubAirflow{
-		dags: []string{"etl", "dag*", "dag?"},
-		runs: map[string][]string{"etl": {run, oddRun, "manual__x"}, "dag*": {run}},
-		tis: map[[2]string][]airflow.TaskInstance{
-			{"etl", run}: {
-				tiOf("etl", run, "load", -1, "success"),
-				tiOf("etl", run, "map", 0, "failed"),
-				tiOf("etl", run, "_private", -1, "running"),
-			},
-			{"etl", oddRun}:  {tiOf("etl", oddRun, "load", -1, "running")},
-			{"dag*", run}:    {tiOf("dag*", run, "load", -1, "running")},
-			{"etl", "other"}: nil,
+func stub() *airflowtest.Fake {
+	return &airflowtest.Fake{
+		DAGs: []string{"etl", "dag*", "dag?"},
+		Runs: map[string][]string{"etl": {run, oddRun, "manual__x"}, "dag*": {run}},
+		TIs: []airflow.TaskInstance{
+			tiOf("etl", run, "load", -1, "success"),
+			tiOf("etl", run, "map", 0, "failed"),
+			tiOf("etl", run, "_private", -1, "running"),
+			tiOf("etl", oddRun, "load", -1, "running"),
+			tiOf("dag*", run, "load", -1, "running"),
 		},
 	}
 }
@@ -164,7 +57,8 @@ func TestResolve(t *testing.T) {
 		{"run absent, DAG known", identity("etl", "manual__2026-11-27T09:00:00+00:00", "load", -1), decision.Gone},
 		{"run absent from a complete listing", identity("etl", "manual run #8", "load", -1), decision.Gone},
 		{"DAG not visible", identity("secret*", run, "load", -1), decision.Unresolved},
-		{"DAG unknown: its 404 is about the DAG", identity("ghost_dag", run, "load", -1), decision.DagUnavailable},
+		{"DAG unknown to GET /dags/{id}: deleted with its runs", identity("ghost_dag", run, "load", -1), decision.Gone},
+		{"DAG unknown, by a run label that needs a listing", identity("ghost_dag", oddRun, "load", -1), decision.Gone},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -185,13 +79,13 @@ func TestResolve(t *testing.T) {
 func TestExactLabelsCostOneGet(t *testing.T) {
 	s := stub()
 	r := &Resolver{Client: s}
-	for i, want := range []map[string]int{{"get": 1, "run": 1}, {"get": 2, "run": 1}} {
+	for i, want := range []map[string]int{{"GetTaskInstance": 1, "GetDagRun": 1}, {"GetTaskInstance": 2, "GetDagRun": 1}} {
 		l, _, err := r.NewSession().Resolve(context.Background(), identity("etl", run, "load", -1))
 		if err != nil || l.Status != decision.Found {
 			t.Fatal(l, err)
 		}
-		if len(s.calls) != len(want) || s.calls["get"] != want["get"] || s.calls["run"] != want["run"] {
-			t.Fatalf("evaluation %d: calls %v, want %v", i+1, s.calls, want)
+		if calls := s.Calls(); !maps.Equal(calls, want) {
+			t.Fatalf("evaluation %d: calls %v, want %v", i+1, calls, want)
 		}
 	}
 }
@@ -201,7 +95,7 @@ func TestExactLabelsCostOneGet(t *testing.T) {
 func TestLiteralLabelRunIsAmbiguous(t *testing.T) {
 	s := stub()
 	lit := labels.SafeValue(run)
-	s.runs["etl"] = append(s.runs["etl"], lit)
+	s.Runs["etl"] = append(s.Runs["etl"], lit)
 	r := &Resolver{Client: s}
 	l, _, err := r.NewSession().Resolve(context.Background(), identity("etl", run, "load", -1))
 	if err != nil || l.Status != decision.Ambiguous {
@@ -214,7 +108,7 @@ func TestLiteralLabelRunIsAmbiguous(t *testing.T) {
 // run.
 func TestDagMissingFromTheBagIsNotGone(t *testing.T) {
 	s := stub()
-	s.notInBag = map[string]bool{"etl": true}
+	s.NotInBag = map[string]bool{"etl": true}
 	r := &Resolver{Client: s}
 	sess := r.NewSession()
 	// A hashed task label needs the run's listing, which the bag refuses.
@@ -227,11 +121,36 @@ func TestDagMissingFromTheBagIsNotGone(t *testing.T) {
 	}
 }
 
+// A DAG that GET /dags/{id} still knows, but whose task instance's GET
+// answers 404 about the DAG (missing from Airflow 3's DAG bag), is
+// unavailable, never gone: its runs may be running.
+func TestDagKnownButAnswering404IsNotGone(t *testing.T) {
+	s := stub()
+	s.NotInBag = map[string]bool{"etl": true}
+	r := &Resolver{Client: &dagless{Fake: s}}
+	sess := r.NewSession()
+	l, ref, err := sess.Resolve(context.Background(), identity("etl", run, "load", -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l = sess.Reconcile(l, ref); l.Status != decision.DagUnavailable {
+		t.Fatalf("got %v (%s), want DagUnavailable", l.Status, l.Detail)
+	}
+}
+
+// dagless answers every task instance's GET with a 404 about the DAG, as
+// Airflow 3 does for a DAG missing from its DAG bag.
+type dagless struct{ *airflowtest.Fake }
+
+func (d *dagless) GetTaskInstance(_ context.Context, k airflow.TIKey) (airflow.TaskInstance, error) {
+	return airflow.TaskInstance{}, &airflow.NotFoundError{About: airflow.EntityDAG, What: k.DagID}
+}
+
 // issue 9, case 5: the run was listed, then its GET answered 404.
 func TestListedRunThen404IsContradictory(t *testing.T) {
 	s := stub()
-	s.runGet404 = map[[2]string]bool{{"etl", oddRun}: true}
-	s.tis[[2]string{"etl", oddRun}] = nil // the TI GET answers 404 too
+	s.RunGet404 = map[[2]string]bool{{"etl", oddRun}: true}
+	s.TIs = slices.DeleteFunc(s.TIs, func(ti airflow.TaskInstance) bool { return ti.RunID == oddRun }) // the TI GET answers 404 too
 	r := &Resolver{Client: s}
 	sess := r.NewSession()
 	l, ref, err := sess.Resolve(context.Background(), identity("etl", oddRun, "load", -1))
@@ -262,7 +181,7 @@ func TestTroubledDagMakesGoneContradictory(t *testing.T) {
 func TestAmbiguousDagLabel(t *testing.T) {
 	s := stub()
 	// Two DAGs that truly share a hashed label.
-	s.dags = append(s.dags, "dag*")
+	s.DAGs = append(s.DAGs, "dag*")
 	r := &Resolver{Client: s}
 	l, _, err := r.NewSession().Resolve(context.Background(), identity("dag*", run, "load", -1))
 	if err != nil || l.Status != decision.Ambiguous {
@@ -272,7 +191,7 @@ func TestAmbiguousDagLabel(t *testing.T) {
 
 func TestAPIErrorIsNotAnAnswer(t *testing.T) {
 	s := stub()
-	s.err = errors.New("503")
+	s.Err = errors.New("503")
 	r := &Resolver{Client: s}
 	if _, _, err := r.NewSession().Resolve(context.Background(), identity("etl", run, "load", -1)); err == nil {
 		t.Fatal("an API error must fail the resolution")
@@ -288,14 +207,14 @@ func TestCachesMappingsAcrossEvaluations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if s.calls["dags"] != 1 || s.calls["runs"] != 1 {
-		t.Fatalf("one evaluation: %v", s.calls)
+	if calls := s.Calls(); calls["ListDagIDs"] != 1 || calls["ListRunIDs"] != 1 {
+		t.Fatalf("one evaluation: %v", calls)
 	}
 	if _, _, err := r.NewSession().Resolve(context.Background(), identity("etl", oddRun, "load", -1)); err != nil {
 		t.Fatal(err)
 	}
-	if s.calls["dags"] != 1 || s.calls["runs"] != 1 {
-		t.Fatalf("second evaluation lists again: %v", s.calls)
+	if calls := s.Calls(); calls["ListDagIDs"] != 1 || calls["ListRunIDs"] != 1 {
+		t.Fatalf("second evaluation lists again: %v", calls)
 	}
 }
 
@@ -311,17 +230,17 @@ func TestNegativeAnswersExpire(t *testing.T) {
 			t.Fatal(l)
 		}
 	}
-	if s.calls["dags"] != 1 {
-		t.Fatalf("negative answer not cached: %v", s.calls)
+	if s.Calls()["ListDagIDs"] != 1 {
+		t.Fatalf("negative answer not cached: %v", s.Calls())
 	}
 	at = at.Add(2 * time.Minute)
 	r.NewSession().Resolve(context.Background(), id)
-	if s.calls["dags"] != 2 {
-		t.Fatalf("negative answer not expired: %v", s.calls)
+	if s.Calls()["ListDagIDs"] != 2 {
+		t.Fatalf("negative answer not expired: %v", s.Calls())
 	}
 	r.Recheck(context.Background(), id)
-	if s.calls["dags"] != 3 {
-		t.Fatalf("re-check believed a cached negative answer: %v", s.calls)
+	if s.Calls()["ListDagIDs"] != 3 {
+		t.Fatalf("re-check believed a cached negative answer: %v", s.Calls())
 	}
 }
 
@@ -331,7 +250,7 @@ func TestCachesAreBounded(t *testing.T) {
 	for _, d := range []string{"a*", "b*", "c*", "d*"} {
 		dags = append(dags, d)
 	}
-	s.dags = dags
+	s.DAGs = dags
 	r := &Resolver{Client: s, CacheSize: 2}
 	for _, d := range dags {
 		r.NewSession().Resolve(context.Background(), identity(d, run, "load", -1))
@@ -348,10 +267,10 @@ func TestRecheck(t *testing.T) {
 	if _, _, err := r.NewSession().Resolve(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
-	s.calls = nil
+	s.ResetCalls()
 	fresh, err := r.Recheck(context.Background(), id)
-	if err != nil || fresh.Status != decision.Found || s.calls["get"] != 1 || len(s.calls) != 1 {
-		t.Fatalf("a known TI is fetched exactly once: %v %v %v", fresh.Status, err, s.calls)
+	if calls := s.Calls(); err != nil || fresh.Status != decision.Found || calls["GetTaskInstance"] != 1 || len(calls) != 1 {
+		t.Fatalf("a known TI is fetched exactly once: %v %v %v", fresh.Status, err, calls)
 	}
 	// An orphan whose run reappeared is no longer gone.
 	late := "manual__2026-11-27T10:00:00+00:00"
@@ -359,8 +278,7 @@ func TestRecheck(t *testing.T) {
 	if l, _, _ := r.NewSession().Resolve(context.Background(), gone); l.Status != decision.Gone {
 		t.Fatal(l)
 	}
-	s.runs["etl"] = append(s.runs["etl"], late)
-	s.tis[[2]string{"etl", late}] = []airflow.TaskInstance{tiOf("etl", late, "load", -1, "running")}
+	s.TIs = append(s.TIs, tiOf("etl", late, "load", -1, "running"))
 	fresh, err = r.Recheck(context.Background(), gone)
 	if err != nil || fresh.Status != decision.Found {
 		t.Fatalf("re-check must ask afresh: %v %v", fresh.Status, err)

@@ -395,6 +395,7 @@ func podNameXCom(t *testing.T, a Adapter) {
 		{"a number", 42, ""},
 		{"a list", []string{"pod-a"}, ""},
 		{"an object", map[string]any{"pod_name": "pod-a"}, ""},
+		{"an object-storage reference", "xcom_s3://bucket/dag/run/task/5f0c.json", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := serve(t, a, Fixture{XComs: map[airflow.TIKey]any{stdKey: tc.value}})
@@ -402,6 +403,11 @@ func podNameXCom(t *testing.T, a Adapter) {
 			if tc.want == "" {
 				if err == nil || errors.Is(err, airflow.ErrNotFound) || !strings.Contains(err.Error(), stdKey.String()) {
 					t.Fatalf("got %q, err %v; want an error naming the task instance", got, err)
+				}
+				if _, isString := tc.value.(string); (isString || tc.value == nil) && !errors.Is(err, airflow.ErrNoPodName) {
+					// What the API rendered is this task instance's answer,
+					// not Airflow failing.
+					t.Fatalf("got %v; want airflow.ErrNoPodName", err)
 				}
 				return
 			}

@@ -258,7 +258,7 @@ func (c *client) podNameXCom(ctx context.Context, key airflow.TIKey) (string, er
 		return "", fmt.Errorf("%s answered for map index %d", what, *raw.MapIndex)
 	}
 	if x.Value == nil {
-		return "", fmt.Errorf("%s: the answer has no value", what)
+		return "", airflow.NoPodName("%s: the answer has no value", what)
 	}
 	return *x.Value, nil
 }

@@ -285,7 +285,8 @@ func (c *client) podNameXCom(ctx context.Context, key airflow.TIKey) (string, er
 	mapIndex := key.MapIndex
 	resp, err := c.api.GetXcomEntry(ctx, key.DagID, key.RunID, key.TaskID, airflow.PodNameKey, &gen.GetXcomEntryParams{MapIndex: &mapIndex})
 	var x gen.XComResponseNative
-	if err := doObject(resp, err, &x, "dag_id", "run_id", "task_id", "map_index", "key", "value"); err != nil {
+	// value is read below: null is an answer (no pod name), not a bad page.
+	if err := doObject(resp, err, &x, "dag_id", "run_id", "task_id", "map_index", "key"); err != nil {
 		return "", err
 	}
 	if x.DagId != key.DagID || x.RunId != key.RunID || x.TaskId != key.TaskID || x.MapIndex != key.MapIndex || x.Key != airflow.PodNameKey {
@@ -294,7 +295,7 @@ func (c *client) podNameXCom(ctx context.Context, key airflow.TIKey) (string, er
 	}
 	v, ok := x.Value.(string)
 	if !ok {
-		return "", fmt.Errorf("the value is a JSON %s, not a string", jsonKind(x.Value))
+		return "", airflow.NoPodName("the value is a JSON %s, not a string", jsonKind(x.Value))
 	}
 	return v, nil
 }
