@@ -20,7 +20,7 @@ import (
 // verdict leads to a delete. deletionResults are the deleter's outcomes the
 // deletions counter records (a dry run deletes nothing).
 var (
-	deletionReasons = []decision.Reason{decision.ReasonTIFinished, decision.ReasonStaleTry, decision.ReasonOrphan}
+	deletionReasons = []decision.Reason{decision.ReasonTIFinished, decision.ReasonFinishedNoEndDate, decision.ReasonStaleTry, decision.ReasonOrphan}
 	deletionResults = []reaper.Action{reaper.ActionDeleted, reaper.ActionGone, reaper.ActionReplaced, reaper.ActionFailed}
 )
 

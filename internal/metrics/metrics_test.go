@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
-	"github.com/kpo-reaper/kpo-reaper/internal/deleter"
 	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
 )
 
@@ -44,6 +43,10 @@ kpo_reaper_cycles_total{result="failure"} 1
 kpo_reaper_cycles_total{result="success"} 1
 # HELP kpo_reaper_deletions_total Force deletes by reason and result (deleted, gone, replaced, failed).
 # TYPE kpo_reaper_deletions_total counter
+kpo_reaper_deletions_total{reason="finished-no-end-date",result="deleted"} 0
+kpo_reaper_deletions_total{reason="finished-no-end-date",result="failed"} 0
+kpo_reaper_deletions_total{reason="finished-no-end-date",result="gone"} 0
+kpo_reaper_deletions_total{reason="finished-no-end-date",result="replaced"} 0
 kpo_reaper_deletions_total{reason="orphan",result="deleted"} 0
 kpo_reaper_deletions_total{reason="orphan",result="failed"} 0
 kpo_reaper_deletions_total{reason="orphan",result="gone"} 0
@@ -92,7 +95,7 @@ func TestDeletionsStartAtZero(t *testing.T) {
 	m := New()
 	var want strings.Builder
 	want.WriteString("# HELP kpo_reaper_deletions_total Force deletes by reason and result (deleted, gone, replaced, failed).\n# TYPE kpo_reaper_deletions_total counter\n")
-	for _, reason := range []string{"orphan", "stale-try", "ti-finished"} {
+	for _, reason := range []string{"finished-no-end-date", "orphan", "stale-try", "ti-finished"} {
 		for _, result := range []string{"deleted", "failed", "gone", "replaced"} {
 			fmt.Fprintf(&want, "kpo_reaper_deletions_total{reason=%q,result=%q} 0\n", reason, result)
 		}
@@ -102,8 +105,8 @@ func TestDeletionsStartAtZero(t *testing.T) {
 	}
 	// A cycle that only keeps pods adds no series.
 	m.ObserveCycle(&reaper.Report{Pods: []reaper.PodReport{pr(decision.Keep, decision.ReasonTIActive, ""), pr(decision.Reap, decision.ReasonTIFinished, reaper.ActionDryRun)}}, nil, time.Now())
-	if n := testutil.CollectAndCount(m.deletions); n != 12 {
-		t.Errorf("deletions series after a keep-only cycle: %d, want 12", n)
+	if n := testutil.CollectAndCount(m.deletions); n != 16 {
+		t.Errorf("deletions series after a keep-only cycle: %d, want 16", n)
 	}
 }
 
@@ -134,7 +137,7 @@ func TestDeletionLabelsCoverEveryReapReasonAndResult(t *testing.T) {
 			return true
 		})
 	}
-	byName := map[string]decision.Reason{"ReasonTIFinished": decision.ReasonTIFinished, "ReasonStaleTry": decision.ReasonStaleTry, "ReasonOrphan": decision.ReasonOrphan}
+	byName := map[string]decision.Reason{"ReasonTIFinished": decision.ReasonTIFinished, "ReasonFinishedNoEndDate": decision.ReasonFinishedNoEndDate, "ReasonStaleTry": decision.ReasonStaleTry, "ReasonOrphan": decision.ReasonOrphan}
 	if len(found) == 0 {
 		t.Fatal("found no reap verdict in internal/decision: the test's reading of it is out of date")
 	}
@@ -147,7 +150,7 @@ func TestDeletionLabelsCoverEveryReapReasonAndResult(t *testing.T) {
 	if len(found) != len(deletionReasons) {
 		t.Errorf("reap reasons in internal/decision %v, deletion reasons %v", found, deletionReasons)
 	}
-	want := []reaper.Action{reaper.Action(deleter.Deleted), reaper.Action(deleter.Gone), reaper.Action(deleter.Replaced), reaper.Action(deleter.Failed)}
+	want := []reaper.Action{reaper.ActionDeleted, reaper.ActionGone, reaper.ActionReplaced, reaper.ActionFailed}
 	if fmt.Sprint(deletionResults) != fmt.Sprint(want) {
 		t.Errorf("deletion results %v, want %v (every deleter result but dry-run)", deletionResults, want)
 	}
