@@ -209,9 +209,8 @@ func TestLiteralLabelRunIsAmbiguous(t *testing.T) {
 	}
 }
 
-// issue 9, case 4: Airflow 3 answers a run's listing with a 404 about the
-// DAG when the DAG is missing from its bag; that proves nothing about the
-// run.
+// Airflow 3 answers a run's listing with a 404 about the DAG when the DAG
+// is missing from its bag; that proves nothing about the run.
 func TestDagMissingFromTheBagIsNotGone(t *testing.T) {
 	s := stub()
 	s.notInBag = map[string]bool{"etl": true}
@@ -227,7 +226,8 @@ func TestDagMissingFromTheBagIsNotGone(t *testing.T) {
 	}
 }
 
-// issue 9, case 5: the run was listed, then its GET answered 404.
+// The run was listed, then its GET answered 404: two answers that
+// contradict each other are not "the run was deleted".
 func TestListedRunThen404IsContradictory(t *testing.T) {
 	s := stub()
 	s.runGet404 = map[[2]string]bool{{"etl", oddRun}: true}
