@@ -1,6 +1,6 @@
 package e2e_test
 
-// Issue 9: "The prime rule is broken". Each case below made `run --once`
+// Hazards to the prime rule: each case below once made `run --once`
 // (dryRun false) delete a pod whose task was alive; each test reproduces
 // it and checks that the pod now survives the real cycle (exit 0, no
 // DELETE of it in the audit log) and that plan -o json does not reap it.
@@ -211,11 +211,11 @@ func hazardScenario(v airflowVersion, tis ...airflowsim.TaskInstanceSpec) *airfl
 	}
 }
 
-// TestIssue9OtherAirflowsRun, case 1: a pod of another Airflow sharing the
+// TestOtherAirflowsRunIsKept: a pod of another Airflow sharing the
 // namespace, of a DAG this Airflow also has, in a run this Airflow does not
 // have. That is all an orphan looks like; orphans are kept unless
 // reaper.reapOrphans is set.
-func TestIssue9OtherAirflowsRun(t *testing.T) {
+func TestOtherAirflowsRunIsKept(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
 		e := newEnv(t)
@@ -256,13 +256,13 @@ func (e *env) judgeWithStaleTryControl(cfg string, namespaces []string, reattach
 	e.expectDeletes(namespaces, nsName(stale))
 }
 
-// TestIssue9StaleTryEvidenceOtherNamespace, case 2: the task instance is on
+// TestTryPodInOtherNamespaceIsNoStaleTryEvidence: the task instance is on
 // try 2, running in its reattached try-1 pod; a try-2 pod of the same
 // dag/task/run exists only in another watched namespace, and the current
 // try has not pushed its XCom pod_name yet. That pod is no evidence about
 // this namespace's. Control: the same with the try-2 pod in the same
 // namespace is a stale try.
-func TestIssue9StaleTryEvidenceOtherNamespace(t *testing.T) {
+func TestTryPodInOtherNamespaceIsNoStaleTryEvidence(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
 		e := newEnv(t)
@@ -282,13 +282,13 @@ func TestIssue9StaleTryEvidenceOtherNamespace(t *testing.T) {
 	})
 }
 
-// TestIssue9AlreadyCheckedNotEvidence, case 3: a run deleted and
+// TestAlreadyCheckedPodIsNoStaleTryEvidence: a run deleted and
 // re-triggered with the same run_id. The old run's try-2 pod (marked
 // already_checked=True when that try finished) is still there; the new
 // run's try 2 runs in its reattached try-1 pod and has no XCom yet. A pod
 // the operator marked done with is no evidence of the current try's pod.
 // Control: the same with an unmarked try-2 pod is a stale try.
-func TestIssue9AlreadyCheckedNotEvidence(t *testing.T) {
+func TestAlreadyCheckedPodIsNoStaleTryEvidence(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
 		e := newEnv(t)
@@ -355,7 +355,7 @@ func (e *env) judgeWithReapOrphans(cfg string, live, orphan *corev1.Pod) {
 	e.expectDeletes([]string{e.ns}, nsName(orphan))
 }
 
-// TestIssue9DagMissingFromBag, case 4: Airflow 3, the DAG fails to import
+// TestDagMissingFromBagIsNoOrphan: Airflow 3, the DAG fails to import
 // after a deploy, so it is missing from the serialized DAG bag while still
 // listed: its run listing answers, the per-run task instance listing
 // answers 404 "The Dag with ID: `ghost_dag` was not found". That 404 is
@@ -365,7 +365,7 @@ func (e *env) judgeWithReapOrphans(cfg string, live, orphan *corev1.Pod) {
 // has a hashed label (a leading and trailing '_'), so the reaper has to
 // list the run's task instances to learn the id: the 404 is met. Judged
 // with reaper.reapOrphans on; control: a real orphan.
-func TestIssue9DagMissingFromBag(t *testing.T) {
+func TestDagMissingFromBagIsNoOrphan(t *testing.T) {
 	t.Parallel()
 	v := airflowVersions[1]
 	if v.api != 2 {
@@ -393,7 +393,7 @@ func TestIssue9DagMissingFromBag(t *testing.T) {
 	}
 }
 
-// TestIssue9RunGetContradicts, case 5: the run listing shows the run (it
+// TestContradictingRunAnswersAreNoOrphan: the run listing shows the run (it
 // has no task instance listed), then GET of that run answers 404 in the
 // same cycle. Two answers that contradict each other are not "the run was
 // deleted". Judged with reaper.reapOrphans on; control: a real orphan.
@@ -402,7 +402,7 @@ func TestIssue9DagMissingFromBag(t *testing.T) {
 // allowed_run_id_pattern) whose hashed label cannot be turned back into
 // the id, so the reaper has to list the DAG's runs to resolve it: the
 // listing half of the contradiction is not optional.
-func TestIssue9RunGetContradicts(t *testing.T) {
+func TestContradictingRunAnswersAreNoOrphan(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
 		e := newEnv(t)
@@ -441,12 +441,12 @@ func (e *env) annotations(name string) map[string]string {
 	return p.Annotations
 }
 
-// TestIssue9ConfirmationsSpaced: with reaper.confirmations 2, two runs
+// TestConfirmationsAreSpaced: with reaper.confirmations 2, two runs
 // back to back are one sighting, not two (confirmationSpacing defaults to
 // reaper.interval, 1m here); a sighting after the spacing confirms. The
 // earlier spaced sighting is simulated by moving the pod's annotations an
 // hour back, as an hour-old first run would have left them.
-func TestIssue9ConfirmationsSpaced(t *testing.T) {
+func TestConfirmationsAreSpaced(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
 		e, s := newSeedEnv(t, v)
@@ -517,12 +517,12 @@ func hasLine(lines []logLine, match func(logLine) bool) bool {
 	return false
 }
 
-// TestIssue9DryRunTellsTheTruth: a dry run says what a real run would do.
+// TestDryRunTellsTheTruth: a dry run says what a real run would do.
 // With reaper.confirmations 2 a zombie is awaiting confirmation (1/2) and
 // the log says it "would delete once confirmed"; with 1 the action is
 // dry-run and the log says it "would delete". Live pods get neither line,
 // and nothing is written to the cluster.
-func TestIssue9DryRunTellsTheTruth(t *testing.T) {
+func TestDryRunTellsTheTruth(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
 		e, s := newSeedEnv(t, v)

@@ -118,7 +118,7 @@ func tableHas(table, pod, verdict, reason string) bool {
 // TestConfirmations: with confirmations: 2 the first cycle only marks the
 // zombies (kpo-reaper.io/zombie-count=1), the second deletes them. The
 // spacing is a nanosecond here, so that two runs count twice without a
-// wait; TestIssue9ConfirmationsSpaced covers the default spacing.
+// wait; TestConfirmationsAreSpaced covers the default spacing.
 func TestConfirmations(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {

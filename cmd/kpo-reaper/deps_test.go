@@ -8,7 +8,7 @@ import (
 
 // client-go's clientset (and its leader election and event recorder, which
 // import it) registers every API group of Kubernetes: it made the binary a
-// third larger and an idle daemon's resident set as much (issue 10). The
+// third larger and an idle daemon's resident set as much. The
 // reaper speaks to three groups through internal/kube.
 func TestBinaryLinksOnlyTheAPIGroupsItUses(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()

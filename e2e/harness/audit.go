@@ -195,7 +195,7 @@ func (e AuditEvent) IsWrite() bool {
 func (c *Cluster) SyncAudit(ctx context.Context, namespace string) ([]AuditEvent, error) {
 	marker := fmt.Sprintf("audit-marker-%d", c.markers.Add(1))
 	if _, err := c.admin.CoreV1().Pods(namespace).Get(ctx, marker, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("marker get: %v, want NotFound", err)
+		return nil, fmt.Errorf("marker get: %w, want NotFound", err)
 	}
 	_, err := c.WaitForAuditEvent(ctx, 30*time.Second, func(ev AuditEvent) bool {
 		return ev.User == AdminUser && ev.Verb == "get" && ev.Resource == "pods" && ev.Namespace == namespace && ev.Name == marker

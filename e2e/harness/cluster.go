@@ -256,7 +256,7 @@ func (c *Cluster) waitFor(ctx context.Context, proc *process, client *http.Clien
 	var last string
 	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		if proc.Exited() {
-			return false, fmt.Errorf("%s exited during start: %v", proc.name, proc.waitErr)
+			return false, fmt.Errorf("%s exited during start: %w", proc.name, proc.exitErr())
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {

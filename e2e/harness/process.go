@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -51,7 +52,7 @@ func startProcess(name, logPath, bin string, args ...string) (*process, error) {
 func (p *process) stop(grace time.Duration) error {
 	var crashed error
 	if p.Exited() && !p.stopped {
-		crashed = fmt.Errorf("%s exited before Stop: %v\n%s", p.name, p.WaitErr(), p.tail(30))
+		crashed = fmt.Errorf("%s exited before Stop: %w\n%s", p.name, p.exitErr(), p.tail(30))
 	}
 	p.stopped = true
 	if !p.Exited() {
@@ -90,4 +91,13 @@ func fileTail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "--- last lines of " + path + " ---\n" + strings.Join(lines, "\n")
+}
+
+// exitErr is how the exited process ended; exit status 0 too is an error,
+// since it was not asked to stop.
+func (p *process) exitErr() error {
+	if err := p.WaitErr(); err != nil {
+		return err
+	}
+	return errors.New("exit status 0")
 }

@@ -26,6 +26,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -241,7 +242,7 @@ func queryFrom(doc json.RawMessage) (url.Values, error) {
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %v", err)
+		return nil, fmt.Errorf("not a JSON object: %w", err)
 	}
 	one := func(k string, v any) error {
 		switch x := v.(type) {
@@ -318,11 +319,23 @@ func (s *Stub) verify(r *http.Request, body []byte) (code, why string) {
 		return "InvalidSignatureException", "host and x-amz-date must be signed"
 	}
 
-	// The same request as the client signed it: its method, URL, host and
-	// exactly the headers it says it signed.
+	again, err := s.resign(r, body, signedHeaders, signedAt)
+	if err != nil {
+		return "InvalidSignatureException", err.Error()
+	}
+	if subtle.ConstantTimeCompare([]byte(again), []byte(authz)) != 1 {
+		return "InvalidSignatureException", "The request signature we calculated does not match the signature you provided."
+	}
+	return "", ""
+}
+
+// resign signs the same request as the client signed it (its method, URL,
+// host and exactly the headers it says it signed) with the known secret,
+// and returns the Authorization header.
+func (s *Stub) resign(r *http.Request, body []byte, signedHeaders string, signedAt time.Time) (string, error) {
 	again, err := http.NewRequest(r.Method, "http://"+r.Host+r.URL.RequestURI(), nil)
 	if err != nil {
-		return "InvalidSignatureException", "cannot rebuild the request"
+		return "", errors.New("cannot rebuild the request")
 	}
 	again.Host = r.Host
 	for _, h := range strings.Split(signedHeaders, ";") {
@@ -337,12 +350,9 @@ func (s *Stub) verify(r *http.Request, body []byte) (code, why string) {
 	sum := sha256.Sum256(body)
 	err = v4.NewSigner().SignHTTP(context.Background(), s.o.Credentials, again, hex.EncodeToString(sum[:]), "airflow", s.o.Region, signedAt)
 	if err != nil {
-		return "InvalidSignatureException", "cannot re-sign the request"
+		return "", errors.New("cannot re-sign the request")
 	}
-	if subtle.ConstantTimeCompare([]byte(again.Header.Get("Authorization")), []byte(authz)) != 1 {
-		return "InvalidSignatureException", "The request signature we calculated does not match the signature you provided."
-	}
-	return "", ""
+	return again.Header.Get("Authorization"), nil
 }
 
 // awsError answers an AWS restJson1 error.

@@ -240,7 +240,7 @@ func (g *Google) grant(r *http.Request) (int, *tokenAnswer, error) {
 	}
 	header, claims, err := VerifyRS256(r.PostForm.Get("assertion"), &g.key.PublicKey)
 	if err != nil {
-		return http.StatusBadRequest, nil, fmt.Errorf("assertion: %v", err)
+		return http.StatusBadRequest, nil, fmt.Errorf("assertion: %w", err)
 	}
 	if header.Kid != g.keyID {
 		return http.StatusBadRequest, nil, fmt.Errorf("kid %q, want the key's id", header.Kid)
@@ -290,7 +290,7 @@ func VerifyRS256(jwt string, pub *rsa.PublicKey) (JWTHeader, JWTClaims, error) {
 		return h, c, fmt.Errorf("a JWT has 3 parts, this one %d", len(parts))
 	}
 	if err := decodePart(parts[0], &h); err != nil {
-		return h, c, fmt.Errorf("header: %v", err)
+		return h, c, fmt.Errorf("header: %w", err)
 	}
 	if h.Alg != "RS256" {
 		return h, c, fmt.Errorf("alg %q, want RS256", h.Alg)
@@ -304,7 +304,7 @@ func VerifyRS256(jwt string, pub *rsa.PublicKey) (JWTHeader, JWTClaims, error) {
 		return h, c, errors.New("bad signature")
 	}
 	if err := decodePart(parts[1], &c); err != nil {
-		return h, c, fmt.Errorf("claims: %v", err)
+		return h, c, fmt.Errorf("claims: %w", err)
 	}
 	return h, c, nil
 }
@@ -382,7 +382,7 @@ func (k *Keycloak) check(r *http.Request, body []byte, issue func() string) (int
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil || b.ClientID == nil || b.ClientSecret == nil {
-		return http.StatusUnprocessableEntity, `{"detail":[{"type":"extra_forbidden","loc":["body"],"msg":"Invalid body"}]}`, fmt.Errorf("body: %v", err)
+		return http.StatusUnprocessableEntity, `{"detail":[{"type":"extra_forbidden","loc":["body"],"msg":"Invalid body"}]}`, fmt.Errorf("body: %w", err)
 	}
 	if *b.ClientID != k.ClientID || *b.ClientSecret != k.ClientSecret {
 		return http.StatusUnauthorized, `{"detail":"Client credentials authentication failed"}`, errors.New("wrong client credentials")

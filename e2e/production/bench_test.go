@@ -58,8 +58,8 @@ func BenchmarkIdleWith1000Pods(b *testing.B) {
 	benchIdle(b, "idle-1000", specs, sc, 10)
 }
 
-// BenchmarkIdleWith2000Pods is BenchmarkIdleWith1000Pods on issue 10's
-// large installation (scaleShape): 2,000 KPO pods (1,000 zombies) over 20
+// BenchmarkIdleWith2000Pods is BenchmarkIdleWith1000Pods on the large
+// installation (scaleShape): 2,000 KPO pods (1,000 zombies) over 20
 // DAGs x 5 KPO tasks x 20 runs, next to 20,000 unfinished task instances
 // without pods, Airflow 2.10.5, windows of 3 cycles.
 //

@@ -39,7 +39,7 @@ type scaleResult struct {
 	skipped int
 }
 
-// BenchmarkScalePlan runs one evaluation (`plan -o json`) of issue 10's
+// BenchmarkScalePlan runs one evaluation (`plan -o json`) of the
 // large installation (scaleShape: 2,000 KPO pods, 1,000 of them zombies,
 // next to 20,000 unfinished task instances without pods) against Airflow
 // 2.10.5, 3.2.1 and 3.3.0, quiet and busy (continuous churn, WithBusy:

@@ -8,7 +8,7 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/e2e/fixture"
 )
 
-// scaleShape is a large Airflow installation (issue 10): KPO pods spread
+// scaleShape is a large Airflow installation: KPO pods spread
 // over dags x tasks x runs, the older half of the runs finished (their
 // pods are zombies) and the newer half running (their pods live), next to
 // a backlog of unfinished task instances that have no pod: ownQueued
@@ -21,7 +21,7 @@ type scaleShape struct {
 	backlog           int
 }
 
-// issue10Shape is the installation of issue 10: 2,000 KPO pods (1,000
+// issue10Shape is the large installation: 2,000 KPO pods (1,000
 // zombies, 1,000 live) and 20,000 unrelated unfinished task instances.
 var issue10Shape = scaleShape{dags: 20, tasks: 5, runs: 20, ownQueued: 10, backlog: 20000}
 

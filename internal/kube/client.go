@@ -67,8 +67,9 @@ type AccessReviewClient interface {
 	Create(ctx context.Context, review *authorizationv1.SelfSubjectAccessReview, opts metav1.CreateOptions) (*authorizationv1.SelfSubjectAccessReview, error)
 }
 
-// clientScheme knows the reaper's three groups and nothing else.
-var clientScheme, clientCodecs, parameterCodec = func() (*runtime.Scheme, serializer.CodecFactory, runtime.ParameterCodec) {
+// The codecs of a scheme that knows the reaper's three groups and nothing
+// else.
+var _, clientCodecs, parameterCodec = func() (*runtime.Scheme, serializer.CodecFactory, runtime.ParameterCodec) {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, coordinationv1.AddToScheme, authorizationv1.AddToScheme} {
 		if err := add(s); err != nil {

@@ -103,9 +103,8 @@ func TestLiteralLabelRunIsAmbiguous(t *testing.T) {
 	}
 }
 
-// issue 9, case 4: Airflow 3 answers a run's listing with a 404 about the
-// DAG when the DAG is missing from its bag; that proves nothing about the
-// run.
+// Airflow 3 answers a run's listing with a 404 about the DAG when the DAG
+// is missing from its bag; that proves nothing about the run.
 func TestDagMissingFromTheBagIsNotGone(t *testing.T) {
 	s := stub()
 	s.NotInBag = map[string]bool{"etl": true}
@@ -146,7 +145,8 @@ func (d *dagless) GetTaskInstance(_ context.Context, k airflow.TIKey) (airflow.T
 	return airflow.TaskInstance{}, &airflow.NotFoundError{About: airflow.EntityDAG, What: k.DagID}
 }
 
-// issue 9, case 5: the run was listed, then its GET answered 404.
+// The run was listed, then its GET answered 404: two answers that
+// contradict each other are not "the run was deleted".
 func TestListedRunThen404IsContradictory(t *testing.T) {
 	s := stub()
 	s.RunGet404 = map[[2]string]bool{{"etl", oddRun}: true}

@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/kpo-reaper/kpo-reaper/internal/kube"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
+	"github.com/kpo-reaper/kpo-reaper/internal/kube"
 )
 
 // Need is one permission the configuration needs.

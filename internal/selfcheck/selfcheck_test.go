@@ -8,9 +8,9 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/kube/clientset"
-	k8stesting "k8s.io/client-go/testing"
 )
 
 func TestNeeds(t *testing.T) {

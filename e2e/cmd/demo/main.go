@@ -120,7 +120,7 @@ func run(ctx context.Context, bin, api string) (err error) {
 	}
 	planJSON, err := fixture.Run(ctx, bin, "plan", "--config", cfg, "-o", "json")
 	if err != nil || planJSON.ExitCode != 0 {
-		return fmt.Errorf("plan -o json: %v %s", err, planJSON.Stderr)
+		return fmt.Errorf("plan -o json: %w %s", err, planJSON.Stderr)
 	}
 
 	step("kpo-reaper run --once --dry-run=false  (one real cycle)")

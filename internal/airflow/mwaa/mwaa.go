@@ -91,7 +91,7 @@ func NewTransport(ctx context.Context, o Options) (http.RoundTripper, error) {
 	if err != nil {
 		// A malformed shared config file or an AWS_PROFILE naming no
 		// profile; the SDK's message names the file or the profile.
-		return nil, fmt.Errorf("airflow.auth.type mwaa: loading the AWS configuration (AWS_* environment, shared config files): %v", err)
+		return nil, fmt.Errorf("airflow.auth.type mwaa: loading the AWS configuration (AWS_* environment, shared config files): %w", err)
 	}
 	creds := &recordingProvider{next: cfg.Credentials}
 	client := mwaa.NewFromConfig(cfg, func(mo *mwaa.Options) {
@@ -197,7 +197,7 @@ func (t *invoker) translate(req *http.Request) (*mwaa.InvokeRestApiInput, error)
 	}
 	if len(body) > 0 {
 		if ct := req.Header.Get("Content-Type"); ct != "" {
-			if mt, _, err := mime.ParseMediaType(ct); err != nil || !(mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+			if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 				return nil, permanentf("", "MWAA InvokeRestApi carries only JSON bodies, not %q", ct)
 			}
 		}

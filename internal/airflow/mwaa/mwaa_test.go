@@ -114,9 +114,10 @@ func (s *standIn) invocations() []invocation {
 	return append([]invocation(nil), s.calls...)
 }
 
-// airflowAnswer is a successful InvokeRestApi answer carrying Airflow's.
-func airflowAnswer(status int, body string) (int, string, string) {
-	return http.StatusOK, "", `{"RestApiStatusCode":` + itoa(status) + `,"RestApiResponse":` + body + `}`
+// airflowAnswer is a successful InvokeRestApi answer carrying Airflow's 200
+// with body.
+func airflowAnswer(body string) (int, string, string) {
+	return http.StatusOK, "", `{"RestApiStatusCode":200,"RestApiResponse":` + body + `}`
 }
 
 // airflowError is Airflow's 4xx (RestApiClientException) or 5xx
@@ -206,7 +207,7 @@ func sameJSON(t *testing.T, what string, got []byte, want string) {
 
 func TestTranslatesRequests(t *testing.T) {
 	awsEnv(t)
-	s := newStandIn(t, func(invocation) (int, string, string) { return airflowAnswer(200, `{}`) })
+	s := newStandIn(t, func(invocation) (int, string, string) { return airflowAnswer(`{}`) })
 	rt := newRT(t, s)
 	cases := []struct {
 		name, method, path, body string
@@ -276,7 +277,7 @@ func TestTranslatesRequests(t *testing.T) {
 
 func TestRefusesWhatItCannotTranslate(t *testing.T) {
 	awsEnv(t)
-	s := newStandIn(t, func(invocation) (int, string, string) { return airflowAnswer(200, `{}`) })
+	s := newStandIn(t, func(invocation) (int, string, string) { return airflowAnswer(`{}`) })
 	rt := newRT(t, s)
 	for _, c := range []struct{ name, method, path, body string }{
 		{"not the REST API", "GET", "/auth/token", ""},
@@ -319,7 +320,7 @@ func TestAirflowAnswersBecomeResponses(t *testing.T) {
 		body       string
 		definitive bool // errors.Is(ResponseError, airflow.ErrNotFound)
 	}{
-		{"200", func() (int, string, string) { return airflowAnswer(200, listing) }, 200, listing, false},
+		{"200", func() (int, string, string) { return airflowAnswer(listing) }, 200, listing, false},
 		{"Airflow 2 404 stays definitive", func() (int, string, string) { return airflowError(404, v1Missing) }, 404, v1Missing, true},
 		{"Airflow 3 404 stays definitive", func() (int, string, string) { return airflowError(404, v2Missing) }, 404, v2Missing, true},
 		{"401", func() (int, string, string) { return airflowError(401, unauthorized) }, 401, unauthorized, false},
@@ -411,7 +412,7 @@ func TestNoCredentialsIsAnErrorAndNothingIsSent(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
 	t.Setenv("AWS_SESSION_TOKEN", "")
-	s := newStandIn(t, func(invocation) (int, string, string) { return airflowAnswer(200, `{}`) })
+	s := newStandIn(t, func(invocation) (int, string, string) { return airflowAnswer(`{}`) })
 	_, err := roundTrip(t, newRT(t, s), "GET", "/api/v1/version", "")
 	if err == nil {
 		t.Fatal("no error without credentials")
@@ -431,7 +432,7 @@ func TestTimeoutIsAnError(t *testing.T) {
 	release := make(chan struct{})
 	s := newStandIn(t, func(invocation) (int, string, string) {
 		<-release // never answers while the client waits
-		return airflowAnswer(200, `{}`)
+		return airflowAnswer(`{}`)
 	})
 	// Registered after the stand-in's Close, so it runs first (cleanups
 	// run last-in first-out) and Close need not wait for the handler.
@@ -460,7 +461,7 @@ func TestConnectPicksV1ForAnAirflow2Environment(t *testing.T) {
 	awsEnv(t)
 	s := newStandIn(t, func(inv invocation) (int, string, string) {
 		if inv.Input.Path == "/version" {
-			return airflowAnswer(200, `{"version":"2.10.5","git_version":null}`)
+			return airflowAnswer(`{"version":"2.10.5","git_version":null}`)
 		}
 		return airflowError(404, `{"detail":null,"status":404,"title":"Not Found","type":"about:blank"}`)
 	})

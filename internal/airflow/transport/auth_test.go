@@ -336,7 +336,7 @@ func TestJWTLoginServerErrorIsRetried(t *testing.T) {
 
 func TestJWTLoginPageIsAnError(t *testing.T) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/auth/token", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/auth/token", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(200)
 		fmt.Fprint(w, "<html>sign in</html>")

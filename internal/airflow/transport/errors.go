@@ -239,11 +239,11 @@ func describe(body []byte) (summary, lead string, definitive bool) {
 }
 
 func shorten(s string) string {
-	const max = 300
-	if len(s) <= max {
+	const limit = 300
+	if len(s) <= limit {
 		return s
 	}
-	return s[:max] + "…"
+	return s[:limit] + "…"
 }
 
 func mediaType(ct string) string {
@@ -297,7 +297,7 @@ func Endpoint(u *url.URL) string {
 		t := s
 		switch {
 		case s == "~":
-		case idAfter[prev] != "" && !(literalSegments[s] && (prev == "{task_id}" || s == "list")):
+		case idAfter[prev] != "" && (!literalSegments[s] || (prev != "{task_id}" && s != "list")):
 			t = idAfter[prev]
 		case !literalSegments[s]:
 			t = "{id}"

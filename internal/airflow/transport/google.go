@@ -77,7 +77,7 @@ func googleTokenSource(ctx context.Context, file string, scopes []string) (oauth
 		}
 		if err := json.Unmarshal(b, &head); err != nil {
 			// json's syntax errors quote no input, only an offset.
-			return nil, fmt.Errorf("airflow.auth.credentialsFile %s is not JSON: %v", file, err)
+			return nil, fmt.Errorf("airflow.auth.credentialsFile %s is not JSON: %w", file, err)
 		}
 		typ, ok := googleCredentialTypes[head.Type]
 		if !ok {

@@ -68,7 +68,7 @@ func TestListAllPersistentDuplicatesFail(t *testing.T) {
 	// Page two repeats a row of page one instead of row 100, as an
 	// unordered OFFSET/LIMIT can.
 	p := &pager{rows: rows(150), cap: 100}
-	p.page = func(call, offset int) []int {
+	p.page = func(_, offset int) []int {
 		if offset == 100 {
 			return append([]int{99}, p.rows[101:150]...)
 		}
@@ -88,7 +88,7 @@ func TestListAllPersistentDuplicatesFail(t *testing.T) {
 
 func TestListAllRescanRecovers(t *testing.T) {
 	p := &pager{rows: rows(150), cap: 100}
-	p.page = func(call, offset int) []int {
+	p.page = func(call, _ int) []int {
 		if call == 2 { // only the first scan sees the duplicate
 			return append([]int{99}, p.rows[101:150]...)
 		}
@@ -127,7 +127,7 @@ func TestListAllDuplicateWithCompleteCountIsKept(t *testing.T) {
 	// A v2 task retried mid-scan gets a new id and shows up again at the
 	// end: the later copy wins and the count still matches.
 	p := &pager{rows: rows(3), cap: 2}
-	p.page = func(call, offset int) []int {
+	p.page = func(_, offset int) []int {
 		if offset == 2 {
 			return []int{2, 0}
 		}

@@ -89,7 +89,7 @@ func (k *keyPair) get() (*tls.Certificate, error) {
 	// content.
 	c, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
 	if err != nil {
-		err = fmt.Errorf("airflow.tls.certFile %s and airflow.tls.keyFile %s: %v", k.certFile, k.keyFile, err)
+		err = fmt.Errorf("airflow.tls.certFile %s and airflow.tls.keyFile %s: %w", k.certFile, k.keyFile, err)
 		if k.loaded != nil {
 			// Half-way through a rotation (the certificate written, the
 			// key not yet): keep the previous pair until both match.

@@ -102,7 +102,7 @@ func newKey(t *testing.T) *ecdsa.PrivateKey {
 // with mutual, only to clients presenting a certificate of the PKI.
 func (p *testPKI) tlsServer(t *testing.T, mutual bool, calls *atomic.Int32) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
 		writeJSON(w, 200, `{"version":"3.2.1"}`)
 	}))
@@ -352,13 +352,13 @@ func (f *forwardProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestProxyFromEnvironment(t *testing.T) {
 	p := newTestPKI(t)
 	var calls atomic.Int32
-	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
 		writeJSON(w, 200, `{"via":"plain"}`)
 	}))
 	t.Cleanup(plain.Close)
 	secure := p.tlsServer(t, true, &calls)
-	direct := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	direct := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
 		writeJSON(w, 200, `{"via":"direct"}`)
 	}))

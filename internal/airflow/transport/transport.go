@@ -127,7 +127,7 @@ func New(o Options) (*http.Client, error) {
 		o.now = time.Now
 	}
 
-	var base http.RoundTripper = o.Base
+	base := o.Base
 	if base == nil {
 		t := cleanhttp.DefaultPooledTransport() // honours HTTP(S)_PROXY and NO_PROXY
 		t.MaxIdleConnsPerHost = IdleConnsPerHost

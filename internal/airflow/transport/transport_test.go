@@ -57,7 +57,7 @@ func writeJSON(w http.ResponseWriter, status int, body string) {
 
 func TestRetriesA500ThenSucceeds(t *testing.T) {
 	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if n.Add(1) == 1 {
 			writeJSON(w, 500, `{"detail":"boom"}`)
 			return
@@ -91,7 +91,7 @@ func TestRetriesA500ThenSucceeds(t *testing.T) {
 func countingServer(t *testing.T, status int, body string) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
 	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		n.Add(1)
 		writeJSON(w, status, body)
 	}))
@@ -172,7 +172,7 @@ func TestRetryAfter(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var n atomic.Int32
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				if n.Add(1) == 1 {
 					if tc.header != "" {
 						w.Header().Set("Retry-After", tc.header)
@@ -201,7 +201,7 @@ func TestRetryAfter(t *testing.T) {
 func TestContextCancelStopsRetrying(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		n.Add(1)
 		cancel()
 		w.Header().Set("Retry-After", "3600")
@@ -239,7 +239,7 @@ func TestPerAttemptTimeoutIsRetried(t *testing.T) {
 }
 
 func TestHTMLAnswerIsAnError(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, "<html><form action=/login>Sign in</form></html>")
 	}))
@@ -256,7 +256,7 @@ func TestHTMLAnswerIsAnError(t *testing.T) {
 }
 
 func TestMissingContentTypeIsAnError(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header()["Content-Type"] = nil
 		w.WriteHeader(200)
 	}))
@@ -272,7 +272,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	mux.HandleFunc("/api/v1/version", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login/?next=%2Fapi%2Fv1%2Fversion", http.StatusFound)
 	})
-	mux.HandleFunc("/login/", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/login/", func(w http.ResponseWriter, _ *http.Request) {
 		login.Add(1)
 		writeJSON(w, 200, `{}`)
 	})
@@ -444,7 +444,7 @@ func TestSpentRetriesScope(t *testing.T) {
 		scoped bool
 	}{{"airflow's own 503", "application/json", true}, {"a proxy's 503 page", "text/html", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", tc.ct)
 				w.WriteHeader(503)
 				fmt.Fprint(w, `{"detail":"down"}`)

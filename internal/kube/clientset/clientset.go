@@ -14,10 +14,10 @@ func Of(cs kubernetes.Interface) kube.Client { return adapter{cs} }
 
 type adapter struct{ cs kubernetes.Interface }
 
-func (a adapter) CoreV1() kube.CoreV1                 { return core{a.cs} }
-func (a adapter) CoordinationV1() kube.CoordinationV1 { return coordination{a.cs} }
+func (a adapter) CoreV1() kube.CoreV1                 { return core(a) }
+func (a adapter) CoordinationV1() kube.CoordinationV1 { return coordination(a) }
 func (a adapter) AuthorizationV1() kube.AuthorizationV1 {
-	return authorization{a.cs}
+	return authorization(a)
 }
 
 type core struct{ cs kubernetes.Interface }
