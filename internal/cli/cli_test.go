@@ -2,19 +2,13 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/kpo-reaper/kpo-reaper/internal/config"
-	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
 )
 
 func run(args ...string) (int, string, string) {
@@ -78,39 +72,13 @@ func TestUnreachableAirflowFailsTheCycle(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
 	p := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(p, []byte("airflow:\n  url: http://"+addr+"\n  maxRetries: 0\n  timeout: 2s\nkubernetes:\n  namespaces: [a]\n  kubeconfig: /nonexistent\n"), 0o600)
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://"+addr+"'}}]\n"+
+		"contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {}}]\n"), 0o600)
+	os.WriteFile(p, []byte("airflow:\n  url: http://"+addr+"\n  maxRetries: 0\n  timeout: 2s\nkubernetes:\n  namespaces: [a]\n  kubeconfig: "+kc+"\n"), 0o600)
 	code, _, errOut := run("run", "--once", "--config", p)
 	if code != ExitCycleFailed || !strings.Contains(errOut, "nothing deleted") {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
 
-// TestStartupErrorKeepsItsCause: a start-up failure is ErrStartup, not a
-// cycle failure, reads as one always has, and its cause stays reachable.
-func TestStartupErrorKeepsItsCause(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	c := config.Default()
-	c.Airflow.URL, c.Airflow.MaxRetries, c.Airflow.Timeout = "http://"+addr, 0, 2*time.Second
-	_, err = connectEdges(context.Background(), &c, slog.New(slog.DiscardHandler), nil)
-	var op *net.OpError
-	if !errors.Is(err, ErrStartup) || errors.Is(err, reaper.ErrCycleFailed) || !errors.As(err, &op) {
-		t.Fatalf("want ErrStartup wrapping a *net.OpError, got %v", err)
-	}
-	if !strings.HasPrefix(err.Error(), "cycle failed closed, nothing deleted: airflow: ") {
-		t.Errorf("message: %v", err)
-	}
-}
-
-func TestSelfFromEnv(t *testing.T) {
-	t.Setenv("POD_NAME", "kpo-reaper-0")
-	t.Setenv("POD_NAMESPACE", "ops")
-	t.Setenv("POD_UID", "u0")
-	if got := selfFromEnv(); got != (Self{Name: "kpo-reaper-0", Namespace: "ops", UID: "u0"}) {
-		t.Fatalf("%+v", got)
-	}
-}
