@@ -80,7 +80,7 @@ func TestUnreachableAirflowFailsTheCycle(t *testing.T) {
 }
 
 func TestVersionFlag(t *testing.T) {
-	if code, out, _ := run("--version"); code != 0 || !strings.HasPrefix(out, "kpo-reaper ") || strings.Count(out, "\n") != 1 {
+	if code, out, _ := run("--version"); code != 0 || !strings.HasPrefix(out, "kpo-reaper version ") || strings.Count(out, "\n") != 1 {
 		t.Fatalf("%d %q", code, out)
 	}
 }
