@@ -97,8 +97,8 @@ func (a *app) reportError(err error, code int) {
 
 func (a *app) newRoot() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "kpo-reaper",
-		Short:         "Delete zombie KubernetesPodOperator pods whose Airflow task instance is over",
+		Use:   "kpo-reaper",
+		Short: "Delete zombie KubernetesPodOperator pods whose Airflow task instance is over",
 		// --version prints "kpo-reaper version <this>". No version
 		// template: a template links text/template, which keeps every
 		// method of every linked type (+8 MB binary, +6 MiB resident).
