@@ -158,7 +158,7 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "--once", "--dry-run=false", "--config", typo},
 		{"run", "--once", "--dry-run=maybe", "--config", cfg},
 		{"run", "--once", "--dry-run=false", "--no-such-flag", "--config", cfg},
-		{"plan", "-o", "yaml", "--config", cfg},
+		{"plan", "-o", "xml", "--config", cfg},
 	} {
 		e.reaper(2, args...)
 	}

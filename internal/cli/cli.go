@@ -2,20 +2,27 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/buildinfo"
 	"github.com/kpo-reaper/kpo-reaper/internal/config"
+	"github.com/kpo-reaper/kpo-reaper/internal/daemon"
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 	"github.com/kpo-reaper/kpo-reaper/internal/labels"
 	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
@@ -34,9 +41,17 @@ const (
 // usageError marks errors that are the user's input, not the cycle's.
 type usageError struct{ error }
 
+// app is one invocation: its output streams, and the logger once the
+// configuration chose one, which then reports the final error too.
+type app struct {
+	stdout, stderr io.Writer
+	log            *slog.Logger
+}
+
 // Main runs the command line and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	a := &app{stdout: stdout, stderr: stderr}
+	root := a.newRoot()
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -44,30 +59,59 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintln(stderr, "error:", err)
+	code := exitCode(err)
+	a.reportError(err, code)
+	return code
+}
+
+func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) {
+	var ce daemon.ConfigError
+	switch {
+	case errors.As(err, &u), errors.As(err, &ce),
+		// cobra's own: an unknown command, or arguments to one that takes none.
+		strings.HasPrefix(err.Error(), "unknown command "):
 		return ExitUsage
-	}
-	if errors.Is(err, reaper.ErrFailedAfterDeletes) {
+	case errors.Is(err, reaper.ErrFailedAfterDeletes):
 		return ExitFailedAfterDeletes
 	}
 	return ExitCycleFailed
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
+// reportError prints the final error: through the logger when the run
+// logs JSON (one JSON line, as every other line of the run), else as
+// text, each problem of a multi-line error on its own indented line.
+func (a *app) reportError(err error, code int) {
+	if a.log != nil {
+		a.log.Error("exiting", "error", err.Error(), "exitCode", code)
+		return
+	}
+	lines := strings.Split(err.Error(), "\n")
+	fmt.Fprintln(a.stderr, "error:", lines[0])
+	for _, l := range lines[1:] {
+		if l = strings.TrimSpace(l); l != "" {
+			fmt.Fprintln(a.stderr, "  "+l)
+		}
+	}
+}
+
+func (a *app) newRoot() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "kpo-reaper",
-		Short:         "Delete zombie KubernetesPodOperator pods whose Airflow task instance is over",
+		Use:   "kpo-reaper",
+		Short: "Delete zombie KubernetesPodOperator pods whose Airflow task instance is over",
+		// --version prints "kpo-reaper version <this>". No version
+		// template: a template links text/template, which keeps every
+		// method of every linked type (+8 MB binary, +6 MiB resident).
+		Version:       strings.TrimPrefix(buildinfo.String(), "kpo-reaper "),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRun(stderr), newPlan(stdout, stderr), newSelector(stdout), &cobra.Command{
+	root.AddCommand(a.newRun(), a.newPlan(), newSelector(a.stdout), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
-		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, buildinfo.String()) },
+		Run:   func(*cobra.Command, []string) { fmt.Fprintln(a.stdout, buildinfo.String()) },
 	})
 	return root
 }
@@ -81,6 +125,7 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	return c, nil
 }
 
+// newLogger is a logger for the configured level and format.
 func newLogger(c *config.Config, w io.Writer, quiet bool) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Log.Level))
@@ -94,7 +139,17 @@ func newLogger(c *config.Config, w io.Writer, quiet bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func newRun(stderr io.Writer) *cobra.Command {
+// useLogger makes log the run's logger: Kubernetes' own libraries (the
+// informer, the event recorder) log through klog, which is sent to it, and
+// in JSON mode the final error is one of its lines.
+func (a *app) useLogger(c *config.Config, log *slog.Logger) {
+	klog.SetSlogLogger(log)
+	if c.Log.Format == "json" {
+		a.log = log
+	}
+}
+
+func (a *app) newRun() *cobra.Command {
 	var once bool
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -105,14 +160,12 @@ func newRun(stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if once && c.LeaderElection.Enabled {
-				return usageError{fmt.Errorf("leaderElection.enabled cannot be combined with --once: run the CronJob with concurrencyPolicy: Forbid instead")}
-			}
-			log := newLogger(c, stderr, false)
+			log := newLogger(c, a.stderr, false)
+			a.useLogger(c, log)
 			log.Info("starting", "version", buildinfo.Version, "once", once, "config", c)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return runReaper(ctx, c, once, log)
+			return daemon.Run(ctx, daemon.Options{Config: c, Once: once, Log: log, Self: daemon.SelfFromEnv()})
 		},
 	}
 	cmd.Flags().String("config", "", "YAML configuration file")
@@ -121,15 +174,20 @@ func newRun(stderr io.Writer) *cobra.Command {
 	return cmd
 }
 
-func newPlan(stdout, stderr io.Writer) *cobra.Command {
+// planOutputs are plan's -o formats; the first is the default.
+var planOutputs = []string{"table", "wide", "json", "yaml"}
+
+func (a *app) newPlan() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Evaluate once and print every pod's verdict; never deletes or writes anything",
-		Args:  cobra.NoArgs,
+		Long: "Evaluate once and print every pod's verdict, reap first, then skip, then keep, each by\n" +
+			"namespace/name. plan never deletes or writes anything, whatever reaper.dryRun says.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return usageError{fmt.Errorf("-o %q: use table or json", output)}
+			if !slices.Contains(planOutputs, output) {
+				return usageError{fmt.Errorf("-o %q: use one of %s", output, strings.Join(planOutputs, ", "))}
 			}
 			c, err := loadConfig(cmd)
 			if err != nil {
@@ -137,26 +195,32 @@ func newPlan(stdout, stderr io.Writer) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			// plan is always a dry run, whatever the configuration says.
-			log := newLogger(c, stderr, true)
-			e, err := connectEdges(ctx, c, log, nil)
+			// Only warnings, and the progress of a slow Airflow, reach stderr.
+			log := newLogger(c, a.stderr, true)
+			a.useLogger(c, log)
+			e, err := daemon.Build(ctx, c, daemon.SelfFromEnv(), log, nil)
 			if err != nil {
 				return err
 			}
-			r := newReaper(c, e, listPods(c, e), true, log)
-			rep, err := r.Cycle(ctx)
+			t := time.NewTicker(daemon.ProgressInterval)
+			defer t.Stop()
+			stopProgress := daemon.Progress(newLogger(c, a.stderr, false), t.C, e.APICalls)
+			if err := e.Connect(ctx, log); err != nil {
+				stopProgress()
+				return fmt.Errorf("%w: %w", daemon.ErrStartup, err)
+			}
+			rep, err := daemon.NewReaper(c, e, daemon.ListPods(c, e), true, log).Cycle(ctx)
+			stopProgress()
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				return writePlanJSON(stdout, rep)
-			}
-			return writePlanTable(stdout, rep)
+			return writePlan(a.stdout, output, rep)
 		},
 	}
 	cmd.Flags().String("config", "", "YAML configuration file")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
-	config.AddFlags(cmd.Flags())
+	cmd.Flags().StringVarP(&output, "output", "o", planOutputs[0], "output format: "+strings.Join(planOutputs, ", ")+" (wide adds DETAIL)")
+	// plan never deletes and runs once: no --dry-run, no --interval.
+	config.AddFlags(cmd.Flags(), "dry-run", "interval")
 	return cmd
 }
 
@@ -206,16 +270,45 @@ func planPods(rep *reaper.Report) []PlanPod {
 	return out
 }
 
-func writePlanJSON(w io.Writer, rep *reaper.Report) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(map[string]any{"pods": planPods(rep)})
+// verdictOrder sorts plan's rows: what a run would delete first, then
+// what it cannot judge, then what it keeps.
+var verdictOrder = map[decision.Verdict]int{decision.Reap: 0, decision.Skip: 1, decision.Keep: 2}
+
+// sortPlan orders the rows by verdict, then namespace/name.
+func sortPlan(pods []PlanPod) {
+	slices.SortStableFunc(pods, func(a, b PlanPod) int {
+		return cmp.Or(cmp.Compare(verdictOrder[a.Verdict], verdictOrder[b.Verdict]),
+			cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
 }
 
-func writePlanTable(w io.Writer, rep *reaper.Report) error {
+func writePlan(w io.Writer, output string, rep *reaper.Report) error {
+	pods := planPods(rep)
+	sortPlan(pods)
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"pods": pods})
+	case "yaml":
+		b, err := yaml.Marshal(map[string]any{"pods": pods})
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	return writePlanTable(w, rep, pods, output == "wide")
+}
+
+func writePlanTable(w io.Writer, rep *reaper.Report, pods []PlanPod, wide bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POD\tTASK\tSTATE\tTRY\tVERDICT\tREASON\tACTION\tDETAIL")
-	for _, p := range planPods(rep) {
+	header := "POD\tTASK\tSTATE\tTRY\tVERDICT\tREASON\tACTION"
+	if wide {
+		header += "\tDETAIL"
+	}
+	fmt.Fprintln(tw, header)
+	for _, p := range pods {
 		state, try := "-", "-"
 		if p.TIState != "" {
 			state = p.TIState
@@ -243,7 +336,11 @@ func writePlanTable(w io.Writer, rep *reaper.Report) error {
 		if task == "" {
 			task = "-"
 		}
-		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Namespace, p.Name, task, state, try, verdict, p.Reason, action, p.Detail)
+		row := fmt.Sprintf("%s/%s\t%s\t%s\t%s\t%s\t%s\t%s", p.Namespace, p.Name, task, state, try, verdict, p.Reason, action)
+		if wide {
+			row += "\t" + p.Detail
+		}
+		fmt.Fprintln(tw, row)
 	}
 	c := rep.Count()
 	fmt.Fprintf(tw, "\n%d pods: %d reap (%d would be deleted now), %d keep, %d skip (%d Airflow API calls)\n", len(rep.Pods), c[decision.Reap], rep.WouldDelete(), c[decision.Keep], c[decision.Skip], rep.APICalls)

@@ -2,18 +2,17 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/kpo-reaper/kpo-reaper/internal/config"
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
 )
 
@@ -71,46 +70,190 @@ func TestBadConfigIsAUsageError(t *testing.T) {
 }
 
 func TestUnreachableAirflowFailsTheCycle(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	addr := unreachable(t) // nothing listens there now
 	p := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(p, []byte("airflow:\n  url: http://"+addr+"\n  maxRetries: 0\n  timeout: 2s\nkubernetes:\n  namespaces: [a]\n  kubeconfig: /nonexistent\n"), 0o600)
+	os.WriteFile(p, []byte("airflow:\n  url: http://"+addr+"\n  maxRetries: 0\n  timeout: 2s\nkubernetes:\n  namespaces: [a]\n  kubeconfig: "+kubeconfig(t, addr)+"\n"), 0o600)
 	code, _, errOut := run("run", "--once", "--config", p)
 	if code != ExitCycleFailed || !strings.Contains(errOut, "nothing deleted") {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
 
-// TestStartupErrorKeepsItsCause: a start-up failure is ErrStartup, not a
-// cycle failure, reads as one always has, and its cause stays reachable.
-func TestStartupErrorKeepsItsCause(t *testing.T) {
+func TestVersionFlag(t *testing.T) {
+	if code, out, _ := run("--version"); code != 0 || !strings.HasPrefix(out, "kpo-reaper version ") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("%d %q", code, out)
+	}
+}
+
+func TestUnknownCommandIsAUsageError(t *testing.T) {
+	for _, args := range [][]string{{"reap"}, {"run", "extra"}, {"plan", "--no-such-flag"}} {
+		if code, _, errOut := run(args...); code != ExitUsage || !strings.Contains(errOut, "error:") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}
+
+// TestKubectlFlags: the kubectl spellings map onto the configuration keys;
+// plan, which never deletes and runs once, has no --dry-run or --interval.
+func TestKubectlFlags(t *testing.T) {
+	for _, cmd := range []*cobra.Command{(&app{}).newRun(), (&app{}).newPlan()} {
+		for long, short := range map[string]string{"namespace": "n", "all-namespaces": "A", "selector": "l", "context": "", "kubeconfig": ""} {
+			f := cmd.Flags().Lookup(long)
+			if f == nil || f.Shorthand != short {
+				t.Errorf("%s: --%s with shorthand %q missing (%v)", cmd.Name(), long, short, f)
+			}
+		}
+	}
+	plan := (&app{}).newPlan()
+	for _, name := range []string{"dry-run", "interval"} {
+		if plan.Flags().Lookup(name) != nil {
+			t.Errorf("plan offers --%s", name)
+		}
+	}
+	if (&app{}).newRun().Flags().Lookup("dry-run") == nil {
+		t.Error("run lost --dry-run")
+	}
+
+	cmd := (&app{}).newPlan()
+	if err := cmd.ParseFlags([]string{"--airflow-url", "http://airflow:8080", "-n", "a", "-n", "b", "-l", "team=data", "--context", "prod"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.Kubernetes
+	if strings.Join(k.Namespaces, ",") != "a,b" || k.LabelSelector != "team=data" || k.Context != "prod" {
+		t.Errorf("kubernetes: %+v", k)
+	}
+	cmd = (&app{}).newRun()
+	if err := cmd.ParseFlags([]string{"--airflow-url", "http://airflow:8080", "-A"}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := loadConfig(cmd); err != nil || !c.Kubernetes.AllNamespaces {
+		t.Errorf("-A: %v %v", c, err)
+	}
+}
+
+// TestEachConfigProblemOnItsOwnLine: every problem of a configuration is
+// printed, each on its own line under the first.
+func TestEachConfigProblemOnItsOwnLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("reaper:\n  confirmations: 0\n  maxDeletesPerCycle: 0\n"), 0o600)
+	code, _, errOut := run("run", "--once", "--config", p)
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if code != ExitUsage || len(lines) != 5 || lines[0] != "error: invalid configuration:" {
+		t.Fatalf("exit %d:\n%s", code, errOut)
+	}
+	for _, key := range []string{"airflow.url", "kubernetes.namespaces", "reaper.confirmations", "reaper.maxDeletesPerCycle"} {
+		n := 0
+		for _, l := range lines[1:] {
+			if strings.HasPrefix(l, "  "+key+": ") {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d lines, want 1:\n%s", key, n, errOut)
+		}
+	}
+}
+
+// TestFinalErrorIsAJSONLineInJSONMode: with log.format json, every line
+// of stderr is JSON, the final error included.
+func TestFinalErrorIsAJSONLineInJSONMode(t *testing.T) {
+	addr := unreachable(t)
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("airflow:\n  url: http://"+addr+"\n  maxRetries: 0\nkubernetes:\n  namespaces: [a]\n  kubeconfig: "+kubeconfig(t, addr)+"\nlog:\n  format: json\n"), 0o600)
+	code, _, errOut := run("run", "--once", "--config", p)
+	if code != ExitCycleFailed {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	for _, l := range lines {
+		if !json.Valid([]byte(l)) {
+			t.Errorf("not a JSON line: %s", l)
+		}
+	}
+	var last struct {
+		Level, Msg, Error string
+		ExitCode          int
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Level != "ERROR" || last.Msg != "exiting" ||
+		!strings.Contains(last.Error, "nothing deleted") || last.ExitCode != ExitCycleFailed {
+		t.Errorf("last line %+v (%v)", last, err)
+	}
+	var start map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &start); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := start["config"].(map[string]any)
+	reaper, _ := cfg["reaper"].(map[string]any)
+	if reaper["interval"] != "1m0s" {
+		t.Errorf("the start-up line does not carry the configuration as one group: %v", start)
+	}
+}
+
+func pp(ns, name string, v decision.Verdict) reaper.PodReport {
+	return reaper.PodReport{Decision: decision.Decision{Pod: decision.Pod{Namespace: ns, Name: name}, Verdict: v, Reason: "r", Detail: "detail-of-" + name}}
+}
+
+// TestPlanRowsAndFormats: rows sort by verdict (reap, skip, keep), then
+// namespace/name; DETAIL shows only in wide; json and yaml carry the same
+// sorted pods.
+func TestPlanRowsAndFormats(t *testing.T) {
+	rep := &reaper.Report{Pods: []reaper.PodReport{
+		pp("b", "k1", decision.Keep), pp("a", "z", decision.Reap), pp("b", "s", decision.Skip), pp("a", "k2", decision.Keep), pp("a", "a", decision.Reap),
+	}}
+	want := []string{"a/a", "a/z", "b/s", "a/k2", "b/k1"}
+	var table, wide, js, ym bytes.Buffer
+	for w, o := range map[*bytes.Buffer]string{&table: "table", &wide: "wide", &js: "json", &ym: "yaml"} {
+		if err := writePlan(w, o, rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, l := range strings.Split(table.String(), "\n")[1:6] {
+		got = append(got, strings.Fields(l)[0])
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("table rows %v, want %v", got, want)
+	}
+	if strings.Contains(table.String(), "DETAIL") || strings.Contains(table.String(), "detail-of-") {
+		t.Errorf("table shows DETAIL:\n%s", table.String())
+	}
+	if !strings.Contains(strings.Split(wide.String(), "\n")[0], "DETAIL") || !strings.Contains(wide.String(), "detail-of-z") {
+		t.Errorf("wide lacks DETAIL:\n%s", wide.String())
+	}
+	var doc struct{ Pods []PlanPod }
+	for name, b := range map[string][]byte{"json": js.Bytes(), "yaml": ym.Bytes()} {
+		doc.Pods = nil
+		if err := yaml.UnmarshalStrict(b, &doc); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, b)
+		}
+		got = got[:0]
+		for _, p := range doc.Pods {
+			got = append(got, p.Namespace+"/"+p.Name)
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("%s pods %v, want %v", name, got, want)
+		}
+	}
+}
+
+func unreachable(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	c := config.Default()
-	c.Airflow.URL, c.Airflow.MaxRetries, c.Airflow.Timeout = "http://"+addr, 0, 2*time.Second
-	_, err = connectEdges(context.Background(), &c, slog.New(slog.DiscardHandler), nil)
-	var op *net.OpError
-	if !errors.Is(err, ErrStartup) || errors.Is(err, reaper.ErrCycleFailed) || !errors.As(err, &op) {
-		t.Fatalf("want ErrStartup wrapping a *net.OpError, got %v", err)
-	}
-	if !strings.HasPrefix(err.Error(), "cycle failed closed, nothing deleted: airflow: ") {
-		t.Errorf("message: %v", err)
-	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
-func TestSelfFromEnv(t *testing.T) {
-	t.Setenv("POD_NAME", "kpo-reaper-0")
-	t.Setenv("POD_NAMESPACE", "ops")
-	t.Setenv("POD_UID", "u0")
-	if got := selfFromEnv(); got != (Self{Name: "kpo-reaper-0", Namespace: "ops", UID: "u0"}) {
-		t.Fatalf("%+v", got)
-	}
+func kubeconfig(t *testing.T, addr string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(p, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://"+addr+"'}}]\n"+
+		"contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {}}]\n"), 0o600)
+	return p
 }

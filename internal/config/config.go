@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -103,7 +104,9 @@ type MWAA struct {
 }
 
 type Kubernetes struct {
-	Kubeconfig    string   `mapstructure:"kubeconfig"`
+	Kubeconfig string `mapstructure:"kubeconfig"`
+	// Context is the kubeconfig context to use; empty is its current one.
+	Context       string   `mapstructure:"context"`
 	Namespaces    []string `mapstructure:"namespaces"`
 	AllNamespaces bool     `mapstructure:"allNamespaces"`
 	LabelSelector string   `mapstructure:"labelSelector"`
@@ -212,36 +215,42 @@ func defaults() map[string]any {
 	return out
 }
 
-// flags are the command-line flags for the common keys. Each takes its
-// default from Default() and its help names its key: usage, then (key),
-// then more.
-var flags = []struct{ name, key, usage, more string }{
-	{"dry-run", "reaper.dryRun", "log what would be deleted without deleting", "; deleting needs --dry-run=false"},
-	{"airflow-url", "airflow.url", "Airflow webserver/API server base URL, without /api/v1", ""},
-	{"kubeconfig", "kubernetes.kubeconfig", "kubeconfig path; empty: in-cluster, $KUBECONFIG or ~/.kube/config", ""},
-	{"namespace", "kubernetes.namespaces", "namespace to watch, repeatable", ""},
-	{"all-namespaces", "kubernetes.allNamespaces", "watch every namespace", ""},
-	{"interval", "reaper.interval", "time between cycles", ""},
-	{"log-level", "log.level", "debug, info, warn or error", ""},
-	{"log-format", "log.format", "text or json", ""},
+// flags are the command-line flags for the common keys, named and
+// abbreviated as kubectl's where kubectl has one. Each takes its default
+// from Default() and its help names its key: usage, then (key), then more.
+var flags = []struct{ name, short, key, usage, more string }{
+	{"dry-run", "", "reaper.dryRun", "log what would be deleted without deleting", "; deleting needs --dry-run=false"},
+	{"airflow-url", "", "airflow.url", "Airflow webserver/API server base URL, without /api/v1", ""},
+	{"kubeconfig", "", "kubernetes.kubeconfig", "kubeconfig path; empty: in-cluster, $KUBECONFIG or ~/.kube/config", ""},
+	{"context", "", "kubernetes.context", "kubeconfig context to use; empty: its current context", ""},
+	{"namespace", "n", "kubernetes.namespaces", "namespace to watch, repeatable", ""},
+	{"all-namespaces", "A", "kubernetes.allNamespaces", "watch every namespace", ""},
+	{"selector", "l", "kubernetes.labelSelector", "label selector ANDed with kubernetes_pod_operator=True, e.g. -l team=data", ""},
+	{"interval", "", "reaper.interval", "time between cycles", ""},
+	{"log-level", "", "log.level", "debug, info, warn or error", ""},
+	{"log-format", "", "log.format", "text or json", ""},
 }
 
-// AddFlags declares the flags for the common settings.
-func AddFlags(fs *pflag.FlagSet) {
+// AddFlags declares the flags for the common settings, except those named
+// in skip (a command that never deletes has no --dry-run).
+func AddFlags(fs *pflag.FlagSet, skip ...string) {
 	d := defaults()
 	for _, f := range flags {
+		if slices.Contains(skip, f.name) {
+			continue
+		}
 		usage := f.usage + " (" + f.key + ")" + f.more
 		switch def := d[f.key].(type) {
 		case bool:
-			fs.Bool(f.name, def, usage)
+			fs.BoolP(f.name, f.short, def, usage)
 		case string:
-			fs.String(f.name, def, usage)
+			fs.StringP(f.name, f.short, def, usage)
 		case []string:
-			fs.StringSlice(f.name, def, usage)
+			fs.StringSliceP(f.name, f.short, def, usage)
 		case time.Duration:
-			fs.Duration(f.name, def, usage)
+			fs.DurationP(f.name, f.short, def, usage)
 		case int:
-			fs.Int(f.name, def, usage)
+			fs.IntP(f.name, f.short, def, usage)
 		default:
 			panic(fmt.Sprintf("config: flag --%s: key %s of type %T has no flag type", f.name, f.key, def))
 		}
@@ -521,9 +530,32 @@ func (l Log) validate(p *problems) {
 	}
 }
 
-// LogValue lets slog print the configuration; a Secret shows no value.
+// LogValue lets slog print the configuration as one group, nested by
+// section and keyed as in the file; a Secret shows no value, a duration
+// reads as in the file (1m0s, not nanoseconds).
 func (c Config) LogValue() slog.Value {
-	return slog.StringValue(c.String())
+	return group(reflect.ValueOf(c))
+}
+
+func group(v reflect.Value) slog.Value {
+	t := v.Type()
+	attrs := make([]slog.Attr, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		key, f := t.Field(i).Tag.Get("mapstructure"), v.Field(i)
+		switch x := f.Interface().(type) {
+		case Secret:
+			attrs = append(attrs, slog.Any(key, x))
+		case time.Duration:
+			attrs = append(attrs, slog.String(key, x.String()))
+		default:
+			if f.Kind() == reflect.Struct {
+				attrs = append(attrs, slog.Attr{Key: key, Value: group(f)})
+			} else {
+				attrs = append(attrs, slog.Any(key, x))
+			}
+		}
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // String renders every key=value; a set Secret shows "<redacted>", an

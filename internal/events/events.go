@@ -1,21 +1,26 @@
 // Package events reports what the reaper did as Kubernetes Events:
 // ZombiePodReaped on each reaped pod, and a Warning on the reaper's own pod
-// when a cycle fails closed.
+// when a cycle fails closed. client-go's recorder (tools/record) queues,
+// aggregates and rate-limits them; this package gives it a sink over
+// kube.Client, so no clientset is linked.
 package events
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
 	"github.com/kpo-reaper/kpo-reaper/internal/kube"
@@ -29,9 +34,9 @@ const (
 	component         = "kpo-reaper"
 	flushTimeout      = 5 * time.Second
 	writeTimeout      = 10 * time.Second
-	// queueSize bounds the Events waiting to be written; beyond it they are
-	// dropped (and logged) rather than slowing a cycle down.
-	queueSize = 1000
+	// flushReason marks the event Flush sends through the recorder's queue;
+	// the sink recognises it and never writes it.
+	flushReason = "KpoReaperFlush"
 )
 
 // Recorder emits the reaper's events.
@@ -48,31 +53,30 @@ type Noop struct{}
 func (Noop) Cycle(*reaper.Report, error) {}
 func (Noop) Flush()                      {}
 
-// Kube records to the apiserver, from one goroutine, in the order of
-// emission. A Warning that repeats the previous one on the reaper's pod
-// raises that Event's count instead of adding an Event per failed cycle.
+// Kube records to the apiserver through client-go's broadcaster: events in
+// the order of emission, a repeated Event raising the count of the first
+// (a patch), similar ones combined and a flood about one object dropped.
 type Kube struct {
-	client kube.CoreV1
-	self   *corev1.ObjectReference
-	log    *slog.Logger
-	host   string
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+	self        *corev1.ObjectReference
+	log         *slog.Logger
 
-	mu     sync.Mutex
-	closed bool
-	queue  chan *corev1.Event
-	done   chan struct{}
-	once   sync.Once
-
-	lastSelf *corev1.Event // only the writer goroutine touches it
+	mu      sync.Mutex
+	closed  bool
+	once    sync.Once
+	flushed chan struct{}
+	marker  atomic.Pointer[string]
 }
 
-// NewKube starts the writer. self, when not nil, is the reaper's own pod,
+// NewKube starts the recorder. self, when not nil, is the reaper's own pod,
 // which carries the Warning of a failed cycle.
 func NewKube(c kube.Client, self *corev1.ObjectReference, log *slog.Logger) *Kube {
 	host, _ := os.Hostname()
-	k := &Kube{client: c.CoreV1(), self: self, log: log, host: host,
-		queue: make(chan *corev1.Event, queueSize), done: make(chan struct{})}
-	go k.write()
+	k := &Kube{self: self, log: log, flushed: make(chan struct{}), broadcaster: record.NewBroadcaster()}
+	k.broadcaster.StartRecordingToSink(&sink{events: c.CoreV1(), log: log, k: k})
+	// The recorder is only handed ObjectReferences, which need no scheme.
+	k.recorder = k.broadcaster.NewRecorder(runtime.NewScheme(), corev1.EventSource{Component: component, Host: host})
 	return k
 }
 
@@ -116,84 +120,85 @@ func message(p reaper.PodReport) string {
 }
 
 func (k *Kube) emit(ref *corev1.ObjectReference, typ, reason, msg string) {
-	now := metav1.Now()
-	ev := &corev1.Event{
-		// The name scheme of client-go's recorder: unique per object and time.
-		ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("%v.%x", ref.Name, now.UnixNano()), Namespace: ref.Namespace},
-		InvolvedObject: *ref,
-		Reason:         reason,
-		Message:        msg,
-		Type:           typ,
-		Source:         corev1.EventSource{Component: component, Host: k.host},
-		FirstTimestamp: now,
-		LastTimestamp:  now,
-		Count:          1,
-	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed {
 		k.log.Warn("event after flush not written", "reason", reason, "object", ref.Namespace+"/"+ref.Name)
 		return
 	}
-	select {
-	case k.queue <- ev:
-	default:
-		k.log.Warn("event queue full, event not written", "reason", reason, "object", ref.Namespace+"/"+ref.Name)
-	}
+	k.recorder.Event(ref, typ, reason, msg)
 }
 
-func (k *Kube) write() {
-	defer close(k.done)
-	for ev := range k.queue {
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-		if err := k.writeOne(ctx, ev); err != nil {
-			k.log.Warn("event not written", "reason", ev.Reason, "object", ev.InvolvedObject.Namespace+"/"+ev.InvolvedObject.Name, "error", err.Error())
-		}
-		cancel()
-	}
-}
-
-func (k *Kube) writeOne(ctx context.Context, ev *corev1.Event) error {
-	events := k.client.Events(ev.Namespace)
-	isSelf := k.self != nil && ev.InvolvedObject == *k.self
-	if last := k.lastSelf; isSelf && last != nil && last.Reason == ev.Reason && last.Message == ev.Message {
-		// A patch, as client-go's recorder makes: the shipped RBAC grants
-		// events create and patch.
-		patch, err := json.Marshal(map[string]any{"count": last.Count + 1, "lastTimestamp": ev.LastTimestamp})
-		if err != nil {
-			return err
-		}
-		if patched, err := events.Patch(ctx, last.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err == nil {
-			k.lastSelf = patched
-			return nil
-		}
-		// Expired or removed: write it anew.
-	}
-	created, err := events.Create(ctx, ev, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	if isSelf {
-		k.lastSelf = created
-	}
-	return nil
-}
-
-// Flush writes what is queued, for at most flushTimeout, and stops the
-// writer: a --once run must not exit with its events still queued.
+// Flush waits, for at most flushTimeout, until every event emitted so far
+// was written (or given up on), then stops the recorder. It sends a marker
+// through the recorder's queue: the queue is worked in order, so when the
+// sink sees the marker, what came before it is done.
 func (k *Kube) Flush() {
 	k.once.Do(func() {
 		k.mu.Lock()
 		k.closed = true
-		close(k.queue)
-		left := len(k.queue)
+		name := "kpo-reaper-flush-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		k.marker.Store(&name)
+		// A fresh object each time: the spam filter never holds it back.
+		k.recorder.Event(&corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: name}, corev1.EventTypeNormal, flushReason, "flush")
 		k.mu.Unlock()
 		t := time.NewTimer(flushTimeout)
 		defer t.Stop()
 		select {
-		case <-k.done:
+		case <-k.flushed:
 		case <-t.C:
-			k.log.Warn("events not confirmed written before exit", "count", left)
+			k.log.Warn("events not confirmed written before exit")
 		}
+		k.broadcaster.Shutdown()
 	})
+}
+
+// isMarker reports (once) the Flush marker.
+func (k *Kube) isMarker(ev *corev1.Event) bool {
+	m := k.marker.Load()
+	if ev.Reason != flushReason || m == nil || ev.InvolvedObject.Name != *m {
+		return false
+	}
+	close(k.flushed)
+	return true
+}
+
+// sink writes the recorder's Events through kube.Client. Errors go back
+// unwrapped: the recorder tells a rejected Event (*errors.StatusError,
+// dropped) from an unreachable apiserver (retried) by their type.
+type sink struct {
+	events kube.CoreV1
+	log    *slog.Logger
+	k      *Kube
+}
+
+func (s *sink) Create(ev *corev1.Event) (*corev1.Event, error) {
+	if s.k.isMarker(ev) {
+		return ev, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	created, err := s.events.Events(ev.Namespace).Create(ctx, ev, metav1.CreateOptions{})
+	s.logged("create", ev, err)
+	return created, err
+}
+
+// Update is never called by the recorder, which patches a repeated Event;
+// the shipped RBAC grants create and patch only.
+func (s *sink) Update(ev *corev1.Event) (*corev1.Event, error) {
+	return nil, fmt.Errorf("event %s/%s: events are created or patched, never updated", ev.Namespace, ev.Name)
+}
+
+func (s *sink) Patch(old *corev1.Event, data []byte) (*corev1.Event, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	patched, err := s.events.Events(old.Namespace).Patch(ctx, old.Name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
+	s.logged("patch", old, err)
+	return patched, err
+}
+
+func (s *sink) logged(verb string, ev *corev1.Event, err error) {
+	if err != nil {
+		s.log.Warn("event not written", "verb", verb, "reason", ev.Reason, "object", ev.InvolvedObject.Namespace+"/"+ev.InvolvedObject.Name, "error", err.Error())
+	}
 }

@@ -30,21 +30,27 @@ func userAgent(pod string) string {
 }
 
 // Config builds a client config: the kubeconfig file when given, else the
-// in-cluster config, else $KUBECONFIG or ~/.kube/config. pod is the
-// reaper's own pod name for the user agent, "" outside a pod.
-func Config(kubeconfig, pod string) (*rest.Config, error) {
+// in-cluster config, else $KUBECONFIG or ~/.kube/config; kubeContext picks
+// a context of the kubeconfig instead of its current one (and so skips the
+// in-cluster config, as kubectl --context does). pod is the reaper's own
+// pod name for the user agent, "" outside a pod.
+func Config(kubeconfig, kubeContext, pod string) (*rest.Config, error) {
 	var (
 		cfg *rest.Config
 		err error
 	)
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	fromFile := func() (*rest.Config, error) {
+		return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
+	}
+	if kubeconfig != "" || kubeContext != "" {
+		cfg, err = fromFile()
 	} else if cfg, err = rest.InClusterConfig(); err != nil {
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+		cfg, err = fromFile()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes config (kubernetes.kubeconfig): %w", err)
+		return nil, fmt.Errorf("kubernetes config (kubernetes.kubeconfig, kubernetes.context): %w", err)
 	}
 	cfg.UserAgent = userAgent(pod)
 	// client-go's default of 5 requests/s would stretch a cycle with many

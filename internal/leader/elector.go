@@ -3,6 +3,7 @@ package leader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync/atomic"
@@ -13,9 +14,32 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/kpo-reaper/kpo-reaper/internal/config"
 	"github.com/kpo-reaper/kpo-reaper/internal/kube"
 )
+
+// Options are one election's settings. The durations follow client-go's
+// leaderelection: leaseDuration > renewDeadline > retryPeriod > 0.
+type Options struct {
+	LeaseName, Namespace, Identity string
+	LeaseDuration, RenewDeadline   time.Duration
+	RetryPeriod                    time.Duration
+	Log                            *slog.Logger
+	// OnChange reports every transition; nil reports none.
+	OnChange func(leading bool)
+}
+
+// Validate is the one check of the options, made by New.
+func (o Options) Validate() error {
+	var errs []error
+	if o.LeaseName == "" || o.Namespace == "" || o.Identity == "" {
+		errs = append(errs, errors.New("leader election: lease name, namespace and identity are required"))
+	}
+	if o.RetryPeriod <= 0 || o.RenewDeadline <= o.RetryPeriod || o.LeaseDuration <= o.RenewDeadline {
+		errs = append(errs, fmt.Errorf("leader election: durations must satisfy leaseDuration (%s) > renewDeadline (%s) > retryPeriod (%s) > 0",
+			o.LeaseDuration, o.RenewDeadline, o.RetryPeriod))
+	}
+	return errors.Join(errs...)
+}
 
 // Elector runs the election and answers, at any moment, whether this
 // replica may write. It follows client-go's leaderelection protocol on a
@@ -29,7 +53,7 @@ type Elector struct {
 	name      string
 	namespace string
 	identity  string
-	cfg       config.LeaderElection
+	cfg       Options
 	log       *slog.Logger
 	onChange  func(leading bool)
 	now       func() time.Time
@@ -43,18 +67,21 @@ type Elector struct {
 	announced    string
 }
 
-// New prepares an election for the lease; Run starts it. onChange reports
-// every transition.
-func New(c kube.Client, cfg config.LeaderElection, namespace, identity string, log *slog.Logger, onChange func(leading bool)) (*Elector, error) {
-	if cfg.LeaseDuration <= cfg.RenewDeadline || cfg.RenewDeadline <= cfg.RetryPeriod || cfg.RetryPeriod <= 0 {
-		return nil, errors.New("leaderElection: durations must satisfy leaseDuration > renewDeadline > retryPeriod > 0")
+// New prepares an election for the lease; Run starts it.
+func New(c kube.Client, o Options) (*Elector, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.LeaseName == "" || namespace == "" || identity == "" {
-		return nil, errors.New("leaderElection: lease name, namespace and identity are required")
+	log, onChange := o.Log, o.OnChange
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if onChange == nil {
+		onChange = func(bool) {}
 	}
 	return &Elector{
-		leases: c.CoordinationV1().Leases(namespace), name: cfg.LeaseName, namespace: namespace,
-		identity: identity, cfg: cfg, log: log, onChange: onChange, now: time.Now,
+		leases: c.CoordinationV1().Leases(o.Namespace), name: o.LeaseName, namespace: o.Namespace,
+		identity: o.Identity, cfg: o, log: log, onChange: onChange, now: time.Now,
 	}, nil
 }
 
@@ -127,7 +154,7 @@ func (e *Elector) renew(ctx context.Context) {
 				break
 			}
 			if ctx.Err() != nil || !e.now().Before(deadline) {
-				e.log.Warn("could not renew the lease in time", "lease", e.namespace+"/"+e.name, "renew_deadline", e.cfg.RenewDeadline)
+				e.log.Warn("could not renew the lease in time", "lease", e.namespace+"/"+e.name, "renewDeadline", e.cfg.RenewDeadline)
 				return
 			}
 			if !wait(ctx, e.cfg.RetryPeriod) {

@@ -3,7 +3,6 @@ package leader
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -14,13 +13,18 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/kpo-reaper/kpo-reaper/internal/config"
 	"github.com/kpo-reaper/kpo-reaper/internal/kube/clientset"
 )
 
 // Fast retries; a lease so long that a standby can only take over when
 // the leader releases it.
-var testCfg = config.LeaderElection{LeaseName: "kpo-reaper", LeaseDuration: time.Hour, RenewDeadline: 200 * time.Millisecond, RetryPeriod: 10 * time.Millisecond}
+var testCfg = Options{LeaseName: "kpo-reaper", Namespace: "ops", LeaseDuration: time.Hour, RenewDeadline: 200 * time.Millisecond, RetryPeriod: 10 * time.Millisecond}
+
+func opts(id string, onChange func(bool)) Options {
+	o := testCfg
+	o.Identity, o.OnChange, o.Log = id, onChange, slog.New(slog.DiscardHandler)
+	return o
+}
 
 type replica struct {
 	e       *Elector
@@ -33,7 +37,7 @@ type replica struct {
 func start(t *testing.T, cs *fake.Clientset, id string) *replica {
 	t.Helper()
 	r := &replica{changes: make(chan bool, 10)}
-	e, err := New(clientset.Of(cs), testCfg, "ops", id, slog.New(slog.NewTextHandler(io.Discard, nil)), func(l bool) { r.changes <- l })
+	e, err := New(clientset.Of(cs), opts(id, func(l bool) { r.changes <- l }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +109,7 @@ func TestLeadershipEndsWhenRenewalsFail(t *testing.T) {
 }
 
 func TestIsLeaderTurnsFalseOnceARenewalIsOverdue(t *testing.T) {
-	e, err := New(clientset.Of(fake.NewClientset()), testCfg, "ops", "a", slog.New(slog.DiscardHandler), func(bool) {})
+	e, err := New(clientset.Of(fake.NewClientset()), opts("a", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,5 +123,17 @@ func TestIsLeaderTurnsFalseOnceARenewalIsOverdue(t *testing.T) {
 	now = now.Add(testCfg.RenewDeadline)
 	if e.IsLeader() {
 		t.Fatal("a renewal is overdue, still the leader")
+	}
+}
+
+func TestOptionsAreCheckedOnce(t *testing.T) {
+	for name, o := range map[string]Options{
+		"no identity":             opts("", nil),
+		"renew deadline too long": func() Options { o := opts("a", nil); o.RenewDeadline = o.LeaseDuration; return o }(),
+		"no retry period":         func() Options { o := opts("a", nil); o.RetryPeriod = 0; return o }(),
+	} {
+		if _, err := New(clientset.Of(fake.NewClientset()), o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/kpo-reaper/kpo-reaper/internal/config"
 )
 
 const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -24,12 +22,12 @@ func Identity(pod string) string {
 	return fmt.Sprintf("%s_%d", id, time.Now().UnixNano()%1000000)
 }
 
-// LeaseNamespace is leaderElection.leaseNamespace, else the pod's own
+// LeaseNamespace is the configured namespace (leaderElection.leaseNamespace), else the pod's own
 // namespace: podNamespace (POD_NAMESPACE from the downward API), else the
 // service account's.
-func LeaseNamespace(c config.LeaderElection, podNamespace string) (string, error) {
-	if c.LeaseNamespace != "" {
-		return c.LeaseNamespace, nil
+func LeaseNamespace(configured, podNamespace string) (string, error) {
+	if configured != "" {
+		return configured, nil
 	}
 	if podNamespace != "" {
 		return podNamespace, nil

@@ -4,8 +4,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
-	"github.com/kpo-reaper/kpo-reaper/internal/config"
 )
 
 func TestIdentity(t *testing.T) {
@@ -19,16 +17,16 @@ func TestIdentity(t *testing.T) {
 }
 
 func TestLeaseNamespace(t *testing.T) {
-	if ns, err := LeaseNamespace(config.LeaderElection{LeaseNamespace: "set"}, "pod"); ns != "set" || err != nil {
+	if ns, err := LeaseNamespace("set", "pod"); ns != "set" || err != nil {
 		t.Errorf("configured: %q %v", ns, err)
 	}
-	if ns, err := LeaseNamespace(config.LeaderElection{}, "pod"); ns != "pod" || err != nil {
+	if ns, err := LeaseNamespace("", "pod"); ns != "pod" || err != nil {
 		t.Errorf("the pod's: %q %v", ns, err)
 	}
 	if _, err := os.Stat(serviceAccountNamespaceFile); err == nil {
 		t.Skip("running in a pod")
 	}
-	if _, err := LeaseNamespace(config.LeaderElection{}, ""); err == nil || !strings.Contains(err.Error(), "leaderElection.leaseNamespace") {
+	if _, err := LeaseNamespace("", ""); err == nil || !strings.Contains(err.Error(), "leaderElection.leaseNamespace") {
 		t.Errorf("outside a pod: %v", err)
 	}
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Health decides readiness: ready when the last cycle succeeded within a
-// few intervals, or when this replica is a standby that does not run cycles
+// Health decides readiness: not ready while starting (with the reason);
+// then ready when the last cycle succeeded within a few intervals, or when this replica is a standby that does not run cycles
 // (so that a healthy standby does not hold back a rollout).
 type Health struct {
 	Interval time.Duration
@@ -28,6 +28,15 @@ type Health struct {
 	lastSuccess time.Time
 	lastError   string
 	standby     bool
+	starting    string
+}
+
+// SetStarting marks a replica that cannot run cycles yet, and why (Airflow
+// or the apiserver not answering); "" ends the start-up.
+func (h *Health) SetStarting(why string) {
+	h.mu.Lock()
+	h.starting = why
+	h.mu.Unlock()
 }
 
 // CycleDone records a cycle's outcome.
@@ -52,6 +61,9 @@ func (h *Health) SetStandby(standby bool) {
 func (h *Health) Ready() (bool, string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.starting != "" {
+		return false, "starting: " + h.starting
+	}
 	if h.standby {
 		return true, "standby: another replica holds the lease"
 	}

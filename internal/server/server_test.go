@@ -72,3 +72,16 @@ func TestHandler(t *testing.T) {
 		t.Fatal(body)
 	}
 }
+
+func TestNotReadyWhileStartingSaysWhy(t *testing.T) {
+	h := &Health{Interval: time.Minute, Now: time.Now}
+	h.SetStarting("airflow: connection refused")
+	h.CycleDone(nil)
+	if ok, why := h.Ready(); ok || why != "starting: airflow: connection refused" {
+		t.Fatalf("while starting: ready %v, %q", ok, why)
+	}
+	h.SetStarting("")
+	if ok, why := h.Ready(); !ok {
+		t.Fatalf("started after a successful cycle: not ready, %q", why)
+	}
+}
