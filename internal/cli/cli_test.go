@@ -62,7 +62,9 @@ func TestVersion(t *testing.T) {
 
 func TestBadConfigIsAUsageError(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(p, []byte("airflow:\n  url: http://x\nkubernetes:\n  namespaces: [a]\nreaper:\n  confirmations: 0\n"), 0o600)
+	if err := os.WriteFile(p, []byte("airflow:\n  url: http://x\nkubernetes:\n  namespaces: [a]\nreaper:\n  confirmations: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	code, _, errOut := run("run", "--once", "--config", p)
 	if code != ExitUsage || !strings.Contains(errOut, "reaper.confirmations") {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -72,7 +74,9 @@ func TestBadConfigIsAUsageError(t *testing.T) {
 func TestUnreachableAirflowFailsTheCycle(t *testing.T) {
 	addr := unreachable(t) // nothing listens there now
 	p := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(p, []byte("airflow:\n  url: http://"+addr+"\n  maxRetries: 0\n  timeout: 2s\nkubernetes:\n  namespaces: [a]\n  kubeconfig: "+kubeconfig(t, addr)+"\n"), 0o600)
+	if err := os.WriteFile(p, []byte("airflow:\n  url: http://"+addr+"\n  maxRetries: 0\n  timeout: 2s\nkubernetes:\n  namespaces: [a]\n  kubeconfig: "+kubeconfig(t, addr)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	code, _, errOut := run("run", "--once", "--config", p)
 	if code != ExitCycleFailed || !strings.Contains(errOut, "nothing deleted") {
 		t.Fatalf("exit %d: %s", code, errOut)

@@ -11,12 +11,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kpo-reaper/kpo-reaper/internal/kube"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
+	"github.com/kpo-reaper/kpo-reaper/internal/kube"
 )
 
 // Annotations that carry the confirmation count on the pod itself, so that

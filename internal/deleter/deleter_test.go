@@ -9,11 +9,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
-
-	"github.com/kpo-reaper/kpo-reaper/internal/kube/clientset"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
+	"github.com/kpo-reaper/kpo-reaper/internal/kube/clientset"
 )
 
 func setup() (*fake.Clientset, decision.Pod) {

@@ -11,10 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/kpo-reaper/kpo-reaper/internal/kube/clientset"
-
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"github.com/kpo-reaper/kpo-reaper/internal/decision"
+	"github.com/kpo-reaper/kpo-reaper/internal/kube/clientset"
 	"github.com/kpo-reaper/kpo-reaper/internal/reaper"
 )
 

@@ -56,7 +56,7 @@ func TestCapCountsOnlyDeletesThatHappen(t *testing.T) {
 	old := now.Add(-5 * time.Hour)
 	for i := range 3 {
 		name := fmt.Sprintf("refused-%d", i)
-		c.pods[name] = pod(name, "zombie_kpo_task", -1, 1, old.Add(time.Duration(i)*time.Minute))
+		c.pods[name] = pod(name, "zombie_kpo_task", -1, old.Add(time.Duration(i)*time.Minute))
 	}
 	c.refused = map[string]bool{"refused-0": true, "refused-1": true, "refused-2": true}
 	r := newReaper(af, c, 1, nil)
@@ -110,7 +110,7 @@ func TestOrphanBreaker(t *testing.T) {
 	af, c := seed()
 	for i := range OrphanBreakerMin {
 		name := fmt.Sprintf("orphan-%d", i)
-		p := pod(name, "gone_task", -1, 1, now.Add(-3*time.Hour))
+		p := pod(name, "gone_task", -1, now.Add(-3*time.Hour))
 		p.Labels = labels.ForTaskInstance(dag, "gone_task", "manual__2026-11-27T01:00:00+00:00", -1, ptr(1))
 		c.pods[name] = p
 	}
@@ -213,7 +213,7 @@ func TestEveryProvenZombieIsReapedWithinBoundedCycles(t *testing.T) {
 			ti := ti(task, -1, st)
 			ti.TryNumber = try
 			af.TIs = append(af.TIs, ti)
-			p := pod(name, task, -1, 1, created)
+			p := pod(name, task, -1, created)
 			c.pods[name] = p
 			return p
 		}

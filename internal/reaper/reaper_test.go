@@ -99,7 +99,9 @@ func (c *cluster) Unmark(_ context.Context, p decision.Pod) error {
 	return nil
 }
 
-func pod(name, task string, mapIndex, try int, created time.Time) decision.Pod {
+// pod is a running pod of try 1 of the task instance.
+func pod(name, task string, mapIndex int, created time.Time) decision.Pod {
+	try := 1
 	return decision.Pod{
 		Namespace: "airflow", Name: name, UID: "uid-" + name, Phase: "Running", Created: created,
 		Labels: labels.ForTaskInstance(dag, task, run, mapIndex, &try),
@@ -125,10 +127,10 @@ func seed() (*airflowtest.Fake, *cluster) {
 	old := now.Add(-2 * time.Hour)
 	c := &cluster{pods: map[string]decision.Pod{}}
 	for _, p := range []decision.Pod{
-		pod("zombie", "zombie_kpo_task", -1, 1, old),
-		pod("healthy", "healthy_kpo_task", -1, 1, old),
-		pod("mapped-0", "mapped_kpo_task", 0, 1, old.Add(time.Minute)),
-		pod("mapped-1", "mapped_kpo_task", 1, 1, old),
+		pod("zombie", "zombie_kpo_task", -1, old),
+		pod("healthy", "healthy_kpo_task", -1, old),
+		pod("mapped-0", "mapped_kpo_task", 0, old.Add(time.Minute)),
+		pod("mapped-1", "mapped_kpo_task", 1, old),
 	} {
 		c.pods[p.Name] = p
 	}
@@ -298,7 +300,7 @@ func TestMayWriteFalseWritesNothing(t *testing.T) {
 // happens, and not one write (delete or mark) follows.
 func TestLeadershipLostMidCycleStopsEveryWrite(t *testing.T) {
 	af, c := seed()
-	c.pods["extra"] = pod("extra", "zombie_kpo_task", -1, 1, now.Add(-3*time.Hour))
+	c.pods["extra"] = pod("extra", "zombie_kpo_task", -1, now.Add(-3*time.Hour))
 	r := newReaper(af, c, 1, nil)
 	r.MayWrite = func() bool { return len(c.deleted) == 0 }
 	rep, err := r.Cycle(context.Background())
@@ -463,7 +465,7 @@ func BenchmarkCycle1000Pods(b *testing.B) {
 			state = "success"
 		}
 		af.TIs = append(af.TIs, ti(task, -1, state))
-		p := pod("pod-"+strconv.Itoa(i), task, -1, 1, old)
+		p := pod("pod-"+strconv.Itoa(i), task, -1, old)
 		c.pods[p.Name] = p
 	}
 	r := newReaper(af, c, 1, &deleter.DryRunDeleter{})

@@ -83,10 +83,10 @@ func (r *Report) WouldDelete() int {
 // the API gave them, else the label values.
 func TaskOf(v decision.Decision) string {
 	if v.TI != nil {
-		return v.TI.TIKey.String()
+		return v.TI.String()
 	}
 	if v.Identity != nil {
-		return v.Identity.Key.String()
+		return v.Identity.String()
 	}
 	return ""
 }
