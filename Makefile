@@ -30,7 +30,7 @@ test-e2e: build e2e-bins
 	cd e2e && KPO_REAPER_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 40m ./...
 
 e2e-bins:
-	./e2e/tools/build.sh
+	./tools/e2e-bins/build.sh
 
 # The container image, with Go alone (no Docker engine, no base image): a
 # static binary per platform, alone in one layer, in one OCI index, written to
