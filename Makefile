@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X github.com/kpo-reaper/kpo-reaper/internal/buildinfo.Version=
 BIN := bin/kpo-reaper
 
 .PHONY: all build check test test-unit test-e2e e2e-bins demo bench lint generate clean
-.PHONY: image image-push test-image wheel test-wheel
+.PHONY: image image-push test-image release release-push test-release wheel test-wheel
 
 all: build
 
@@ -35,7 +35,7 @@ test-e2e: build e2e-bins
 	cd e2e && KPO_REAPER_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 40m ./...
 
 e2e-bins:
-	./e2e/tools/build.sh
+	./tools/e2e-bins/build.sh
 
 # The container image, with Go alone (no Docker engine, no base image): a
 # static binary per platform, alone in one layer, in one OCI index, written to
@@ -54,7 +54,7 @@ image:
 	  CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} GOAMD64=v1 GOARM64=v8.0 $(GO) build -trimpath -buildvcs=false \
 	    -ldflags '$(LDFLAGS)' -o bin/image/$${p/\//-}/kpo-reaper ./cmd/kpo-reaper; \
 	done
-	cd e2e/image && $(GO) run . build -out $(CURDIR)/bin/image/oci -archive $(CURDIR)/bin/kpo-reaper-image.tar \
+	cd tools/release && $(GO) run . image -out $(CURDIR)/bin/image/oci -archive $(CURDIR)/bin/kpo-reaper-image.tar \
 	  $(foreach p,$(IMAGE_PLATFORMS),-platform $(p)=$(CURDIR)/bin/image/$(subst /,-,$(p))/kpo-reaper) \
 	  -version '$(VERSION)' -revision '$(REVISION)' -created '$(SOURCE_DATE_EPOCH)' -source '$(IMAGE_SOURCE)'
 
@@ -64,12 +64,41 @@ image-push:
 	@if [ -z "$(REGISTRY)" ] && [ "$(origin IMAGE_REPO)" = file ]; then \
 	  echo "usage: make image-push REGISTRY=ghcr.io/kpo-reaper (or IMAGE_REPO=host/path/name)"; exit 2; fi
 	$(MAKE) image
-	cd e2e/image && $(GO) run . push -layout $(CURDIR)/bin/image/oci -ref '$(IMAGE_REPO):$(VERSION)'
+	cd tools/release && $(GO) run . image-push -layout $(CURDIR)/bin/image/oci -ref '$(IMAGE_REPO):$(VERSION)'
 
-# Builds the image and checks it: platforms, config, the layer's one file,
-# the binary's version, a rebuild's digest, a push to an in-process registry.
-test-image: image
-	cd e2e/image && $(GO) vet ./... && KPO_REAPER_IMAGE=$(CURDIR)/bin/image/oci $(GO) test -count=1 ./...
+# The release, in one folder ($(RELEASE_DIR)): each platform's binary and its
+# CycloneDX SBOM (read from the binary's build info), the image as one
+# oci-archive, the Helm chart packaged (.tgz, appVersion = the image's
+# version) and SHA256SUMS. Every timestamp is the commit's, so the same
+# commit and Go toolchain give the same checksums.
+RELEASE_DIR ?= bin/release
+CHART_DIR := deploy/helm/kpo-reaper
+CHART_REPO ?= $(REGISTRY)/charts
+
+release: image
+	cd tools/release && $(GO) run . release -out $(abspath $(RELEASE_DIR)) -layout $(CURDIR)/bin/image/oci \
+	  $(foreach p,$(IMAGE_PLATFORMS),-platform $(p)=$(CURDIR)/bin/image/$(subst /,-,$(p))/kpo-reaper) \
+	  -chart $(CURDIR)/$(CHART_DIR) -created '$(SOURCE_DATE_EPOCH)'
+
+# Pushes the release's image as $(IMAGE_REPO):$(VERSION) and its chart as
+# $(CHART_REPO)/kpo-reaper:<chart version> (helm install oci://...), with the
+# credentials of helm registry login or docker login. Refuses a -dirty build.
+release-push:
+	@if [ -z "$(REGISTRY)" ] && { [ "$(origin IMAGE_REPO)" = file ] || [ "$(origin CHART_REPO)" = file ]; }; then \
+	  echo "usage: make release-push REGISTRY=ghcr.io/kpo-reaper (or IMAGE_REPO=host/path/name CHART_REPO=host/path)"; exit 2; fi
+	$(MAKE) release
+	cd tools/release && $(GO) run . release-push -dir $(abspath $(RELEASE_DIR)) -image '$(IMAGE_REPO)' \
+	  -chart-repo '$(CHART_REPO)' -created '$(SOURCE_DATE_EPOCH)'
+
+# Builds the image and the release and checks them: platforms, config, the
+# layer's one file, the binary's version, a rebuild's digest; the release's
+# checksums, SBOMs and chart, a second build's identical checksums, and a
+# push of image and chart to an in-process registry, pulled back.
+test-image: test-release
+
+test-release: release
+	cd tools/release && $(GO) vet ./... && KPO_REAPER_IMAGE=$(CURDIR)/bin/image/oci \
+	  KPO_REAPER_RELEASE=$(abspath $(RELEASE_DIR)) $(GO) test -count=1 -timeout 30m ./...
 
 # kpo-reaper-airflow's platform wheels (the binary inside, linux x86_64 and
 # aarch64), with Go and the Python standard library: bin/wheel/*.whl. Times
@@ -111,10 +140,10 @@ bench-scale: e2e-bins
 
 # golangci-lint (.golangci.yml: vet, staticcheck, revive, ... and gofmt, gci)
 # on every module but two: tools/lint only pins golangci-lint itself, and
-# e2e/tools is two main.go wrappers of kube-apiserver and etcd whose type
+# tools/e2e-bins is two main.go wrappers of kube-apiserver and etcd whose type
 # check compiles all of k8s.io/kubernetes (over 10 minutes on 2 cores).
 # go tool builds golangci-lint once into the build cache.
-LINT_MODULES = $(filter-out tools/lint/ e2e/tools/,$(dir $(shell git ls-files -- go.mod '*/go.mod')))
+LINT_MODULES = $(filter-out tools/lint/ tools/e2e-bins/,$(dir $(shell git ls-files -- go.mod '*/go.mod')))
 GOLANGCI_LINT = $(shell cd tools/lint && $(GO) tool -n golangci-lint)
 
 lint:

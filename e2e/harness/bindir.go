@@ -28,14 +28,14 @@ const (
 
 // BinDir returns the directory holding the etcd and kube-apiserver binaries:
 // $KPO_E2E_BIN_DIR if set, otherwise e2e/bin/k8s-<version>-etcd-<version>
-// with the versions read from e2e/tools/go.mod. Keying the folder by version
+// with the versions read from tools/e2e-bins/go.mod. Keying the folder by version
 // means a version bump in go.mod can never run against stale binaries. It
 // fails, naming the command that builds them, if either binary is missing.
 func BinDir() (string, error) {
 	if dir := os.Getenv(BinDirEnv); dir != "" {
 		if err := checkBinaries(dir); err != nil {
 			return "", fmt.Errorf("%s=%s: %w\nunset it to use the binaries that `make e2e-bins` builds, "+
-				"or build into it with `%s=%s e2e/tools/build.sh`", BinDirEnv, dir, err, BinDirEnv, dir)
+				"or build into it with `%s=%s tools/e2e-bins/build.sh`", BinDirEnv, dir, err, BinDirEnv, dir)
 		}
 		return dir, nil
 	}
@@ -43,13 +43,13 @@ func BinDir() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	k8s, etcd, err := toolVersions(filepath.Join(root, "tools", "go.mod"))
+	k8s, etcd, err := toolVersions(toolsGoMod(root))
 	if err != nil {
 		return "", err
 	}
 	dir := filepath.Join(root, "bin", "k8s-"+k8s+"-etcd-"+etcd)
 	if err := checkBinaries(dir); err != nil {
-		return "", fmt.Errorf("%w\nrun `make e2e-bins` (or e2e/tools/build.sh) to build kube-apiserver %s and etcd %s "+
+		return "", fmt.Errorf("%w\nrun `make e2e-bins` (or tools/e2e-bins/build.sh) to build kube-apiserver %s and etcd %s "+
 			"from the Go module proxy (the first build takes 15-18 minutes on 2 cores), or set %s", err, k8s, etcd, BinDirEnv)
 	}
 	return dir, nil
@@ -112,13 +112,20 @@ func modulePath(gomod string) string {
 	return ""
 }
 
+// toolsGoMod is the go.mod of the module that builds the binaries
+// (tools/e2e-bins, beside e2e/ at the repository's root), given the e2e
+// module's directory.
+func toolsGoMod(e2eDir string) string {
+	return filepath.Join(e2eDir, "..", "tools", "e2e-bins", "go.mod")
+}
+
 // toolVersions reads the required versions from the tools module's go.mod.
 // A line scan is enough for a file this repository writes itself, and saves
 // a dependency on golang.org/x/mod or a `go` binary at test time.
 func toolVersions(gomod string) (k8s, etcd string, err error) {
 	data, err := os.ReadFile(gomod)
 	if err != nil {
-		return "", "", fmt.Errorf("reading the e2e tools module to learn which binaries to use: %w", err)
+		return "", "", fmt.Errorf("reading the module that builds the e2e binaries to learn which to use: %w", err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		if i := strings.Index(line, "//"); i >= 0 {

@@ -13,6 +13,6 @@
 // finishes terminating, and pod status only changes when a test writes it
 // (SetPodStatus).
 //
-// The binaries are built from the Go module proxy by e2e/tools/build.sh
+// The binaries are built from the Go module proxy by tools/e2e-bins/build.sh
 // (`make e2e-bins`); see BinDir for where they are looked up.
 package harness

@@ -165,7 +165,7 @@ func TestStartReadyStop(t *testing.T) {
 	if v, err := c.Admin().Discovery().ServerVersion(); err != nil {
 		t.Fatal(err)
 	} else {
-		// Informational: binaries built without e2e/tools/build.sh's
+		// Informational: binaries built without tools/e2e-bins/build.sh's
 		// ldflags say v0.0.0-master, which is harmless for these tests.
 		t.Logf("server version %s", v.GitVersion)
 	}
@@ -240,7 +240,7 @@ func TestDefaultBinDirIsKeyedByToolVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k8s, etcd, err := toolVersions(filepath.Join(root, "tools", "go.mod"))
+	k8s, etcd, err := toolVersions(toolsGoMod(root))
 	if err != nil {
 		t.Fatal(err)
 	}

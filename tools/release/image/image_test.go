@@ -1,4 +1,4 @@
-package main
+package image
 
 import (
 	"archive/tar"
@@ -8,24 +8,20 @@ import (
 	"debug/elf"
 	"io"
 	"log"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kpo-reaper/kpo-reaper/tools/release/internal/checkout"
 )
 
 // The tests read the image `make image` built: $KPO_REAPER_IMAGE (the OCI
@@ -38,22 +34,10 @@ var (
 	imageErr  error
 )
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "cmd", "kpo-reaper")); err != nil {
-		t.Fatalf("repository root not found from %s: %v", root, err)
-	}
-	return root
-}
-
 // builtImage returns the layout's directory and its multi-platform index.
 func builtImage(t *testing.T) (string, v1.ImageIndex) {
 	t.Helper()
-	root := repoRoot(t)
+	root := checkout.Root(t)
 	imageOnce.Do(func() {
 		if d := os.Getenv("KPO_REAPER_IMAGE"); d != "" {
 			imageDir = d
@@ -154,22 +138,10 @@ func layerFiles(t *testing.T, img v1.Image) ([]*tar.Header, map[string][]byte) {
 	return hdrs, files
 }
 
-// gitOut runs git in the repository, or skips when there is no git.
-func gitOut(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = repoRoot(t)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Skipf("git %v: %v", args, err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // appVersion reads the chart's appVersion, the version the image carries.
 func appVersion(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "helm", "kpo-reaper", "Chart.yaml"))
+	b, err := os.ReadFile(filepath.Join(checkout.Root(t), "deploy", "helm", "kpo-reaper", "Chart.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,17 +221,14 @@ func TestImageConfig(t *testing.T) {
 			t.Errorf("%s: history %+v, want one entry created at %v", p, cf.History, cf.Created)
 		}
 	}
-	if head := gitOut(t, "rev-parse", "HEAD"); revision != head {
+	if head := checkout.Git(t, "rev-parse", "HEAD"); revision != head {
 		t.Errorf("revision label %s, HEAD is %s", revision, head)
 	}
 	// Created is the commit's time, not the build's: a rebuild matches.
-	epoch, err := strconv.ParseInt(gitOut(t, "log", "-1", "--format=%ct"), 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	commit := checkout.CommitTime(t)
 	for p, img := range platformImages(t, idx) {
-		if got := configOf(t, img).Created.Time; !got.Equal(time.Unix(epoch, 0)) {
-			t.Errorf("%s: created %v, want the commit time %v", p, got, time.Unix(epoch, 0).UTC())
+		if got := configOf(t, img).Created.Time; !got.Equal(commit) {
+			t.Errorf("%s: created %v, want the commit time %v", p, got, commit)
 		}
 	}
 }
@@ -429,46 +398,14 @@ func fileSum(t *testing.T, path string) [32]byte {
 	return sha256.Sum256(b)
 }
 
-// TestImagePush pushes the layout to an in-process registry, the code path of
-// `make image-push`, and pulls both platforms back by the tag.
-func TestImagePush(t *testing.T) {
-	dir, idx := builtImage(t)
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer srv.Close()
-	ref := strings.TrimPrefix(srv.URL, "http://") + "/kpo-reaper/kpo-reaper:v0.0.0-test"
-	pushed, err := Push(context.Background(), dir, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := idx.Digest()
-	if !strings.HasSuffix(pushed, "@"+want.String()) {
-		t.Errorf("pushed %s, want digest %s", pushed, want)
-	}
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	remoteIdx, err := remote.Index(tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := remoteIdx.Digest(); got != want {
-		t.Errorf("the registry serves %s for the tag, want %s", got, want)
-	}
-	for _, p := range wantPlatforms {
-		plat, _ := Platform(p)
-		img, err := remote.Image(tag, remote.WithPlatform(plat))
-		if err != nil {
-			t.Errorf("pulling %s: %v", p, err)
-			continue
-		}
-		if cf := configOf(t, img); cf.Architecture != plat.Architecture {
-			t.Errorf("pulled %s, got %s", p, cf.Architecture)
-		}
-	}
+// TestImagePushRefusesReferencesWithoutRegistryOrTag: `make image-push`
+// names where the image goes in full. (Pushing and pulling back is tested
+// with the release, which pushes through the same Push.)
+func TestImagePushRefusesReferencesWithoutRegistryOrTag(t *testing.T) {
+	dir, _ := builtImage(t)
 	for _, bad := range []string{"", "kpo-reaper", "ghcr.io/kpo-reaper/kpo-reaper"} {
-		if _, err := Push(context.Background(), dir, bad); err == nil {
-			t.Errorf("Push(%q) accepted a reference without registry or tag", bad)
+		if _, err := Push(context.Background(), dir, bad); err == nil || !strings.Contains(err.Error(), "REGISTRY/REPOSITORY:TAG") {
+			t.Errorf("Push(%q) = %v, want a refusal naming REGISTRY/REPOSITORY:TAG", bad, err)
 		}
 	}
 }
@@ -481,9 +418,31 @@ func TestImageSizes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range sizes {
-		t.Logf("%s %s: pull %s (layer %d B), binary %s", s.Platform, s.Digest, mib(s.Compressed+s.ManifestConfig), s.Compressed, mib(s.Uncompressed))
+		t.Logf("%s %s: pull %s (layer %d B), binary %s", s.Platform, s.Digest, MiB(s.Compressed+s.ManifestConfig), s.Compressed, MiB(s.Uncompressed))
 		if s.Compressed <= 0 || s.Compressed >= s.Uncompressed || s.Uncompressed > 200<<20 {
 			t.Errorf("%s: layer %d B compressed, %d B binary", s.Platform, s.Compressed, s.Uncompressed)
 		}
+	}
+}
+
+func TestExtractArchiveRefusesEntriesOutsideTheFolder(t *testing.T) {
+	tmp := t.TempDir()
+	file := filepath.Join(tmp, "evil.tar")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "../escaped", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte("x"))
+	tw.Close()
+	if err := os.WriteFile(file, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := ExtractArchive(file, filepath.Join(tmp, "out"))
+	if err == nil || !strings.Contains(err.Error(), "outside") {
+		t.Fatalf("ExtractArchive of ../escaped: %v, want a refusal", err)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "escaped")); err == nil {
+		t.Error("the entry was written outside the folder")
 	}
 }

@@ -5,7 +5,7 @@
 # either one makes the harness look for (and this script build) a new pair
 # instead of silently reusing stale binaries.
 #
-# Usage: e2e/tools/build.sh            (from any directory)
+# Usage: tools/e2e-bins/build.sh       (from any directory; `make e2e-bins`)
 # Env:   KPO_E2E_BIN_DIR  build into this directory instead (the harness
 #                         reads the same variable)
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 
 tools_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # A relative KPO_E2E_BIN_DIR means relative to where the script was run,
-# not to the tools directory it changes into.
+# not to the directory it changes into.
 if [ -n "${KPO_E2E_BIN_DIR:-}" ] && [ "${KPO_E2E_BIN_DIR#/}" = "$KPO_E2E_BIN_DIR" ]; then
 	KPO_E2E_BIN_DIR="$PWD/$KPO_E2E_BIN_DIR"
 fi
@@ -32,7 +32,7 @@ etcd_version="$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
 # gives the same binary rather than one stamped with today's date.
 k8s_time="$(go list -m -f '{{if .Time}}{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)"
 
-bin_dir="${KPO_E2E_BIN_DIR:-$(cd "$tools_dir/.." && pwd)/bin/k8s-${k8s_version}-etcd-${etcd_version}}"
+bin_dir="${KPO_E2E_BIN_DIR:-$(cd "$tools_dir/../.." && pwd)/e2e/bin/k8s-${k8s_version}-etcd-${etcd_version}}"
 mkdir -p "$bin_dir"
 echo "e2e binaries: kube-apiserver ${k8s_version} and etcd ${etcd_version} in ${bin_dir}"
 

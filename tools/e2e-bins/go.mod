@@ -1,8 +1,11 @@
 // Builds the real kube-apiserver and etcd that the end-to-end suite runs
 // against. It lives in its own module because k8s.io/kubernetes needs a
 // replace line per staging module, and the main module must stay free of
-// replace lines so that `go install` keeps working.
-module github.com/kpo-reaper/kpo-reaper/e2e/tools
+// replace lines so that `go install` keeps working; and apart from the
+// release tools, so that their dependencies never move the ones the API
+// server is built with. The harness (e2e/harness) reads the two versions
+// pinned here to name the folder the binaries live in.
+module github.com/kpo-reaper/kpo-reaper/tools/e2e-bins
 
 go 1.26.0
 

@@ -1,4 +1,9 @@
-package main
+// Package image builds the kpo-reaper container image with
+// go-containerregistry alone (no Docker engine, no base image): the static
+// binaries, one per platform, each in a single layer, gathered in one OCI
+// index, written as an OCI image layout and as an oci-archive, and pushed.
+// The same binaries and metadata give the same digests.
+package image
 
 import (
 	"archive/tar"
@@ -288,6 +293,62 @@ func WriteArchive(dir, file string, created time.Time) error {
 	return os.Rename(tmp.Name(), file)
 }
 
+// ExtractArchive unpacks an oci-archive that WriteArchive wrote into dir
+// (which must not exist yet), so that ReadLayout and Push can read it.
+// Entries that would land outside dir are refused.
+func ExtractArchive(file, dir string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		name := filepath.FromSlash(strings.TrimSuffix(hdr.Name, "/"))
+		if !filepath.IsLocal(name) {
+			return fmt.Errorf("%s: entry %q points outside the archive", file, hdr.Name)
+		}
+		path := filepath.Join(dir, name)
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			if err := writeFrom(path, tr); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%s: entry %q is not a file or directory", file, hdr.Name)
+		}
+	}
+}
+
+func writeFrom(path string, r io.Reader) error {
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, r); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
 // ReadLayoutTop returns the one entry of the layout's index.json: the
 // multi-platform index, with its ref name.
 func ReadLayoutTop(dir string) (v1.Descriptor, error) {
@@ -344,6 +405,11 @@ func Push(ctx context.Context, dir, ref string) (string, error) {
 		return "", err
 	}
 	return tag.Context().Digest(d.String()).String(), nil
+}
+
+// MiB formats a byte count in mebibytes, one decimal.
+func MiB(n int64) string {
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
 // PlatformSize is what one platform costs: pulled (manifest, config and the
