@@ -91,7 +91,7 @@ func (r *realAirflow) sh(script string, args ...string) string {
 	return string(out)
 }
 
-func (r *realAirflow) api(method, path string, body any, out any) int {
+func (r *realAirflow) api(method, path string, body any, out any) {
 	r.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -121,7 +121,6 @@ func (r *realAirflow) api(method, path string, body any, out any) int {
 			r.t.Fatalf("%s %s: %v in %s", method, path, err, b)
 		}
 	}
-	return resp.StatusCode
 }
 
 // waitTI waits until the task instance is in one of the states, polling
@@ -208,8 +207,8 @@ func TestAirflowTaskInRealAirflow(t *testing.T) {
 
 	r := &realAirflow{t: t, scripts: scripts, dir: t.TempDir()}
 	t.Cleanup(func() {
-		exec.Command(filepath.Join(scripts, "live.sh"), "stop", r.dir).Run()
-		exec.Command(filepath.Join(scripts, "api-server.sh"), "stop", r.dir).Run()
+		_ = exec.Command(filepath.Join(scripts, "live.sh"), "stop", r.dir).Run() // best effort: the test is over
+		_ = exec.Command(filepath.Join(scripts, "api-server.sh"), "stop", r.dir).Run()
 	})
 	envFile := strings.TrimSpace(r.sh("api-server.sh", "start", r.dir, kpoDag, reaperDag))
 	envFile = envFile[strings.LastIndex(envFile, "\n")+1:]

@@ -27,7 +27,7 @@ func repoFileOfURL(u string) string {
 func checkRepoLink(t *testing.T, where, link string) {
 	t.Helper()
 	if p := repoFileOfURL(link); p != "" {
-		repoFile(t, p) // fails the test when missing
+		t.Run(where, func(t *testing.T) { repoFile(t, p) }) // fails the test when missing
 	}
 }
 

@@ -354,7 +354,7 @@ func parseMetrics(text string) (metricSet, error) {
 		if strings.HasPrefix(line, "{") {
 			rest, err := parseLabels(line[1:], s.labels)
 			if err != nil {
-				return nil, fmt.Errorf("line %d: %v", i+1, err)
+				return nil, fmt.Errorf("line %d: %w", i+1, err)
 			}
 			line = rest
 		}
@@ -364,7 +364,7 @@ func parseMetrics(text string) (metricSet, error) {
 		}
 		v, err := strconv.ParseFloat(fields[0], 64)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: value: %v", i+1, err)
+			return nil, fmt.Errorf("line %d: value: %w", i+1, err)
 		}
 		s.value = v
 		out = append(out, s)

@@ -239,10 +239,10 @@ func readRepoFile(t testing.TB, rel string) []byte {
 // replaceOnce replaces old by new in s and fails the test unless old occurs
 // exactly once: an edit of a shipped file that silently stops applying
 // would test something else.
-func replaceOnce(t testing.TB, s, old, new, what string) string {
+func replaceOnce(t testing.TB, s, old, repl, what string) string {
 	t.Helper()
 	if n := strings.Count(s, old); n != 1 {
 		t.Fatalf("%s: %q occurs %d times, want exactly 1", what, old, n)
 	}
-	return strings.Replace(s, old, new, 1)
+	return strings.Replace(s, old, repl, 1)
 }

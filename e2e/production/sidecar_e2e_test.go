@@ -277,7 +277,7 @@ func TestSidecarLeaderElection(t *testing.T) {
 		return h
 	}
 	for _, ev := range evs {
-		if ev.Resource != "pods" || !(ev.Verb == "delete" || ev.Verb == "patch") {
+		if ev.Resource != "pods" || (ev.Verb != "delete" && ev.Verb != "patch") {
 			continue
 		}
 		if ev.User != user {

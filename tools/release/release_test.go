@@ -438,7 +438,9 @@ func TestReleasePushRefusesTamperedFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString("x")
+	if _, err := f.WriteString("x"); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 	_, err = PushRelease(context.Background(), copyDir, "127.0.0.1:1/kpo-reaper", "127.0.0.1:1/charts", time.Unix(0, 0))
 	if err == nil || !strings.Contains(err.Error(), filepath.Base(files.Chart)+": checksum differs") {

@@ -92,7 +92,7 @@ func Build(spec Spec) (v1.ImageIndex, error) {
 		LabelRevision: spec.Revision,
 	}
 	created := spec.Created.UTC()
-	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	// Sorted, so the index lists the platforms in the same order every time.
 	platforms := make([]string, 0, len(spec.Binaries))
 	for p := range spec.Binaries {
@@ -221,7 +221,7 @@ func WriteLayout(dir string, idx v1.ImageIndex, ref string) error {
 // Docker 25+), sorted, with fixed owners, modes and times.
 func WriteArchive(dir, file string, created time.Time) error {
 	var names []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

@@ -217,7 +217,7 @@ func TestImageConfig(t *testing.T) {
 			t.Errorf("platforms disagree on version/revision: %v", l)
 		}
 		version, revision = l[LabelVersion], l[LabelRevision]
-		if len(cf.History) != 1 || !cf.History[0].Created.Time.Equal(cf.Created.Time) {
+		if len(cf.History) != 1 || !cf.History[0].Created.Equal(cf.Created.Time) {
 			t.Errorf("%s: history %+v, want one entry created at %v", p, cf.History, cf.Created)
 		}
 	}
@@ -433,7 +433,9 @@ func TestExtractArchiveRefusesEntriesOutsideTheFolder(t *testing.T) {
 	if err := tw.WriteHeader(&tar.Header{Name: "../escaped", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1}); err != nil {
 		t.Fatal(err)
 	}
-	tw.Write([]byte("x"))
+	if _, err := tw.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
 	tw.Close()
 	if err := os.WriteFile(file, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
