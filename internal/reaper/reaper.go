@@ -182,6 +182,13 @@ func (r *Reaper) gather(ctx context.Context, now time.Time) (*facts, error) {
 		byKey[c.Identity.Key] = append(byKey[c.Identity.Key], c)
 	}
 	session := r.Resolver.NewSession()
+	ids := make([]labels.Identity, len(keys))
+	for i, k := range keys {
+		ids[i] = byKey[k][0].Identity
+	}
+	if err := session.Prefetch(ctx, ids); err != nil {
+		return nil, fmt.Errorf("%w: airflow: %w", ErrCycleFailed, err)
+	}
 	type answer struct {
 		asked bool
 		l     decision.Lookup

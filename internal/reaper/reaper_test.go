@@ -102,6 +102,12 @@ func (f *fakeAirflow) distinct(value func(airflow.TaskInstance) (string, bool)) 
 	return out
 }
 
+// ListTaskInstances lists nothing: a listing only narrows, so every pod
+// keeps its exact lookup, which these tests steer.
+func (f *fakeAirflow) ListTaskInstances(context.Context, string, []airflow.TIKey) ([]airflow.TaskInstance, error) {
+	return nil, nil
+}
+
 func (f *fakeAirflow) ListRunTaskInstances(_ context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -19,6 +19,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
@@ -179,6 +180,52 @@ func (c *client) cursorPage(ctx context.Context, dagID, runID, cursor string) (t
 		out.Items = append(out.Items, convertTI(t))
 	}
 	return out, nil
+}
+
+// ListTaskInstances lists each run of keys with
+// GET /dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances, narrowed by
+// task_id where the run's keys share one task. Never the batch POST:
+// Airflow 3 writes a row into its log table, with the whole body, for
+// every call of it. Offset pages even where cursors exist: a row that
+// moves between pages costs an exact lookup, not a verdict.
+func (c *client) ListTaskInstances(ctx context.Context, dagID string, keys []airflow.TIKey) ([]airflow.TaskInstance, error) {
+	var out []airflow.TaskInstance
+	for _, run := range airflow.ByRun(keys) {
+		tis, err := c.listRunSome(ctx, dagID, run)
+		out = append(out, tis...)
+		switch airflow.NotFoundAbout(err) {
+		case "":
+			if err != nil {
+				return out, fmt.Errorf("dag run %s/%s: %w", dagID, run[0].RunID, err)
+			}
+		case airflow.EntityDAG:
+			return out, nil // every run of the DAG would answer the same
+		}
+	}
+	return out, nil
+}
+
+// listRunSome reads the task instances of one run's keys, up to their row
+// budget.
+func (c *client) listRunSome(ctx context.Context, dagID string, keys []airflow.TIKey) ([]airflow.TaskInstance, error) {
+	orderBy := []string{"id"}
+	var taskID *string
+	if t := keys[0].TaskID; !slices.ContainsFunc(keys, func(k airflow.TIKey) bool { return k.TaskID != t }) {
+		taskID = &t
+	}
+	return transport.ListSome(ctx, airflow.RowBudget(len(keys)), c.limit, func(ctx context.Context, offset, limit int) (transport.Page[airflow.TaskInstance], error) {
+		var col gen.TaskInstanceCollectionResponse
+		params := &gen.GetTaskInstancesParams{TaskId: taskID, OrderBy: &orderBy, Limit: &limit, Offset: &offset}
+		resp, err := c.api.GetTaskInstances(ctx, dagID, keys[0].RunID, params)
+		if err := do(resp, err, &col, "task_instances", tiFields...); err != nil {
+			return transport.Page[airflow.TaskInstance]{}, err
+		}
+		p := transport.Page[airflow.TaskInstance]{Total: col.TotalEntries}
+		for _, t := range col.TaskInstances {
+			p.Items = append(p.Items, convertTI(t))
+		}
+		return p, nil
+	})
 }
 
 func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
