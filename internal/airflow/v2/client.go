@@ -99,7 +99,7 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string) ([]airflow.Ta
 	key := func(t airflow.TaskInstance) (airflow.TIKey, error) { return t.TIKey, nil }
 	if c.cursor {
 		tis, err := transport.ListByCursor(ctx, what, func(ctx context.Context, cursor string) (transport.CursorPage[airflow.TaskInstance], error) {
-			return c.cursorPage(ctx, dagID, runID, cursor)
+			return c.cursorPage(ctx, dagID, runID, cursor, nil, c.limit)
 		}, key)
 		if !errors.Is(err, transport.ErrNoCursor) {
 			return tis, err
@@ -133,11 +133,10 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string) ([]airflow.Ta
 // adds it; no offset goes out, the cursor replaces it. The answer has
 // next_cursor (maybe null) and no total_entries; an answer with
 // total_entries and no next_cursor is an offset page.
-func (c *client) cursorPage(ctx context.Context, dagID, runID, cursor string) (transport.CursorPage[airflow.TaskInstance], error) {
+func (c *client) cursorPage(ctx context.Context, dagID, runID, cursor string, taskID *string, limit int) (transport.CursorPage[airflow.TaskInstance], error) {
 	var out transport.CursorPage[airflow.TaskInstance]
 	orderBy := []string{"id"}
-	limit := c.limit
-	params := &gen.GetTaskInstancesParams{OrderBy: &orderBy, Limit: &limit}
+	params := &gen.GetTaskInstancesParams{TaskId: taskID, OrderBy: &orderBy, Limit: &limit}
 	withCursor := func(_ context.Context, req *http.Request) error {
 		q := req.URL.Query()
 		q.Set("cursor", cursor)
@@ -213,7 +212,30 @@ func (c *client) listRunSome(ctx context.Context, dagID string, keys []airflow.T
 	if t := keys[0].TaskID; !slices.ContainsFunc(keys, func(k airflow.TIKey) bool { return k.TaskID != t }) {
 		taskID = &t
 	}
-	return transport.ListSome(ctx, airflow.RowBudget(len(keys)), c.limit, func(ctx context.Context, offset, limit int) (transport.Page[airflow.TaskInstance], error) {
+	budget := airflow.RowBudget(len(keys))
+	if c.cursor {
+		// Keyset pages cannot skip a row that stays while others leave.
+		var out []airflow.TaskInstance
+		cursor := ""
+		for len(out) < budget {
+			p, err := c.cursorPage(ctx, dagID, keys[0].RunID, cursor, taskID, min(c.limit, budget-len(out)))
+			if err != nil {
+				return out, err
+			}
+			if !p.Cursored {
+				break // the server answered offsets: page by offset
+			}
+			out = append(out, p.Items...)
+			if p.Next == nil || len(p.Items) == 0 {
+				return out, nil
+			}
+			cursor = *p.Next
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+	}
+	return transport.ListSome(ctx, budget, c.limit, func(ctx context.Context, offset, limit int) (transport.Page[airflow.TaskInstance], error) {
 		var col gen.TaskInstanceCollectionResponse
 		params := &gen.GetTaskInstancesParams{TaskId: taskID, OrderBy: &orderBy, Limit: &limit, Offset: &offset}
 		resp, err := c.api.GetTaskInstances(ctx, dagID, keys[0].RunID, params)
