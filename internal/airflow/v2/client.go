@@ -218,7 +218,8 @@ func (c *client) listRunSome(ctx context.Context, dagID string, keys []airflow.T
 		var out []airflow.TaskInstance
 		cursor := ""
 		for len(out) < budget {
-			p, err := c.cursorPage(ctx, dagID, keys[0].RunID, cursor, taskID, min(c.limit, budget-len(out)))
+			limit := min(c.limit, budget-len(out))
+			p, err := c.cursorPage(ctx, dagID, keys[0].RunID, cursor, taskID, limit)
 			if err != nil {
 				return out, err
 			}
@@ -226,7 +227,10 @@ func (c *client) listRunSome(ctx context.Context, dagID string, keys []airflow.T
 				break // the server answered offsets: page by offset
 			}
 			out = append(out, p.Items...)
-			if p.Next == nil || len(p.Items) == 0 {
+			// A short page is the last one (3.2.x keeps a next_cursor
+			// on it); were it only capped, a row not read costs an
+			// exact lookup.
+			if p.Next == nil || len(p.Items) < limit {
 				return out, nil
 			}
 			cursor = *p.Next
