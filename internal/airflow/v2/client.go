@@ -185,8 +185,8 @@ func (c *client) cursorPage(ctx context.Context, dagID, runID, cursor string, ta
 // GET /dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances, narrowed by
 // task_id where the run's keys share one task. Never the batch POST:
 // Airflow 3 writes a row into its log table, with the whole body, for
-// every call of it. Offset pages even where cursors exist: a row that
-// moves between pages costs an exact lookup, not a verdict.
+// every call of it. A run answered 404 adds no rows (its pods are asked
+// exactly); one about the DAG ends the DAG's listings.
 func (c *client) ListTaskInstances(ctx context.Context, dagID string, keys []airflow.TIKey) ([]airflow.TaskInstance, error) {
 	var out []airflow.TaskInstance
 	for _, run := range airflow.ByRun(keys) {
