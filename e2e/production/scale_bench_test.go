@@ -115,7 +115,7 @@ func benchScalePlan(b *testing.B, sh scaleShape) {
 					r := planOnce(ctx, b, cfg, sh)
 					st := sim.Stats()
 					sum.skipped = -1
-					if st.TIPages > 0 {
+					if watch.backlogPages() > 0 {
 						sum.skipped = watch.skipped(before, unfinished(sim, sc))
 					}
 					sum.rows += st.TIRowsRead()
@@ -251,21 +251,30 @@ func printScaleTable(sh scaleShape, results []scaleResult) {
 }
 
 // listingWatch sits in front of the simulator and remembers the task
-// instances that listing pages (GET lists and batch POSTs) served.
+// instances that backlog listing pages (GET .../dags/~/dagRuns/~/
+// taskInstances) served; the listings of one run do not count.
 type listingWatch struct {
 	h      http.Handler
 	mu     sync.Mutex
 	served map[airflowsim.TIKey]bool
+	pages  int
 }
 
 func (l *listingWatch) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.served = map[airflowsim.TIKey]bool{}
+	l.pages = 0
+}
+
+func (l *listingWatch) backlogPages() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pages
 }
 
 func (l *listingWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p := r.URL.Path; !strings.HasSuffix(p, "/taskInstances") && !strings.HasSuffix(p, "/taskInstances/list") {
+	if p := r.URL.Path; r.Method != http.MethodGet || !strings.HasSuffix(p, "/dags/~/dagRuns/~/taskInstances") {
 		l.h.ServeHTTP(w, r)
 		return
 	}
@@ -290,6 +299,7 @@ func (l *listingWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.pages++
 	for _, t := range page.TaskInstances {
 		l.served[airflowsim.TIKey{DagID: t.DagID, RunID: t.RunID, TaskID: t.TaskID, MapIndex: t.MapIndex}] = true
 	}
