@@ -203,15 +203,16 @@ func (c *client) batchPage(ctx context.Context, body batchBody) (transport.Page[
 		return transport.Page[airflow.TaskInstance]{}, fail(what, nil, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return transport.Page[airflow.TaskInstance]{}, fmt.Errorf("%s: reading the answer: %w", what, err)
-	}
 	if resp.StatusCode != http.StatusOK {
+		raw, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return transport.Page[airflow.TaskInstance]{}, fmt.Errorf("%s: reading the answer: %w", what, err)
+		}
 		return transport.Page[airflow.TaskInstance]{}, transport.ResponseError(resp, raw)
 	}
+	// Decoded as it arrives: a page of 100 rows is never held twice.
 	var col af.TaskInstanceCollection
-	if err := json.Unmarshal(raw, &col); err != nil {
+	if err := json.NewDecoder(resp.Body).Decode(&col); err != nil {
 		return transport.Page[airflow.TaskInstance]{}, fail(what, resp, err)
 	}
 	return collectionPage(what, col)
