@@ -154,6 +154,7 @@ type Server struct {
 	// WithBearerValidator's function.
 	bearer      map[string]bool
 	bearerValid func(string) bool
+	alog        actionLog
 
 	mu     sync.RWMutex
 	dags   map[string]*dagRec

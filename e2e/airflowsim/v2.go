@@ -465,6 +465,7 @@ func pyEnum(vals []string) string {
 }
 
 func (s *Server) v2BatchTIs(c *call) (any, *apiError) {
+	s.auditBatch(c)
 	var errs []validationItem
 	for _, name := range []string{"dag_id", "dag_run_id"} {
 		if v := c.path[name]; v != "~" {

@@ -58,26 +58,25 @@ func BenchmarkIdleWith1000Pods(b *testing.B) {
 	benchIdle(b, "idle-1000", specs, sc, 10)
 }
 
-// BenchmarkIdleWith2000Pods is BenchmarkIdleWith1000Pods on the large
-// installation (scaleShape): 2,000 KPO pods (1,000 zombies) over 20
-// DAGs x 5 KPO tasks x 20 runs, next to 20,000 unfinished task instances
+// BenchmarkIdleWith2000Pods is BenchmarkIdleWith1000Pods on a large
+// installation (runLayouts): 2,000 KPO pods (1,000 zombies) over 20 DAGs x
+// 10 runs of 10 KPO tasks, next to 20,000 unfinished task instances
 // without pods, Airflow 2.10.5, windows of 3 cycles.
 //
 //	go test -run '^$' -bench BenchmarkIdleWith2000Pods -benchtime 1x -timeout 60m ./production/
 func BenchmarkIdleWith2000Pods(b *testing.B) {
-	sh := issue10Shape
+	sh := runLayouts[0]
 	sc, _ := sh.scenario("2.10.5")
 	benchIdle(b, "idle-2000", sh.podSpecs(), sc, 3)
 }
 
-// BenchmarkIdleWith10000Pods is BenchmarkIdleWith2000Pods with 100 runs per
+// BenchmarkIdleWith10000Pods is BenchmarkIdleWith2000Pods with 50 runs per
 // DAG: 10,000 KPO pods (5,000 zombies), the same 20,000 task instances
 // without pods.
 //
 //	go test -run '^$' -bench BenchmarkIdleWith10000Pods -benchtime 1x -timeout 60m ./production/
 func BenchmarkIdleWith10000Pods(b *testing.B) {
-	sh := issue10Shape
-	sh.runs = 100
+	sh := runLayouts[2]
 	sc, _ := sh.scenario("2.10.5")
 	benchIdle(b, "idle-10000", sh.podSpecs(), sc, 3)
 }

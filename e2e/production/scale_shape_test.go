@@ -21,9 +21,18 @@ type scaleShape struct {
 	backlog           int
 }
 
-// issue10Shape is the large installation: 2,000 KPO pods (1,000
-// zombies, 1,000 live) and 20,000 unrelated unfinished task instances.
-var issue10Shape = scaleShape{dags: 20, tasks: 5, runs: 20, ownQueued: 10, backlog: 20000}
+// runLayouts are the installations of the request benchmarks: KPO pods in
+// runs of 10 (DAG runs with many KPO tasks, one listing per run) and of 1
+// (each pod its own run: the exact GET per pod holds), 2,000 and 10,000
+// pods, next to the same 20,000 unfinished task instances without pods.
+var runLayouts = []scaleShape{
+	{dags: 20, tasks: 10, runs: 10, ownQueued: 10, backlog: 20000},
+	{dags: 20, tasks: 1, runs: 100, ownQueued: 10, backlog: 20000},
+	{dags: 20, tasks: 10, runs: 50, ownQueued: 10, backlog: 20000},
+	{dags: 20, tasks: 1, runs: 500, ownQueued: 10, backlog: 20000},
+}
+
+func (sh scaleShape) name() string { return fmt.Sprintf("pods=%d/run=%d", sh.pods(), sh.tasks) }
 
 func (sh scaleShape) pods() int    { return sh.dags * sh.tasks * sh.runs }
 func (sh scaleShape) zombies() int { return sh.dags * sh.tasks * (sh.runs / 2) }

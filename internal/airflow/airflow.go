@@ -68,6 +68,15 @@ type Client interface {
 	// GetTaskInstance fetches one task instance. ErrNotFound when the API
 	// answered a well-formed 404 for it.
 	GetTaskInstance(ctx context.Context, key TIKey) (TaskInstance, error)
+	// ListTaskInstances reads the task instances of keys, all of DAG dagID,
+	// in as few requests as this API version allows: one listing per run,
+	// or one for several runs of the DAG where the version lists them
+	// together, each reading at most RowBudget(its keys) rows. The answer
+	// narrows, it never proves absence: it may lack some keys (a listing
+	// cut at its budget, rows that moved between pages, a run answered
+	// 404) and hold task instances nobody asked about. On an error it
+	// returns the rows read before it.
+	ListTaskInstances(ctx context.Context, dagID string, keys []TIKey) ([]TaskInstance, error)
 	// PodNameXCom reads the XCom "pod_name" that KubernetesPodOperator pushes
 	// for the current try right after it creates or reattaches to its pod.
 	// ErrNotFound when the current try pushed none (yet).
@@ -125,7 +134,34 @@ type Paging struct {
 	// Cursor pages task-instance lists by keyset cursor (Airflow 3.2.2+)
 	// instead of offsets. Only the v2 client reads it.
 	Cursor bool
+	// Batch is the batch listing of task instances an Airflow 2 server
+	// has (from its version); only the v1 client reads it.
+	Batch Batch
 }
+
+// Batch says what POST /api/v1/dags/~/dagRuns/~/taskInstances/list can do
+// on an Airflow 2 server.
+type Batch int
+
+const (
+	// BatchNone: no run or task filter (before 2.7.1, or unknown): the
+	// client lists run by run.
+	BatchNone Batch = iota
+	// BatchUnpaged: dag_run_ids and task_ids (2.7.1), but every match is
+	// answered at once whatever the paging fields say (before 2.10.3).
+	BatchUnpaged
+	// BatchPaged: the filters and page_offset/page_limit (2.10.3,
+	// apache/airflow#43479).
+	BatchPaged
+)
+
+// OverFetch bounds a listing that stands in for exact lookups: it reads at
+// most OverFetch rows per task instance it was asked about, then stops, and
+// the task instances it did not reach are asked for exactly.
+const OverFetch = 4
+
+// RowBudget is the most rows a listing asked about n task instances reads.
+func RowBudget(n int) int { return OverFetch * n }
 
 // DefaultPageSize is the default [api] maximum_page_limit: larger pages
 // would be capped by the server anyway.
@@ -212,3 +248,19 @@ func (e *NotFoundError) Error() string         { return fmt.Sprintf("%s %s not f
 func (e *NotFoundError) Is(target error) bool  { return target == ErrNotFound }
 func (e *NotFoundError) NotFoundAbout() Entity { return e.About }
 func (e *NotFoundError) RequestScoped() bool   { return true }
+
+// ByRun splits keys by run, in the order the runs first appear.
+func ByRun(keys []TIKey) [][]TIKey {
+	index := map[string]int{}
+	var out [][]TIKey
+	for _, k := range keys {
+		i, ok := index[k.RunID]
+		if !ok {
+			i = len(out)
+			index[k.RunID] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], k)
+	}
+	return out
+}

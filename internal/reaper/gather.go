@@ -45,6 +45,9 @@ func (r *Reaper) gather(ctx context.Context, now time.Time) (*facts, error) {
 	f.skipped, f.candidates, f.evidence = decision.Screen(pods, now, r.Policy)
 	keys, byKey := byTask(f.candidates)
 	session := r.Resolver.NewSession()
+	if err := session.Prefetch(ctx, firstOfEach(keys, byKey)); err != nil {
+		return nil, fmt.Errorf("%w: airflow: %w", ErrCycleFailed, err)
+	}
 	answers, err := r.lookUp(ctx, session, keys, byKey)
 	if err != nil {
 		return nil, err
@@ -71,6 +74,16 @@ func byTask(cs []decision.Candidate) ([]labels.Key, map[labels.Key][]decision.Ca
 		byKey[c.Identity.Key] = append(byKey[c.Identity.Key], c)
 	}
 	return keys, byKey
+}
+
+// firstOfEach is one identity per task instance, for the run listings that
+// narrow the lookups.
+func firstOfEach(keys []labels.Key, byKey map[labels.Key][]decision.Candidate) []labels.Identity {
+	ids := make([]labels.Identity, len(keys))
+	for i, k := range keys {
+		ids[i] = byKey[k][0].Identity
+	}
+	return ids
 }
 
 // lookUp resolves every task instance, LookupConcurrency at a time. An

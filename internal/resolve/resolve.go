@@ -45,6 +45,9 @@ type Resolver struct {
 	// NegativeTTL is how long "no id has this label" is believed; 0 is
 	// DefaultNegativeTTL.
 	NegativeTTL time.Duration
+	// Concurrency bounds the requests Prefetch has in flight; 0 is
+	// DefaultConcurrency.
+	Concurrency int
 
 	once  sync.Once
 	mu    sync.Mutex
@@ -131,6 +134,7 @@ type Session struct {
 	runsGone map[[2]string]bool // a run answered 404 about itself
 	refused  int                // lookups Airflow answered 403
 	troubled map[string]string  // DAG id -> an answer that makes its 404s doubtful
+	listed   listed             // what Prefetch's listings showed
 }
 
 // NewSession starts an evaluation's resolution.
@@ -139,6 +143,7 @@ func (r *Resolver) NewSession() *Session {
 	return &Session{
 		r: r, runLists: map[string][]string{}, runTIs: map[[2]string][]airflow.TaskInstance{},
 		runsSeen: map[[2]string]bool{}, runsGone: map[[2]string]bool{}, troubled: map[string]string{},
+		listed: listed{tis: map[airflow.TIKey]airflow.TaskInstance{}, twice: map[airflow.TIKey]bool{}},
 	}
 }
 
@@ -459,6 +464,9 @@ func (s *Session) listRunTIs(ctx context.Context, dagID, runID string) ([]airflo
 }
 
 func (s *Session) taskInstance(ctx context.Context, k airflow.TIKey) (decision.Lookup, error) {
+	if ti, ok := s.fromListing(k); ok {
+		return decision.Lookup{Status: decision.Found, TI: ti}, nil
+	}
 	ti, err := s.r.Client.GetTaskInstance(ctx, k)
 	if err == nil {
 		s.sawRun(k.DagID, k.RunID)

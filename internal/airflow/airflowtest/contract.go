@@ -73,6 +73,9 @@ func methods(a Adapter) []method {
 		}, []airflow.TaskInstance{newTI(stdKey, 1, "running")}, DagID + "/" + RunID},
 		{"GetTaskInstance", func(ctx context.Context, c airflow.Client) (any, error) { return c.GetTaskInstance(ctx, stdKey) }, newTI(stdKey, 1, "running"), stdKey.String()},
 		{"PodNameXCom", func(ctx context.Context, c airflow.Client) (any, error) { return c.PodNameXCom(ctx, stdKey) }, podName, stdKey.String()},
+		{"ListTaskInstances", func(ctx context.Context, c airflow.Client) (any, error) {
+			return c.ListTaskInstances(ctx, DagID, []airflow.TIKey{stdKey})
+		}, []airflow.TaskInstance{newTI(stdKey, 1, "running")}, DagID},
 	}
 }
 
@@ -97,6 +100,7 @@ var cases = []contractCase{
 	{"ListDagIDsIncludesStale", listDagIDsIncludesStale},
 	{"ListRunIDs", listRunIDs},
 	{"ListRunTaskInstances", listRunTaskInstances},
+	{"ListTaskInstancesNarrows", listTaskInstancesNarrows},
 	{"PodNameXCom", podNameXCom},
 	{"PodNameXComMapped", podNameXComMapped},
 	{"PodNameXComNotFound", podNameXComNotFound},
@@ -368,6 +372,60 @@ func listRunTaskInstances(t *testing.T, a Adapter) {
 	_, err = c.ListRunTaskInstances(ctx, "d", "gone")
 	if !errors.Is(err, airflow.ErrNotFound) || airflow.NotFoundAbout(err) != airflow.EntityRun {
 		t.Fatalf("an unknown run must be ErrNotFound about the run, even where Airflow lists it as empty: %v (about %q)", err, airflow.NotFoundAbout(err))
+	}
+}
+
+// ListTaskInstances answers the task instances asked about that exist, in
+// runs of one DAG; it reads at most airflow.RowBudget rows per listing, so a
+// run full of other task instances is cut short, not read whole; a run that
+// does not exist adds nothing and fails nothing.
+func listTaskInstancesNarrows(t *testing.T, a Adapter) {
+	key := func(run, task string, mapIndex int) airflow.TIKey {
+		return airflow.TIKey{DagID: "d", RunID: run, TaskID: task, MapIndex: mapIndex}
+	}
+	fx := Fixture{DAGs: []DAG{{ID: "d"}, {ID: "e"}}, Runs: map[string][]string{"d": {"r1", "r2", "big"}, "e": {"r1"}}}
+	for _, k := range []airflow.TIKey{key("r1", "a", -1), key("r1", "b", 0), key("r1", "b", 1), key("r2", "a", -1), key("r2", "c", -1)} {
+		fx.TIs = append(fx.TIs, newTI(k, 1, "running"))
+	}
+	fx.TIs = append(fx.TIs, newTI(airflow.TIKey{DagID: "e", RunID: "r1", TaskID: "a", MapIndex: -1}, 1, "success"))
+	for i := range 250 {
+		fx.TIs = append(fx.TIs, newTI(key("big", fmt.Sprintf("task_%03d", i), -1), 1, "success"))
+	}
+	s := serve(t, a, fx)
+	c := s.client(t)
+	ctx := context.Background()
+	asked := []airflow.TIKey{key("r1", "a", -1), key("r1", "b", 1), key("r2", "a", -1), key("r2", "c", -1), key("r2", "missing", -1), key("gone", "a", -1)}
+	tis, err := c.ListTaskInstances(ctx, "d", asked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[airflow.TIKey]airflow.TaskInstance{}
+	for _, ti := range tis {
+		if ti.DagID != "d" {
+			t.Errorf("a row of another DAG: %s", ti.TIKey)
+		}
+		got[ti.TIKey] = ti
+	}
+	for _, want := range []airflow.TaskInstance{fx.TIs[0], fx.TIs[2], fx.TIs[3], fx.TIs[4]} {
+		if g, ok := got[want.TIKey]; !ok || !sameTI(g, want) {
+			t.Errorf("%s: got %+v, want %+v", want.TIKey, g, want)
+		}
+	}
+	if len(tis) > airflow.RowBudget(len(asked)) {
+		t.Errorf("%d rows for %d task instances: more than the budget %d", len(tis), len(asked), airflow.RowBudget(len(asked)))
+	}
+
+	before := len(s.requests())
+	bigKeys := []airflow.TIKey{key("big", "task_007", -1), key("big", "task_200", -1)}
+	tis, err = c.ListTaskInstances(ctx, "d", bigKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if budget := airflow.RowBudget(len(bigKeys)); len(tis) > budget {
+		t.Errorf("a run of 250 task instances: read %d rows for 2, budget %d", len(tis), budget)
+	}
+	if n := len(s.requests()) - before; n > 2 {
+		t.Errorf("%d requests for a listing cut at its budget", n)
 	}
 }
 

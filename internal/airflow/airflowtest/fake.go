@@ -44,6 +44,12 @@ type Fake struct {
 	// OnGet runs right before every GetTaskInstance, outside the lock: a
 	// test changes Airflow there between the lookups and the re-check.
 	OnGet func()
+	// Listed makes ListTaskInstances show the rows of the asked runs it
+	// returns true for; nil lists nothing, so every lookup stays the exact
+	// one a test steers. ListErr fails every listing.
+	Listed  func(airflow.TaskInstance) bool
+	ListErr error
+	asked   [][]airflow.TIKey
 
 	mu    sync.Mutex
 	calls map[string]int
@@ -172,6 +178,37 @@ func (f *Fake) GetDagRun(_ context.Context, dagID, runID string) error {
 		return &airflow.NotFoundError{About: airflow.EntityRun, What: dagID + "/" + runID}
 	}
 	return nil
+}
+
+// Asked is the task instances each ListTaskInstances call asked for.
+func (f *Fake) Asked() [][]airflow.TIKey {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.asked)
+}
+
+func (f *Fake) ListTaskInstances(_ context.Context, dagID string, keys []airflow.TIKey) ([]airflow.TaskInstance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.call("ListTaskInstances")
+	f.asked = append(f.asked, keys)
+	if f.ListErr != nil {
+		return nil, f.ListErr
+	}
+	if f.Listed == nil {
+		return nil, nil
+	}
+	runs := map[string]bool{}
+	for _, k := range keys {
+		runs[k.RunID] = true
+	}
+	var out []airflow.TaskInstance
+	for _, ti := range f.TIs {
+		if ti.DagID == dagID && runs[ti.RunID] && f.Listed(ti) {
+			out = append(out, ti)
+		}
+	}
+	return out, nil
 }
 
 func (f *Fake) ListRunTaskInstances(_ context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {

@@ -70,7 +70,9 @@ func Connect(ctx context.Context, o Options) (airflow.Client, string, error) {
 		if major(ver) != 2 {
 			return nil, "", fmt.Errorf("airflow.url %s: /api/v1/version answered Airflow %q, not 2.x: set airflow.apiVersion to auto or v2", shown, ver)
 		}
-		return probe1, ver, nil
+		p := paging
+		p.Batch = V1Batch(ver)
+		return v1.New(base, hc, p), ver, nil
 	}
 	useV2 := func(ver string) (airflow.Client, string, error) {
 		if major(ver) != 3 {
@@ -133,6 +135,21 @@ func Connect(ctx context.Context, o Options) (airflow.Client, string, error) {
 func HasCursorPaging(version string) bool {
 	v := parse(version)
 	return v[0] > 3 || (v[0] == 3 && (v[1] > 2 || (v[1] == 2 && v[2] >= 2)))
+}
+
+// V1Batch says what an Airflow 2 version's batch task-instance listing can
+// do: filter by run and task from 2.7.1, page from 2.10.3
+// (apache/airflow#43479).
+func V1Batch(version string) airflow.Batch {
+	switch v := parse(version); {
+	case v[0] != 2:
+		return airflow.BatchNone
+	case v[1] > 10 || v[1] == 10 && v[2] >= 3:
+		return airflow.BatchPaged
+	case v[1] > 7 || v[1] == 7 && v[2] >= 1:
+		return airflow.BatchUnpaged
+	}
+	return airflow.BatchNone
 }
 
 func major(version string) int { return parse(version)[0] }

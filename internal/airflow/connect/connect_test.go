@@ -3,6 +3,7 @@ package connect
 import (
 	"context"
 	"fmt"
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -192,6 +193,18 @@ func TestHasCursorPaging(t *testing.T) {
 	} {
 		if got := HasCursorPaging(v); got != want {
 			t.Errorf("HasCursorPaging(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+func TestV1Batch(t *testing.T) {
+	for v, want := range map[string]airflow.Batch{
+		"2.5.3": airflow.BatchNone, "2.7.0": airflow.BatchNone, "2.7.1": airflow.BatchUnpaged, "2.9.3": airflow.BatchUnpaged,
+		"2.10.2": airflow.BatchUnpaged, "2.10.3": airflow.BatchPaged, "2.10.5+astro.1": airflow.BatchPaged, "2.11.0": airflow.BatchPaged,
+		"3.2.1": airflow.BatchNone, "": airflow.BatchNone, "garbage": airflow.BatchNone,
+	} {
+		if got := V1Batch(v); got != want {
+			t.Errorf("V1Batch(%q) = %v, want %v", v, got, want)
 		}
 	}
 }

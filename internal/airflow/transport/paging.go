@@ -114,3 +114,34 @@ func scanOnce[K comparable, T any](ctx context.Context, fetch func(ctx context.C
 	}
 	return items, "", nil
 }
+
+// ListSome pages a listing that only narrows (it stands in for exact
+// lookups and never proves absence) by offset, reading at most budget rows:
+// it stops at an empty page, after the last row the total announces, once
+// budget rows were read, or after the first page when the total says the
+// listing holds more than budget rows. It checks no completeness, since a
+// row it misses costs an exact lookup, never a verdict; on an error it
+// returns the rows read before it.
+func ListSome[T any](ctx context.Context, budget, pageSize int, fetch func(ctx context.Context, offset, limit int) (Page[T], error)) ([]T, error) {
+	var out []T
+	offset := 0
+	for pages := 0; pages < maxPages; pages++ {
+		limit := min(pageSize, budget-len(out))
+		if limit <= 0 {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		p, err := fetch(ctx, offset, limit)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, p.Items...)
+		offset += len(p.Items)
+		if len(p.Items) == 0 || offset >= p.Total || p.Total > budget {
+			break
+		}
+	}
+	return out, nil
+}

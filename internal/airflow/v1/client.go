@@ -14,6 +14,7 @@
 package v1
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +39,11 @@ type client struct {
 	// than the default 100, but rendered_fields make KubernetesPodOperator
 	// rows large.
 	limit int32
+	batch airflow.Batch
+	// base and hc send what the 2.5.0 client cannot: the batch POST's
+	// dag_run_ids, task_ids and paging fields.
+	base string
+	hc   *http.Client
 }
 
 // New returns the client for the API at baseURL + "/api/v1". hc should come
@@ -50,7 +57,7 @@ func New(baseURL string, hc *http.Client, paging airflow.Paging) airflow.Client 
 	cfg.Servers = af.ServerConfigurations{{URL: strings.TrimRight(baseURL, "/") + "/api/v1"}}
 	cfg.HTTPClient = withExtraQuery(hc)
 	cfg.UserAgent = "kpo-reaper"
-	return &client{api: af.NewAPIClient(cfg), limit: int32(paging.Size())}
+	return &client{api: af.NewAPIClient(cfg), limit: int32(paging.Size()), batch: paging.Batch, base: cfg.Servers[0].URL, hc: cfg.HTTPClient}
 }
 
 func (c *client) APIVersion() string { return "v1" }
@@ -86,28 +93,155 @@ func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) 
 func (c *client) listTIs(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
 	const what = "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
 	fetch := func(ctx context.Context, offset int) (transport.Page[airflow.TaskInstance], error) {
-		col, resp, err := c.api.TaskInstanceApi.GetTaskInstances(ctx, dagID, runID).Limit(c.limit).Offset(int32(offset)).Execute()
-		if err != nil {
-			return transport.Page[airflow.TaskInstance]{}, fail(what, resp, err)
-		}
-		if col.TotalEntries == nil || col.TaskInstances == nil {
-			return transport.Page[airflow.TaskInstance]{}, fmt.Errorf("%s: the answer lacks task_instances or total_entries", what)
-		}
-		p := transport.Page[airflow.TaskInstance]{Total: int(*col.TotalEntries)}
-		for _, t := range *col.TaskInstances {
-			ti, err := convertTI(t)
-			if err != nil {
-				return p, fmt.Errorf("%s: %w", what, err)
-			}
-			p.Items = append(p.Items, ti)
-		}
-		return p, nil
+		return c.tiPage(ctx, dagID, runID, offset, int(c.limit))
 	}
 	tis, err := transport.ListAll(ctx, what, fetch, func(t airflow.TaskInstance) (airflow.TIKey, error) { return t.TIKey, nil })
 	if err != nil {
 		return nil, fmt.Errorf("dag run %s/%s: %w", dagID, runID, err)
 	}
 	return tis, nil
+}
+
+// ListTaskInstances lists the keys' runs with the batch POST where the
+// server filters by run and task (2.7.1+), one POST per group of runs whose
+// cross product of runs and tasks stays within the row budget; before, run
+// by run with GET .../dagRuns/{dag_run_id}/taskInstances, which has no task
+// filter.
+func (c *client) ListTaskInstances(ctx context.Context, dagID string, keys []airflow.TIKey) ([]airflow.TaskInstance, error) {
+	var out []airflow.TaskInstance
+	if c.batch == airflow.BatchNone {
+		for _, run := range airflow.ByRun(keys) {
+			tis, err := transport.ListSome(ctx, airflow.RowBudget(len(run)), int(c.limit), func(ctx context.Context, offset, limit int) (transport.Page[airflow.TaskInstance], error) {
+				return c.tiPage(ctx, dagID, run[0].RunID, offset, limit)
+			})
+			out = append(out, tis...)
+			if err != nil {
+				return out, fmt.Errorf("dag run %s/%s: %w", dagID, run[0].RunID, err)
+			}
+		}
+		return out, nil
+	}
+	for _, g := range batchGroups(keys, c.batch) {
+		tis, err := transport.ListSome(ctx, airflow.RowBudget(len(g.keys)), int(c.limit), func(ctx context.Context, offset, limit int) (transport.Page[airflow.TaskInstance], error) {
+			return c.batchPage(ctx, batchBody{DagIDs: []string{dagID}, RunIDs: g.runs, TaskIDs: g.tasks, Offset: offset, Limit: limit})
+		})
+		out = append(out, tis...)
+		if err != nil {
+			return out, fmt.Errorf("dag %s: %w", dagID, err)
+		}
+	}
+	return out, nil
+}
+
+// batchGroup is one batch POST: its rows are the cross product of runs and
+// tasks (and every map index of a mapped task).
+type batchGroup struct {
+	runs, tasks []string
+	keys        []airflow.TIKey
+}
+
+// batchGroups asks for all runs at once when the cross product of their
+// runs and tasks stays within the keys' row budget, else run by run (each
+// run's product is its own keys). A server that answers every match at once
+// cannot be cut at a budget, so mapped task instances, whose count per task
+// is unknown, are left to exact lookups there.
+func batchGroups(keys []airflow.TIKey, batch airflow.Batch) []batchGroup {
+	if batch == airflow.BatchUnpaged {
+		keys = slices.DeleteFunc(slices.Clone(keys), func(k airflow.TIKey) bool { return k.MapIndex >= 0 })
+	}
+	group := func(keys []airflow.TIKey) batchGroup {
+		g := batchGroup{keys: keys}
+		for _, k := range keys {
+			if !slices.Contains(g.runs, k.RunID) {
+				g.runs = append(g.runs, k.RunID)
+			}
+			if !slices.Contains(g.tasks, k.TaskID) {
+				g.tasks = append(g.tasks, k.TaskID)
+			}
+		}
+		return g
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if all := group(keys); len(all.runs)*len(all.tasks) <= airflow.RowBudget(len(keys)) {
+		return []batchGroup{all}
+	}
+	var out []batchGroup
+	for _, run := range airflow.ByRun(keys) {
+		out = append(out, group(run))
+	}
+	return out
+}
+
+// batchBody is the part of ListTaskInstanceForm the reaper sends.
+type batchBody struct {
+	DagIDs  []string `json:"dag_ids"`
+	RunIDs  []string `json:"dag_run_ids"`
+	TaskIDs []string `json:"task_ids"`
+	Offset  int      `json:"page_offset"`
+	Limit   int      `json:"page_limit"`
+}
+
+// batchPage POSTs one page of the batch listing. Servers before 2.10.3
+// accept the paging fields and answer every match.
+func (c *client) batchPage(ctx context.Context, body batchBody) (transport.Page[airflow.TaskInstance], error) {
+	const what = "POST /api/v1/dags/~/dagRuns/~/taskInstances/list"
+	b, err := json.Marshal(body)
+	if err != nil {
+		return transport.Page[airflow.TaskInstance]{}, fmt.Errorf("%s: %w", what, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/dags/~/dagRuns/~/taskInstances/list", bytes.NewReader(b))
+	if err != nil {
+		return transport.Page[airflow.TaskInstance]{}, fmt.Errorf("%s: %w", what, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "kpo-reaper")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return transport.Page[airflow.TaskInstance]{}, fail(what, nil, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		raw, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return transport.Page[airflow.TaskInstance]{}, fmt.Errorf("%s: reading the answer: %w", what, err)
+		}
+		return transport.Page[airflow.TaskInstance]{}, transport.ResponseError(resp, raw)
+	}
+	// Decoded as it arrives: a page of 100 rows is never held twice.
+	var col af.TaskInstanceCollection
+	if err := json.NewDecoder(resp.Body).Decode(&col); err != nil {
+		return transport.Page[airflow.TaskInstance]{}, fail(what, resp, err)
+	}
+	return collectionPage(what, col)
+}
+
+// tiPage is one offset page of a run's task instances.
+func (c *client) tiPage(ctx context.Context, dagID, runID string, offset, limit int) (transport.Page[airflow.TaskInstance], error) {
+	const what = "GET /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"
+	col, resp, err := c.api.TaskInstanceApi.GetTaskInstances(ctx, dagID, runID).Limit(int32(limit)).Offset(int32(offset)).Execute()
+	if err != nil {
+		return transport.Page[airflow.TaskInstance]{}, fail(what, resp, err)
+	}
+	return collectionPage(what, col)
+}
+
+// collectionPage checks and converts a page of task instances.
+func collectionPage(what string, col af.TaskInstanceCollection) (transport.Page[airflow.TaskInstance], error) {
+	if col.TotalEntries == nil || col.TaskInstances == nil {
+		return transport.Page[airflow.TaskInstance]{}, fmt.Errorf("%s: the answer lacks task_instances or total_entries", what)
+	}
+	p := transport.Page[airflow.TaskInstance]{Total: int(*col.TotalEntries)}
+	for _, t := range *col.TaskInstances {
+		ti, err := convertTI(t)
+		if err != nil {
+			return p, fmt.Errorf("%s: %w", what, err)
+		}
+		p.Items = append(p.Items, ti)
+	}
+	return p, nil
 }
 
 func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
