@@ -3,8 +3,7 @@ package airflowsim
 import "sync"
 
 // Two answers of a real Airflow that the store alone cannot give, both
-// 404s that a client must not take for "the task instance is gone"
-// (kpo-reaper issue 9):
+// 404s that a client must not take for "the task instance is gone":
 //
 //   - A DAG missing from the serialized DAG bag while its DagModel row is
 //     still there (Airflow 3, a DAG file that fails to import after a
