@@ -19,13 +19,13 @@ const runID = "manual__2026-11-27T06:00:00+00:00"
 // run is runID as it goes in a URL path.
 var run = url.PathEscape(runID)
 
-func seed(t *testing.T, api int, opts ...Option) *client {
+func seed(t *testing.T, api int) *client {
 	t.Helper()
 	sc, err := LoadScenario(filepath.Join("..", "scenarios", fmt.Sprintf("seed-v%d.yaml", api)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newClient(t, sc, opts...)
+	c := newClient(t, sc)
 	if api == 2 {
 		c.login()
 	}
@@ -279,9 +279,9 @@ func TestV2Endpoints(t *testing.T) {
 
 // pagingScenario has n task instances of one DAG run, with varied start
 // dates so that v2 ordering by start_date has ties and nulls.
-func pagingScenario(version string, n, cap int) *Scenario {
+func pagingScenario(version string, n, pageCap int) *Scenario {
 	var b strings.Builder
-	fmt.Fprintf(&b, "airflowVersion: %q\nauth: {username: u, password: p}\npageLimitCap: %d\n", version, cap)
+	fmt.Fprintf(&b, "airflowVersion: %q\nauth: {username: u, password: p}\npageLimitCap: %d\n", version, pageCap)
 	b.WriteString("dags: [{dagId: d}]\nruns: [{dagId: d, runId: r, startDate: '-3h'}]\ntaskInstances:\n")
 	for i := 0; i < n; i++ {
 		start := fmt.Sprintf("'-%dm'", 10*(i%3+1))

@@ -92,16 +92,16 @@ func (s *Server) newID() string {
 // sorts after every other in v1's hash order too, as the new row of
 // FaultChurnSwap. Callers hold s.mu.
 func (s *Server) addSwapped(like *tiRec, now time.Time) {
-	var max uint64
+	var highest uint64
 	for _, t := range s.tis {
-		if h := keyHash(t.key); h > max {
-			max = h
+		if h := keyHash(t.key); h > highest {
+			highest = h
 		}
 	}
 	key := TIKey{DagID: like.key.DagID, RunID: like.key.RunID, MapIndex: -1}
 	for i := 0; ; i++ {
 		key.TaskID = fmt.Sprintf("churn_new_task_%d", i)
-		if s.tis[key] == nil && keyHash(key) > max {
+		if s.tis[key] == nil && keyHash(key) > highest {
 			break
 		}
 	}

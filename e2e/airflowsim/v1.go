@@ -288,8 +288,8 @@ func (s *Server) v1BatchTIs(c *call) (any, *apiError) {
 			if err := json.Unmarshal(raw, &v); err != nil {
 				return nil, v1BadRequest(v1ErrType(400), "Bad Request", fmt.Sprintf("{'%s': ['Not a valid integer.']}", k))
 			}
-			if min := map[string]int{"page_offset": 0, "page_limit": 1}[k]; v < min {
-				return nil, v1BadRequest(v1ErrType(400), "Bad Request", fmt.Sprintf("{'%s': ['Must be greater than or equal to %d.']}", k, min))
+			if least := map[string]int{"page_offset": 0, "page_limit": 1}[k]; v < least {
+				return nil, v1BadRequest(v1ErrType(400), "Bad Request", fmt.Sprintf("{'%s': ['Must be greater than or equal to %d.']}", k, least))
 			}
 			ints[k] = v
 		case "states":
@@ -707,7 +707,7 @@ func (s *Server) v1GetXCom(c *call) (any, *apiError) {
 }
 
 // getVersion is GET /version of both APIs.
-func (s *Server) getVersion(c *call) (any, *apiError) {
+func (s *Server) getVersion(_ *call) (any, *apiError) {
 	return map[string]any{"version": s.version, "git_version": ".release:airflow-sim"}, nil
 }
 

@@ -143,7 +143,9 @@ func TestKubectlFlags(t *testing.T) {
 // printed, each on its own line under the first.
 func TestEachConfigProblemOnItsOwnLine(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(p, []byte("reaper:\n  confirmations: 0\n  maxDeletesPerCycle: 0\n"), 0o600)
+	if err := os.WriteFile(p, []byte("reaper:\n  confirmations: 0\n  maxDeletesPerCycle: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	code, _, errOut := run("run", "--once", "--config", p)
 	lines := strings.Split(strings.TrimSpace(errOut), "\n")
 	if code != ExitUsage || len(lines) != 5 || lines[0] != "error: invalid configuration:" {
@@ -167,7 +169,9 @@ func TestEachConfigProblemOnItsOwnLine(t *testing.T) {
 func TestFinalErrorIsAJSONLineInJSONMode(t *testing.T) {
 	addr := unreachable(t)
 	p := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(p, []byte("airflow:\n  url: http://"+addr+"\n  maxRetries: 0\nkubernetes:\n  namespaces: [a]\n  kubeconfig: "+kubeconfig(t, addr)+"\nlog:\n  format: json\n"), 0o600)
+	if err := os.WriteFile(p, []byte("airflow:\n  url: http://"+addr+"\n  maxRetries: 0\nkubernetes:\n  namespaces: [a]\n  kubeconfig: "+kubeconfig(t, addr)+"\nlog:\n  format: json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	code, _, errOut := run("run", "--once", "--config", p)
 	if code != ExitCycleFailed {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -257,7 +261,9 @@ func unreachable(t *testing.T) string {
 func kubeconfig(t *testing.T, addr string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "kubeconfig")
-	os.WriteFile(p, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://"+addr+"'}}]\n"+
-		"contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {}}]\n"), 0o600)
+	if err := os.WriteFile(p, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://"+addr+"'}}]\n"+
+		"contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {}}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }

@@ -238,7 +238,7 @@ func (s *Session) dag(ctx context.Context, label string) (string, decision.Looku
 	r.mu.Lock()
 	m, ok := r.dags.get(label, r.now())
 	r.mu.Unlock()
-	if ok && !(s.fresh && m.id == "") {
+	if ok && (!s.fresh || m.id != "") {
 		if m.id == "" {
 			return "", decision.Lookup{Status: decision.Unresolved, Detail: m.detail}, nil
 		}

@@ -547,7 +547,7 @@ func podNameXComWrongAnswerFails(t *testing.T, a Adapter) {
 }
 
 func serverErrorIsRetried(t *testing.T, a Adapter) {
-	forEachMethod(t, a, func(t *testing.T, s *server) { s.answerFirst(1, a.ServerError) }, func(t *testing.T, m method, s *server, got any, err error) {
+	forEachMethod(t, a, func(_ *testing.T, s *server) { s.answerFirst(1, a.ServerError) }, func(t *testing.T, m method, s *server, got any, err error) {
 		if err != nil || !same(got, m.want) {
 			t.Fatalf("got %+v, err %v; want %+v after one retry", got, err, m.want)
 		}
@@ -558,7 +558,7 @@ func serverErrorIsRetried(t *testing.T, a Adapter) {
 }
 
 func persistentServerErrorFails(t *testing.T, a Adapter) {
-	forEachMethod(t, a, func(t *testing.T, s *server) { s.answerAll(a.ServerError) }, func(t *testing.T, m method, s *server, _ any, err error) {
+	forEachMethod(t, a, func(_ *testing.T, s *server) { s.answerAll(a.ServerError) }, func(t *testing.T, m method, s *server, _ any, err error) {
 		failsPlainly(t, m, err, "a persistent 500")
 		if !strings.Contains(err.Error(), "giving up after 3 attempt(s), last status 500") {
 			t.Errorf("err %v", err)
@@ -574,7 +574,7 @@ func persistentServerErrorFails(t *testing.T, a Adapter) {
 
 // A 200 HTML page (a login page, a proxy) is no answer.
 func htmlPageFails(t *testing.T, a Adapter) {
-	forEachMethod(t, a, func(t *testing.T, s *server) {
+	forEachMethod(t, a, func(_ *testing.T, s *server) {
 		s.answerAll(func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			fmt.Fprint(w, "<!DOCTYPE html><title>Sign In - Airflow</title>")
@@ -589,7 +589,7 @@ func htmlPageFails(t *testing.T, a Adapter) {
 
 // A proxy's HTML 404 is not Airflow saying that something is gone.
 func proxyNotFoundIsNotErrNotFound(t *testing.T, a Adapter) {
-	forEachMethod(t, a, func(t *testing.T, s *server) {
+	forEachMethod(t, a, func(_ *testing.T, s *server) {
 		s.answerAll(func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "text/html")
 			w.WriteHeader(http.StatusNotFound)
@@ -603,7 +603,7 @@ func proxyNotFoundIsNotErrNotFound(t *testing.T, a Adapter) {
 // Nor is a route the server does not have: the API's router's 404, or a
 // base URL that misses the API.
 func missingRouteIsNotErrNotFound(t *testing.T, a Adapter) {
-	forEachMethod(t, a, func(t *testing.T, s *server) { s.answerAll(a.NoRoute) }, func(t *testing.T, m method, _ *server, _ any, err error) {
+	forEachMethod(t, a, func(_ *testing.T, s *server) { s.answerAll(a.NoRoute) }, func(t *testing.T, m method, _ *server, _ any, err error) {
 		failsPlainly(t, m, err, "a missing route")
 	})
 	for _, m := range methods(a) {
@@ -644,7 +644,7 @@ func notFoundIsAboutWhatItNames(t *testing.T, a Adapter) {
 func emptyAnswerFails(t *testing.T, a Adapter) {
 	for _, body := range []string{"", "{}", "null", "[]"} {
 		t.Run(fmt.Sprintf("%q", body), func(t *testing.T) {
-			forEachMethod(t, a, func(t *testing.T, s *server) { s.answerJSON(t, body) }, func(t *testing.T, m method, _ *server, got any, err error) {
+			forEachMethod(t, a, func(t *testing.T, s *server) { s.answerJSON(t, body) }, func(t *testing.T, _ method, _ *server, got any, err error) {
 				if err == nil || errors.Is(err, airflow.ErrNotFound) {
 					t.Fatalf("got %+v, err %v; want an error", got, err)
 				}

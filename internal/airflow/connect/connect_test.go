@@ -3,7 +3,6 @@ package connect
 import (
 	"context"
 	"fmt"
-	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/authtype"
 	"github.com/kpo-reaper/kpo-reaper/internal/airflow/transport"
 )

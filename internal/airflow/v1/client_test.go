@@ -464,7 +464,7 @@ func TestUnparsableDateFails(t *testing.T) {
 }
 
 func TestEmptyJSONAnswerFails(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 	}))
 	defer srv.Close()

@@ -570,7 +570,7 @@ func TestCursorMalformedAnswersFail(t *testing.T) {
 		"neither shape":       `{"task_instances": []}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				fmt.Fprint(w, body)
 			}))
@@ -613,7 +613,7 @@ func TestMalformedAnswersFail(t *testing.T) {
 		"bad date":         `{"task_instances":[{"id":"019ac5e0-0000-7000-8000-000000000001","dag_id":"d","dag_run_id":"r","task_id":"t","map_index":-1,"try_number":1,"start_date":"yesterday"}],"total_entries":1}`,
 		"string map_index": `{"task_instances":[{"id":"019ac5e0-0000-7000-8000-000000000001","dag_id":"d","dag_run_id":"r","task_id":"t","map_index":"-1","try_number":1}],"total_entries":1}`,
 	} {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, body)
 		}))
