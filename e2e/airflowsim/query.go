@@ -40,8 +40,8 @@ type qparam struct {
 
 func p(name string, kind qkind) qparam { return qparam{name: name, kind: kind} }
 
-func pMin(name string, kind qkind, least int) qparam {
-	return qparam{name: name, kind: kind, min: least, hasMin: true}
+func pIntMin(name string, least int) qparam {
+	return qparam{name: name, kind: qInt, min: least, hasMin: true}
 }
 
 func pUnimpl(name string, kind qkind) qparam { return qparam{name: name, kind: kind, unimpl: true} }

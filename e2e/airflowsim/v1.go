@@ -11,7 +11,7 @@ import (
 )
 
 // v1Page is the limit/offset pair of the v1 list endpoints.
-var v1Page = []qparam{p("limit", qInt), pMin("offset", qInt, 0)}
+var v1Page = []qparam{p("limit", qInt), pIntMin("offset", 0)}
 
 // v1Routes are the operations and query parameters of the version,
 // transcribed from v1-2.10.0.yaml (where the task instance filters are

@@ -12,7 +12,7 @@ import (
 
 // Query parameters per operation, transcribed from v2-3.2.1.yaml.
 var (
-	v2Page = []qparam{pMin("limit", qInt, 0), pMin("offset", qInt, 0)}
+	v2Page = []qparam{pIntMin("limit", 0), pIntMin("offset", 0)}
 )
 
 // v2TIParams are the task instance list's parameters in the version:
@@ -95,12 +95,12 @@ func v2Routes(rel release) []*route {
 		newRoute(http.MethodGet, ti+"/{task_id}", "get_task_instance", nil, (*Server).v2GetTI),
 		newRoute(http.MethodGet, ti+"/{task_id}/{map_index}", "get_mapped_task_instance", nil, (*Server).v2GetMappedTI),
 		newRoute(http.MethodGet, ti+"/{task_id}/xcomEntries", "get_xcom_entries", concat([]qparam{
-			p("xcom_key", qStr), pMin("map_index", qInt, -1)}, v2Page, []qparam{
+			p("xcom_key", qStr), pIntMin("map_index", -1)}, v2Page, []qparam{
 			p("xcom_key_pattern", qStr), p("dag_display_name_pattern", qStr), p("run_id_pattern", qStr),
 			p("task_id_pattern", qStr), p("map_index_filter", qInt)},
 			ranges(qTime, v2Bounds, "logical_date", "run_after")), (*Server).v2ListXComs),
 		newRoute(http.MethodGet, ti+"/{task_id}/xcomEntries/{xcom_key}", "get_xcom_entry", []qparam{
-			pMin("map_index", qInt, -1), p("deserialize", qBool), p("stringify", qBool)}, (*Server).v2GetXCom),
+			pIntMin("map_index", -1), p("deserialize", qBool), p("stringify", qBool)}, (*Server).v2GetXCom),
 		stub(newRoute(http.MethodGet, ti+"/{task_id}/listMapped", "get_mapped_task_instances", nil, unimplemented)),
 		stub(newRoute(http.MethodGet, ti+"/{task_id}/tries", "get_task_instance_tries", nil, unimplemented)),
 		stub(newRoute(http.MethodGet, ti+"/{task_id}/dependencies", "get_task_instance_dependencies", nil, unimplemented)),
