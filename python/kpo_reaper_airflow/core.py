@@ -334,6 +334,10 @@ def run_once(
                     _emit(log, logging.ERROR if in_error else logging.INFO, line)
                     continue
                 _emit(log, *render(record))
+                if record.get("msg") == "exiting" and record.get("error"):
+                    # The last words of a failed run in JSON mode: the
+                    # whole error, one line per cause.
+                    error = "; ".join(p.strip() for p in str(record["error"]).splitlines() if p.strip())
                 s = summary_of(record)
                 if s is not None:
                     summary = s

@@ -207,6 +207,15 @@ class RunOnceTest(unittest.TestCase):
         self.assertIn("start-up self-check:; delete pods in namespace ns: not allowed; "
                       "create events in namespace ns: not allowed", str(got))
 
+    def test_the_json_final_error_is_the_failure(self):
+        # In JSON log mode (which the operator sets) the reaper's last line is
+        # {"msg": "exiting", "error": ...}, one line per cause inside it.
+        exiting = {"time": "2026-12-07T10:00:00Z", "level": "ERROR", "msg": "exiting", "exitCode": 1,
+                   "error": "cycle failed closed: start-up self-check:\ncreate events in namespace ns: not allowed"}
+        got, _ = self.run_fake([exiting], 1)
+        self.assertIsInstance(got, core.ReaperFailed)
+        self.assertIn("start-up self-check:; create events in namespace ns: not allowed", str(got))
+
     def test_refused_configuration_fails(self):
         got, _ = self.run_fake(["error: reaper.interval: must be at least 1s\n"], 2)
         self.assertIsInstance(got, core.ReaperFailed)
