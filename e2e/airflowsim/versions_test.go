@@ -101,6 +101,26 @@ func TestEveryProfileAgainstItsSpec(t *testing.T) {
 	}
 }
 
+// expectVersion checks that prefix/version answers want without auth.
+func (c *client) expectVersion(t *testing.T, prefix, want string) {
+	t.Helper()
+	if v := c.expect(c.get(prefix+"/version", "", noAuth()), 200).obj(t); v["version"] != want {
+		t.Fatalf("version %v, want %s", v, want)
+	}
+}
+
+// expectOneRunPerListing checks that the run listing with query answers one
+// run, of the DAG and of every DAG (~).
+func (c *client) expectOneRunPerListing(t *testing.T, prefix, query string) {
+	t.Helper()
+	for _, dag := range []string{"kpo_zombie_dag", "~"} {
+		runs := c.expect(c.get(prefix+"/dags/"+dag+"/dagRuns", query), 200).obj(t)
+		if runs["total_entries"] != 1.0 {
+			t.Fatalf("runs of %s: %v", dag, runs)
+		}
+	}
+}
+
 // expectTaskReads checks the reads of DAG d, run r and their task instances
 // that both API versions answer under prefix; the listings' and the XCom's
 // queries are the version's.
@@ -119,9 +139,7 @@ func (c *client) expectTaskReads(prefix, dagsQuery, runsQuery, xcomQuery string)
 func checkV1Profile(t *testing.T, c *client, rel release) {
 	base := "/api/v1/dags/d/dagRuns/r/taskInstances"
 	list := "/api/v1/dags/~/dagRuns/~/taskInstances"
-	if v := c.expect(c.get("/api/v1/version", "", noAuth()), 200).obj(t); v["version"] != c.sim.version {
-		t.Fatalf("version %v", v)
-	}
+	c.expectVersion(t, "/api/v1", c.sim.version)
 	c.expect(c.get("/api/v1/health", "", noAuth()), 200)
 	c.expectTaskReads("/api/v1", "limit=100&only_active=false", "limit=100&offset=0", "")
 
@@ -194,9 +212,7 @@ func checkV1Profile(t *testing.T, c *client, rel release) {
 func checkV2Profile(t *testing.T, c *client, rel release) {
 	list := "/api/v2/dags/~/dagRuns/~/taskInstances"
 	base := "/api/v2/dags/d/dagRuns/r/taskInstances"
-	if v := c.expect(c.get("/api/v2/version", "", noAuth()), 200).obj(t); v["version"] != c.sim.version {
-		t.Fatalf("version %v", v)
-	}
+	c.expectVersion(t, "/api/v2", c.sim.version)
 	c.expect(c.get("/api/v2/monitor/health", "", noAuth()), 200)
 	c.login()
 	c.expectTaskReads("/api/v2", "limit=100&exclude_stale=false", "limit=100&order_by=id", "map_index=-1")
