@@ -417,7 +417,7 @@ func TestV2Paging(t *testing.T) {
 func TestNullStateRoundTrip(t *testing.T) {
 	for _, version := range []string{"2.10.5", "3.2.1"} {
 		t.Run(version, func(t *testing.T) {
-			c := newClient(t, mustParse(t, fmt.Sprintf(`airflowVersion: %q
+			c := signedIn(t, mustParse(t, fmt.Sprintf(`airflowVersion: %q
 auth: {username: u, password: p}
 dags: [{dagId: d}]
 runs: [{dagId: d, runId: r}]
@@ -426,9 +426,6 @@ taskInstances:
   - {dagId: d, runId: r, taskId: running, state: running}
 `, version)))
 			base := c.sim.BasePath() + "/dags/~/dagRuns/~/taskInstances"
-			if c.sim.APIVersion() == 2 {
-				c.login()
-			}
 			p := c.tiPage(c.expect(c.get(base, "state=none"), 200))
 			if p.TotalEntries != 1 || p.TaskInstances[0].TaskID != "nostatus" || p.TaskInstances[0].State != nil {
 				t.Fatalf("state=none: %+v", p)
@@ -546,10 +543,7 @@ taskInstances:
 func TestUnreadableDAG(t *testing.T) {
 	for _, version := range []string{"2.10.5", "3.2.1"} {
 		t.Run(version, func(t *testing.T) {
-			c := newClient(t, mustParse(t, unreadableScenario(version)))
-			if c.sim.APIVersion() == 2 {
-				c.login()
-			}
+			c := signedIn(t, mustParse(t, unreadableScenario(version)))
 			b := c.sim.BasePath()
 			p := c.tiPage(c.expect(c.get(b+"/dags/~/dagRuns/~/taskInstances", ""), 200))
 			if p.TotalEntries != 1 || p.TaskInstances[0].DagID != "open" {
@@ -840,15 +834,12 @@ func TestStaleDAG(t *testing.T) {
 		{"3.2.1", "exclude_stale=true", "exclude_stale=false"},
 	} {
 		t.Run(tc.version, func(t *testing.T) {
-			c := newClient(t, mustParse(t, fmt.Sprintf(`airflowVersion: %q
+			c := signedIn(t, mustParse(t, fmt.Sprintf(`airflowVersion: %q
 auth: {username: u, password: p}
 dags: [{dagId: live, isPaused: true}, {dagId: gone, stale: true}]
 runs: [{dagId: gone, runId: r}]
 taskInstances: [{dagId: gone, runId: r, taskId: t, state: running}]
 `, tc.version)))
-			if c.sim.APIVersion() == 2 {
-				c.login()
-			}
 			b := c.sim.BasePath()
 			var hidden, shown struct {
 				Dags []map[string]any `json:"dags"`

@@ -554,6 +554,17 @@ func (c *client) validateAgainst(sp *spec, schema string, body []byte) error {
 }
 
 // login gets a token through POST /auth/token and keeps it.
+// signedIn is a client of a simulator of sc, logged in where its API
+// version wants a token.
+func signedIn(t *testing.T, sc *Scenario) *client {
+	t.Helper()
+	c := newClient(t, sc)
+	if c.sim.APIVersion() == 2 {
+		c.login()
+	}
+	return c
+}
+
 func (c *client) login() {
 	c.t.Helper()
 	x := c.post("/auth/token", jsonBody(map[string]string{"username": c.user, "password": c.pass}), noAuth())
