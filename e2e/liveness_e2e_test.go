@@ -40,13 +40,7 @@ func TestUnusableXComKeepsOnlyItsPod(t *testing.T) {
 		), nil)
 		cfg := e.config(s.URL, v, nil)
 
-		plan := e.planAll(nil, cfg)
-		e.expectNotReaped(plan, nsName(stale), "pod-name-unusable")
-		e.expectReaped(plan, nsName(zombie), "ti-finished")
-
-		e.runOnce(cfg, 0)
-		e.expectPresent(stale, live)
-		e.expectDeletes([]string{e.ns}, nsName(zombie))
+		e.expectKeptBesideZombie(cfg, stale, "pod-name-unusable", zombie, live)
 	})
 }
 
