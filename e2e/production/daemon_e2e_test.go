@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -127,25 +126,13 @@ func TestFailClosedWarning(t *testing.T) {
 	if v, _ := m.value("kpo_reaper_deletions_total", nil); v != 0 {
 		t.Errorf("kpo_reaper_deletions_total sums to %v while every cycle failed, want 0", v)
 	}
-	e.expectPresent(append(append([]string(nil), fixture.SeedZombies...), fixture.SeedLive...)...)
-	for _, ev := range byUser(e.syncAudit(), user) {
-		if ev.Resource == "pods" && ev.IsWrite() {
-			t.Errorf("pod write while failing closed: %s", ev)
-		}
-	}
+	e.expectSeedUntouched(user, "while failing closed")
 
 	// Airflow recovers: the zombies go, the reaper is ready again.
 	sim.SetFault(airflowsim.FaultNone)
-	e.waitGone(30*time.Second, fixture.SeedZombies...)
-	e.expectPresent(fixture.SeedLive...)
-	e.eventually(30*time.Second, "/readyz 200 after recovery", func() (bool, string) {
-		code, body, err := d.get("/readyz")
-		return err == nil && code == http.StatusOK, fmt.Sprintf("%d %q %v", code, body, err)
-	})
-	d.signal(syscall.SIGTERM)
-	if code := d.exitCode(30 * time.Second); code != 0 {
-		t.Errorf("exit code %d after SIGTERM, want 0", code)
-	}
+	e.expectSeedReaped(30 * time.Second)
+	e.expectReady(d, "after recovery")
+	d.terminate()
 }
 
 // TestDryRunEmitsNothing: a dry-run daemon that finds the zombies (and
@@ -182,10 +169,7 @@ func TestDryRunEmitsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.signal(syscall.SIGTERM)
-	if code := d.exitCode(30 * time.Second); code != 0 {
-		t.Errorf("exit code %d after SIGTERM, want 0", code)
-	}
+	d.terminate()
 	for what, secret := range map[string]string{"password": password, "basic credential": base64.StdEncoding.EncodeToString([]byte("admin:" + password))} {
 		if strings.Contains(scrape, secret) {
 			t.Errorf("/metrics shows the %s", what)
