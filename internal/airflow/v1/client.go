@@ -287,11 +287,7 @@ func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error)
 		}
 		return p, nil
 	}
-	ids, err := transport.ListIDs(ctx, what, fetch)
-	if err != nil {
-		err = fmt.Errorf("dag %s: %w", dagID, err)
-	}
-	return airflow.ConfirmEmpty(ids, err, func() error { return c.GetDag(ctx, dagID) })
+	return transport.ListRunIDs(ctx, what, dagID, fetch, func() error { return c.GetDag(ctx, dagID) })
 }
 
 func (c *client) GetDag(ctx context.Context, dagID string) error {
