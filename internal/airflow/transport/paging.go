@@ -79,6 +79,21 @@ func ListRunIDs(ctx context.Context, what, dagID string, fetch func(ctx context.
 	return airflow.ConfirmEmpty(ids, err, getDag)
 }
 
+// IDPage is a page of a listing of total rows, each named by its id. Where
+// lacks names a row without an id ("a DAG without dag_id"), such a row
+// makes the page an error.
+func IDPage[R any](what string, total int, rows []R, id func(R) string, lacks string) (Page[string], error) {
+	p := Page[string]{Total: total}
+	for _, r := range rows {
+		s := id(r)
+		if s == "" && lacks != "" {
+			return p, fmt.Errorf("%s: %s", what, lacks)
+		}
+		p.Items = append(p.Items, s)
+	}
+	return p, nil
+}
+
 func scanOnce[K comparable, T any](ctx context.Context, fetch func(ctx context.Context, offset int) (Page[T], error), key func(T) (K, error)) ([]T, string, error) {
 	index := map[K]int{}
 	var items []T

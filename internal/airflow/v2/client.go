@@ -261,11 +261,7 @@ func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
 		if err := do(resp, err, &col, "dags", "dag_id"); err != nil {
 			return transport.Page[string]{}, err
 		}
-		p := transport.Page[string]{Total: col.TotalEntries}
-		for _, d := range col.Dags {
-			p.Items = append(p.Items, d.DagId)
-		}
-		return p, nil
+		return transport.IDPage(what, col.TotalEntries, col.Dags, func(d gen.DAGResponse) string { return d.DagId }, "")
 	}
 	return transport.ListIDs(ctx, what, fetch)
 }
@@ -281,11 +277,7 @@ func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error)
 		if err := do(resp, err, &col, "dag_runs", "dag_run_id"); err != nil {
 			return transport.Page[string]{}, err
 		}
-		p := transport.Page[string]{Total: col.TotalEntries}
-		for _, r := range col.DagRuns {
-			p.Items = append(p.Items, r.DagRunId)
-		}
-		return p, nil
+		return transport.IDPage(what, col.TotalEntries, col.DagRuns, func(r gen.DAGRunResponse) string { return r.DagRunId }, "")
 	}
 	return transport.ListRunIDs(ctx, what, dagID, fetch, func() error { return c.GetDag(ctx, dagID) })
 }
