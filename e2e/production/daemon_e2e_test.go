@@ -15,6 +15,17 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/e2e/fixture"
 )
 
+// newSeededDaemonEnv is a new env with the shipped setup (shippedSetup),
+// the placeholder pod a daemon stands for, named self, and the seed pods.
+func newSeededDaemonEnv(t *testing.T, self string) (e *env, kubeconfig, user string, selfPod *corev1.Pod) {
+	t.Helper()
+	e = newEnv(t)
+	kubeconfig, user = e.shippedSetup()
+	selfPod = e.createPlaceholderPod(self)
+	e.createPods(fixture.SeedPods()...)
+	return e, kubeconfig, user, selfPod
+}
+
 // shippedSetup applies deploy/manifests' ServiceAccount, Role and
 // RoleBinding to the namespace and returns a kubeconfig for that
 // ServiceAccount and its user name.
@@ -65,10 +76,7 @@ func daemonArgs(cfg string, extra ...string) []string {
 // deleted (so they were real zombies all along) and /readyz is 200 again.
 func TestFailClosedWarning(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	kubeconfig, user := e.shippedSetup()
-	self := e.createPlaceholderPod("kpo-reaper-7c9d8b6f5-self")
-	e.createPods(fixture.SeedPods()...)
+	e, kubeconfig, user, self := newSeededDaemonEnv(t, "kpo-reaper-7c9d8b6f5-self")
 
 	// Every task instance is still running at first: nothing to reap.
 	sc := seedScenario(t, "seed-v2.yaml")
@@ -142,10 +150,7 @@ func TestFailClosedWarning(t *testing.T) {
 // allowing all of them.
 func TestDryRunEmitsNothing(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	kubeconfig, user := e.shippedSetup()
-	self := e.createPlaceholderPod("kpo-reaper-7c9d8b6f5-dry")
-	e.createPods(fixture.SeedPods()...)
+	e, kubeconfig, user, self := newSeededDaemonEnv(t, "kpo-reaper-7c9d8b6f5-dry")
 	// The password comes from the environment, as from a Secret, and must
 	// show in no metric and no log line.
 	const password = "daemon-Pa55word-never-shown"

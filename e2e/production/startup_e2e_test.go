@@ -29,10 +29,7 @@ import (
 // turns 200.
 func TestDaemonWaitsForAirflowAtStartUp(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	kubeconfig, user := e.shippedSetup()
-	self := e.createPlaceholderPod("kpo-reaper-7c9d8b6f5-start")
-	e.createPods(fixture.SeedPods()...)
+	e, kubeconfig, user, self := newSeededDaemonEnv(t, "kpo-reaper-7c9d8b6f5-start")
 
 	addr := freeAddr(t) // Airflow's address; nothing listens there yet
 	cfg := e.configFile("http://"+addr, "airflow-jwt", kubeconfig, false, "")
