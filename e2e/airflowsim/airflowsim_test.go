@@ -417,14 +417,12 @@ func TestV2Paging(t *testing.T) {
 func TestNullStateRoundTrip(t *testing.T) {
 	for _, version := range []string{"2.10.5", "3.2.1"} {
 		t.Run(version, func(t *testing.T) {
-			c := signedIn(t, mustParse(t, fmt.Sprintf(`airflowVersion: %q
-auth: {username: u, password: p}
-dags: [{dagId: d}]
+			c := signedInTo(t, version, `dags: [{dagId: d}]
 runs: [{dagId: d, runId: r}]
 taskInstances:
   - {dagId: d, runId: r, taskId: nostatus}
   - {dagId: d, runId: r, taskId: running, state: running}
-`, version)))
+`)
 			base := c.sim.BasePath() + "/dags/~/dagRuns/~/taskInstances"
 			p := c.tiPage(c.expect(c.get(base, "state=none"), 200))
 			if p.TotalEntries != 1 || p.TaskInstances[0].TaskID != "nostatus" || p.TaskInstances[0].State != nil {
@@ -834,12 +832,10 @@ func TestStaleDAG(t *testing.T) {
 		{"3.2.1", "exclude_stale=true", "exclude_stale=false"},
 	} {
 		t.Run(tc.version, func(t *testing.T) {
-			c := signedIn(t, mustParse(t, fmt.Sprintf(`airflowVersion: %q
-auth: {username: u, password: p}
-dags: [{dagId: live, isPaused: true}, {dagId: gone, stale: true}]
+			c := signedInTo(t, tc.version, `dags: [{dagId: live, isPaused: true}, {dagId: gone, stale: true}]
 runs: [{dagId: gone, runId: r}]
 taskInstances: [{dagId: gone, runId: r, taskId: t, state: running}]
-`, tc.version)))
+`)
 			b := c.sim.BasePath()
 			var hidden, shown struct {
 				Dags []map[string]any `json:"dags"`
