@@ -229,14 +229,22 @@ func TestOtherAirflowsRunIsKept(t *testing.T) {
 		), nil)
 		cfg := e.config(s.URL, v, nil)
 
-		plan := e.planAll(nil, cfg)
-		e.expectNotReaped(plan, nsName(other), "orphan-not-enabled")
-		e.expectReaped(plan, nsName(zombie), "ti-finished")
-
-		e.runOnce(cfg, 0)
-		e.expectPresent(other, live)
-		e.expectDeletes([]string{e.ns}, nsName(zombie))
+		e.expectKeptBesideZombie(cfg, other, "orphan-not-enabled", zombie, live)
 	})
+}
+
+// expectKeptBesideZombie plans and runs one cycle: kept is not reaped, for
+// reason; the finished zombie beside it is reaped and deleted; kept and the
+// live pod stay.
+func (e *env) expectKeptBesideZombie(cfg string, kept *corev1.Pod, reason string, zombie, live *corev1.Pod) {
+	e.t.Helper()
+	plan := e.planAll(nil, cfg)
+	e.expectNotReaped(plan, nsName(kept), reason)
+	e.expectReaped(plan, nsName(zombie), "ti-finished")
+
+	e.runOnce(cfg, 0)
+	e.expectPresent(kept, live)
+	e.expectDeletes([]string{e.ns}, nsName(zombie))
 }
 
 // judgeWithStaleTryControl plans and runs one real cycle of a case where a

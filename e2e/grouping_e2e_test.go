@@ -54,59 +54,51 @@ func groupScenario(version string) (*airflowsim.Scenario, []fixture.PodSpec, []s
 // written into Airflow's log table (Airflow 3's batch POST would).
 func TestRunsPodsInOneRequest(t *testing.T) {
 	t.Parallel()
-	for _, ev := range everyVersion {
-		t.Run(ev.version, func(t *testing.T) {
-			t.Parallel()
-			v := airflowVersions[ev.api-1]
-			e := newEnv(t)
-			sc, pods, zombies := groupScenario(ev.version)
-			e.createPods(pods...)
-			s := e.startSim(sc, nil)
-			cfg := e.config(s.URL, v, nil)
+	forEveryRelease(t, func(t *testing.T, ev simRelease, v airflowVersion, e *env) {
+		sc, pods, zombies := groupScenario(ev.version)
+		e.createPods(pods...)
+		s := e.startSim(sc, nil)
+		cfg := e.config(s.URL, v, nil)
 
-			plan := e.plan(cfg)
-			for _, p := range pods {
-				if contains(zombies, p.Name) {
-					e.expectVerdict(plan, p.Name, "reap", "ti-finished")
-				} else {
-					e.expectVerdict(plan, p.Name, "keep", "ti-active")
-				}
+		plan := e.plan(cfg)
+		for _, p := range pods {
+			if contains(zombies, p.Name) {
+				e.expectVerdict(plan, p.Name, "reap", "ti-finished")
+			} else {
+				e.expectVerdict(plan, p.Name, "keep", "ti-active")
 			}
-			reqs := s.Requests()
-			checkRequests(t, s, ev.api)
-			expectNoBacklogListing(t, s.BasePath(), reqs)
-			expectEveryPodRead(t, s.BasePath(), reqs, pods)
-			var listings int
-			for _, r := range reqs {
-				if listedBy(s.BasePath(), r, airflowsim.TIKey{DagID: groupDag, RunID: groupRun, TaskID: "kpo_task_1", MapIndex: -1}) {
-					listings++
-				}
+		}
+		reqs := s.Requests()
+		checkRequests(t, s, ev.api)
+		expectNoBacklogListing(t, s.BasePath(), reqs)
+		expectEveryPodRead(t, s.BasePath(), reqs, pods)
+		var listings int
+		for _, r := range reqs {
+			if listedBy(s.BasePath(), r, airflowsim.TIKey{DagID: groupDag, RunID: groupRun, TaskID: "kpo_task_1", MapIndex: -1}) {
+				listings++
 			}
-			if listings != 1 {
-				t.Errorf("%d listings of the run's task instances, want 1", listings)
-			}
-			// plan re-checks what it would delete, with one single GET each:
-			// a zombie of the listed run is read once, a live pod not at
-			// all; the run with one pod is read with a GET, and re-checked.
-			gets := exactLookups(s.BasePath(), reqs)
-			for i := 0; i < groupTasks; i++ {
-				k := airflowsim.TIKey{DagID: groupDag, RunID: groupRun, TaskID: fmt.Sprintf("kpo_task_%d", i), MapIndex: -1}
-				if want := 1 - i%2; gets[k] != want {
-					t.Errorf("%s read with %d single GET(s), want %d: its run's listing showed it", k, gets[k], want)
-				}
-			}
-			if k := (airflowsim.TIKey{DagID: groupDag, RunID: singleRun, TaskID: "kpo_task_0", MapIndex: -1}); gets[k] != 2 {
-				t.Errorf("the run with one pod: %s read with %d single GETs, want 2 (its lookup and the re-check)", k, gets[k])
-			}
+		}
+		if listings != 1 {
+			t.Errorf("%d listings of the run's task instances, want 1", listings)
+		}
+		// plan re-checks what it would delete, with one single GET each:
+		// a zombie of the listed run is read once, a live pod not at
+		// all; the run with one pod is read with a GET, and re-checked.
+		gets := exactLookups(s.BasePath(), reqs)
+		listed := map[string]int{}
+		for i := 0; i < groupTasks; i++ {
+			listed[fmt.Sprintf("kpo_task_%d", i)] = 1 - i%2
+		}
+		expectSingleGets(t, gets, groupRun, listed, "its run's listing showed it")
+		expectSingleGets(t, gets, singleRun, map[string]int{"kpo_task_0": 2}, "the run with one pod: its lookup and the re-check")
 
-			e.runOnce(cfg, 0)
-			e.expectGone(zombies)
-			e.expectWrites(zombies, nil)
-			if rows := s.ActionLog(); len(rows) != 0 {
-				t.Errorf("the reaper made Airflow write %d log rows, e.g. %+v", len(rows), rows[0])
-			}
-		})
-	}
+		e.runOnce(cfg, 0)
+		e.expectGone(zombies)
+		e.expectWrites(zombies, nil)
+		if rows := s.ActionLog(); len(rows) != 0 {
+			t.Errorf("the reaper made Airflow write %d log rows, e.g. %+v", len(rows), rows[0])
+		}
+	})
 }
 
 // hideFromListings answers every task instance listing without the rows of
@@ -150,6 +142,17 @@ func hideFromListings(hidden ...string) func(*airflowsim.Server) http.Handler {
 	}
 }
 
+// expectSingleGets checks how many single GETs read each task of run in the
+// group DAG (gets as exactLookups counts them); why says why that many.
+func expectSingleGets(t *testing.T, gets map[airflowsim.TIKey]int, run string, want map[string]int, why string) {
+	t.Helper()
+	for task, n := range want {
+		if k := (airflowsim.TIKey{DagID: groupDag, RunID: run, TaskID: task, MapIndex: -1}); gets[k] != n {
+			t.Errorf("%s read with %d single GET(s), want %d: %s", k, gets[k], n, why)
+		}
+	}
+}
+
 // TestTaskInstanceMissingFromAListingIsAskedExactly: a listing only
 // narrows. A zombie's and a live pod's task instances missing from their
 // run's listing are each read with a single GET, and the verdicts are what
@@ -170,14 +173,8 @@ func TestTaskInstanceMissingFromAListingIsAskedExactly(t *testing.T) {
 		// The zombie's is read twice: its lookup and the re-check before
 		// plan's would-be delete.
 		gets := exactLookups(s.BasePath(), s.Requests())
-		for task, want := range map[string]int{"kpo_task_2": 2, "kpo_task_3": 1} {
-			if k := (airflowsim.TIKey{DagID: groupDag, RunID: groupRun, TaskID: task, MapIndex: -1}); gets[k] != want {
-				t.Errorf("%s, missing from its run's listing, was read with %d single GETs, want %d", k, gets[k], want)
-			}
-		}
-		if k := (airflowsim.TIKey{DagID: groupDag, RunID: groupRun, TaskID: "kpo_task_1", MapIndex: -1}); gets[k] != 0 {
-			t.Errorf("%s, shown by its run's listing, was read with %d single GETs", k, gets[k])
-		}
+		expectSingleGets(t, gets, groupRun, map[string]int{"kpo_task_2": 2, "kpo_task_3": 1}, "missing from its run's listing")
+		expectSingleGets(t, gets, groupRun, map[string]int{"kpo_task_1": 0}, "shown by its run's listing")
 
 		e.runOnce(cfg, 0)
 		e.expectGone(zombies)

@@ -40,13 +40,7 @@ func TestUnusableXComKeepsOnlyItsPod(t *testing.T) {
 		), nil)
 		cfg := e.config(s.URL, v, nil)
 
-		plan := e.planAll(nil, cfg)
-		e.expectNotReaped(plan, nsName(stale), "pod-name-unusable")
-		e.expectReaped(plan, nsName(zombie), "ti-finished")
-
-		e.runOnce(cfg, 0)
-		e.expectPresent(stale, live)
-		e.expectDeletes([]string{e.ns}, nsName(zombie))
+		e.expectKeptBesideZombie(cfg, stale, "pod-name-unusable", zombie, live)
 	})
 }
 
@@ -77,13 +71,7 @@ func TestFinishedWithoutEndDateIsReaped(t *testing.T) {
 		e.expectReaped(plan, nsName(skipped), "finished-no-end-date")
 		e.expectReaped(plan, nsName(removed), "finished-no-end-date")
 		e.reaperEnv(0, anHour, nil, "run", "--once", "--dry-run=false", "--config", cfg)
-		e.expectPresent(skipped, removed, live)
-		e.expectDeletes([]string{e.ns}, nsName(zombie))
-		e.expectCounts(map[string]int{"skipped-pod": 1, "removed-pod": 1})
-
-		e.runOnce(cfg, 0)
-		e.expectPresent(live)
-		e.expectDeletes([]string{e.ns}, nsName(zombie), nsName(skipped), nsName(removed))
+		e.expectMarkedOnceThenDeleted(cfg, live, zombie, skipped, removed)
 	})
 }
 
@@ -277,17 +265,31 @@ func TestImplausibleMarksAreAFreshStart(t *testing.T) {
 			tiSpec(hazardDag, hazardRun, "control_task", 1, "success"),
 			tiSpec(hazardDag, hazardRun, "running_task", 1, "running"),
 		), nil)
-		cfg := e.config(s.URL, v, func(c *fixture.Config) { c.Confirmations, c.ConfirmationSpacing = 2, time.Nanosecond })
+		cfg := e.config(s.URL, v, twoQuickConfirmations)
 
 		e.runOnce(cfg, 0)
-		e.expectPresent(inflated, ahead, live)
-		e.expectDeletes([]string{e.ns}, nsName(control))
-		e.expectCounts(map[string]int{"inflated-count-pod": 1, "future-mark-pod": 1})
-
-		e.runOnce(cfg, 0)
-		e.expectPresent(live)
-		e.expectDeletes([]string{e.ns}, nsName(control), nsName(inflated), nsName(ahead))
+		e.expectMarkedOnceThenDeleted(cfg, live, control, inflated, ahead)
 	})
+}
+
+// expectMarkedOnceThenDeleted checks that the cycle just run deleted first
+// alone and marked each of marked once, then runs a cycle that deletes them
+// too; live stays throughout.
+func (e *env) expectMarkedOnceThenDeleted(cfg string, live, first *corev1.Pod, marked ...*corev1.Pod) {
+	e.t.Helper()
+	counts := map[string]int{}
+	deleted := []string{nsName(first)}
+	for _, p := range marked {
+		counts[p.Name] = 1
+		deleted = append(deleted, nsName(p))
+	}
+	e.expectPresent(append(append([]*corev1.Pod(nil), marked...), live)...)
+	e.expectDeletes([]string{e.ns}, nsName(first))
+	e.expectCounts(counts)
+
+	e.runOnce(cfg, 0)
+	e.expectPresent(live)
+	e.expectDeletes([]string{e.ns}, deleted...)
 }
 
 // expectCounts checks the zombie-count mark of the named pods.

@@ -105,6 +105,12 @@ func TestDryRun(t *testing.T) {
 // reaperLookupConcurrency is reaper.DefaultLookupConcurrency.
 const reaperLookupConcurrency = 8
 
+// twoQuickConfirmations asks for two confirmations a nanosecond apart, so
+// that two runs count twice without a wait.
+func twoQuickConfirmations(c *fixture.Config) {
+	c.Confirmations, c.ConfirmationSpacing = 2, time.Nanosecond
+}
+
 func tableHas(table, pod, verdict, reason string) bool {
 	for _, line := range strings.Split(table, "\n") {
 		f := strings.Fields(line)
@@ -123,7 +129,7 @@ func TestConfirmations(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
 		e, s := newSeedEnv(t, v)
-		cfg := e.config(s.URL, v, func(c *fixture.Config) { c.Confirmations, c.ConfirmationSpacing = 2, time.Nanosecond })
+		cfg := e.config(s.URL, v, twoQuickConfirmations)
 
 		e.runOnce(cfg, 0)
 
@@ -153,7 +159,7 @@ func TestConfirmationsReset(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, v airflowVersion) {
 		e, s := newSeedEnv(t, v)
-		cfg := e.config(s.URL, v, func(c *fixture.Config) { c.Confirmations, c.ConfirmationSpacing = 2, time.Nanosecond })
+		cfg := e.config(s.URL, v, twoQuickConfirmations)
 
 		e.runOnce(cfg, 0)
 		e.expectMarks(map[string]int{fixture.ZombiePod: 1, fixture.Mapped0Pod: 1})

@@ -17,12 +17,7 @@ import (
 // everyVersion is one Airflow release per simulator profile
 // (airflowsim.Profiles), two for the cursor profile, whose end of listing
 // differs between 3.2.x and 3.3.
-var everyVersion = []struct {
-	version string
-	api     int
-	cursor  bool // GET task instance lists take a cursor
-	rawTry  bool // try_number is the raw column (before 2.10)
-}{
+var everyVersion = []simRelease{
 	{"2.5.3", 1, false, true},
 	{"2.9.3", 1, false, true},
 	{"2.10.2", 1, false, false},
@@ -32,6 +27,26 @@ var everyVersion = []struct {
 	{"3.2.1", 2, false, false},
 	{"3.2.2", 2, true, false},
 	{"3.3.0", 2, true, false},
+}
+
+// simRelease is an Airflow release the simulator plays.
+type simRelease struct {
+	version string
+	api     int
+	cursor  bool // GET task instance lists take a cursor
+	rawTry  bool // try_number is the raw column (before 2.10)
+}
+
+// forEveryRelease runs f, in parallel, for every release of everyVersion,
+// with the API version it speaks and a new env.
+func forEveryRelease(t *testing.T, f func(t *testing.T, ev simRelease, v airflowVersion, e *env)) {
+	t.Helper()
+	for _, ev := range everyVersion {
+		t.Run(ev.version, func(t *testing.T) {
+			t.Parallel()
+			f(t, ev, airflowVersions[ev.api-1], newEnv(t))
+		})
+	}
 }
 
 // Deferrable KPO tasks of the seed run, added for every version: on
@@ -52,55 +67,50 @@ const (
 // 3.2.2+ every task instance listing pages with a cursor.
 func TestSeedEveryVersion(t *testing.T) {
 	t.Parallel()
-	for _, ev := range everyVersion {
-		t.Run(ev.version, func(t *testing.T) {
-			t.Parallel()
-			v := airflowVersions[ev.api-1]
-			e := newEnv(t)
-			pods := append(fixture.SeedPods(),
-				fixture.PodSpec{Name: deferredPod, DagID: fixture.SeedDag, RunID: fixture.SeedRun, TaskID: "deferrable_kpo_task", MapIndex: -1, Try: 2},
-				fixture.PodSpec{Name: resumedPod, DagID: fixture.SeedDag, RunID: fixture.SeedRun, TaskID: "resumed_kpo_task", MapIndex: -1, Try: 2},
-			)
-			e.createPods(pods...)
-			sc := seedScenario(t, v)
-			sc.AirflowVersion = ev.version
-			sc.TaskInstances = append(sc.TaskInstances,
-				tiSpec(fixture.SeedDag, fixture.SeedRun, "deferrable_kpo_task", 2, "deferred"),
-				// Queued again after its trigger fired, before it resumes.
-				tiSpec(fixture.SeedDag, fixture.SeedRun, "resumed_kpo_task", 2, "queued"))
-			s := e.startSim(sc, nil)
-			cfg := e.config(s.URL, v, nil) // apiVersion auto
+	forEveryRelease(t, func(t *testing.T, ev simRelease, v airflowVersion, e *env) {
+		pods := append(fixture.SeedPods(),
+			fixture.PodSpec{Name: deferredPod, DagID: fixture.SeedDag, RunID: fixture.SeedRun, TaskID: "deferrable_kpo_task", MapIndex: -1, Try: 2},
+			fixture.PodSpec{Name: resumedPod, DagID: fixture.SeedDag, RunID: fixture.SeedRun, TaskID: "resumed_kpo_task", MapIndex: -1, Try: 2},
+		)
+		e.createPods(pods...)
+		sc := seedScenario(t, v)
+		sc.AirflowVersion = ev.version
+		sc.TaskInstances = append(sc.TaskInstances,
+			tiSpec(fixture.SeedDag, fixture.SeedRun, "deferrable_kpo_task", 2, "deferred"),
+			// Queued again after its trigger fired, before it resumes.
+			tiSpec(fixture.SeedDag, fixture.SeedRun, "resumed_kpo_task", 2, "queued"))
+		s := e.startSim(sc, nil)
+		cfg := e.config(s.URL, v, nil) // apiVersion auto
 
-			plan := e.plan(cfg)
-			e.runOnce(cfg, 0)
+		plan := e.plan(cfg)
+		e.runOnce(cfg, 0)
 
-			e.expectGone(fixture.SeedZombies)
-			e.expectWrites(fixture.SeedZombies, nil)
-			// What the reaper read for the deferrable pods: the raw column
-			// (attempt - 1) before 2.10, and it kept them all the same.
-			wantTry := 2
-			if ev.rawTry {
-				wantTry = 1
+		e.expectGone(fixture.SeedZombies)
+		e.expectWrites(fixture.SeedZombies, nil)
+		// What the reaper read for the deferrable pods: the raw column
+		// (attempt - 1) before 2.10, and it kept them all the same.
+		wantTry := 2
+		if ev.rawTry {
+			wantTry = 1
+		}
+		for _, name := range []string{deferredPod, resumedPod} {
+			e.expectVerdict(plan, name, "keep", "ti-active")
+			if p := plan[name]; p.TITryNumber == nil || *p.TITryNumber != wantTry || p.PodTryNumber == nil || *p.PodTryNumber != 2 {
+				t.Errorf("plan: %s has TI try %v and pod try %v, want %d and 2", name, p.TITryNumber, p.PodTryNumber, wantTry)
 			}
-			for _, name := range []string{deferredPod, resumedPod} {
-				e.expectVerdict(plan, name, "keep", "ti-active")
-				if p := plan[name]; p.TITryNumber == nil || *p.TITryNumber != wantTry || p.PodTryNumber == nil || *p.PodTryNumber != 2 {
-					t.Errorf("plan: %s has TI try %v and pod try %v, want %d and 2", name, p.TITryNumber, p.PodTryNumber, wantTry)
+		}
+		checkRequests(t, s, ev.api)
+		reqs := s.Requests()
+		expectNoBacklogListing(t, s.BasePath(), reqs)
+		expectEveryPodRead(t, s.BasePath(), reqs, pods)
+		if ev.cursor {
+			for _, r := range taskInstanceListings(reqs) {
+				if q, err := url.ParseQuery(r.RawQuery); err != nil || !q.Has("cursor") {
+					t.Errorf("Airflow %s: %s %s?%s carried no cursor parameter: the reaper pages by offset where keyset paging is offered", ev.version, r.Method, r.Path, r.RawQuery)
 				}
 			}
-			checkRequests(t, s, ev.api)
-			reqs := s.Requests()
-			expectNoBacklogListing(t, s.BasePath(), reqs)
-			expectEveryPodRead(t, s.BasePath(), reqs, pods)
-			if ev.cursor {
-				for _, r := range taskInstanceListings(reqs) {
-					if q, err := url.ParseQuery(r.RawQuery); err != nil || !q.Has("cursor") {
-						t.Errorf("Airflow %s: %s %s?%s carried no cursor parameter: the reaper pages by offset where keyset paging is offered", ev.version, r.Method, r.Path, r.RawQuery)
-					}
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // literalRunProbe matches the reaper asking whether a hashed run_id label

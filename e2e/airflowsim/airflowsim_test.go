@@ -103,10 +103,7 @@ taskInstances: [{dagId: d, runId: "scheduled__2026-01-02T03:04:05+00:00", taskId
 
 func TestV1Endpoints(t *testing.T) {
 	c := seed(t, 1)
-	v := c.expect(c.get("/api/v1/version", "", noAuth()), 200).obj(t)
-	if v["version"] != "2.10.5" {
-		t.Fatalf("version %v", v)
-	}
+	c.expectVersion(t, "/api/v1", "2.10.5")
 	c.expect(c.get("/api/v1/health", "", noAuth()), 200)
 
 	dags := c.expect(c.get("/api/v1/dags", "limit=10&only_active=true"), 200).obj(t)
@@ -116,12 +113,7 @@ func TestV1Endpoints(t *testing.T) {
 	c.expect(c.get("/api/v1/dags/kpo_zombie_dag", "fields=dag_id&fields=is_paused"), 200)
 	c.expect(c.get("/api/v1/dags/nope", ""), 404)
 
-	for _, dag := range []string{"kpo_zombie_dag", "~"} {
-		runs := c.expect(c.get("/api/v1/dags/"+dag+"/dagRuns", "state=running&order_by=-start_date"), 200).obj(t)
-		if runs["total_entries"] != 1.0 {
-			t.Fatalf("runs of %s: %v", dag, runs)
-		}
-	}
+	c.expectOneRunPerListing(t, "/api/v1", "state=running&order_by=-start_date")
 	r := c.expect(c.get("/api/v1/dags/kpo_zombie_dag/dagRuns/"+run, ""), 200).obj(t)
 	if r["dag_run_id"] != runID || r["execution_date"] != "2026-11-27T06:00:00+00:00" {
 		t.Fatalf("run %v", r)
@@ -194,10 +186,7 @@ func TestV1Endpoints(t *testing.T) {
 
 func TestV2Endpoints(t *testing.T) {
 	c := seed(t, 2)
-	v := c.expect(c.get("/api/v2/version", "", noAuth()), 200).obj(t)
-	if v["version"] != "3.2.1" {
-		t.Fatalf("version %v", v)
-	}
+	c.expectVersion(t, "/api/v2", "3.2.1")
 	c.expect(c.get("/api/v2/monitor/health", "", noAuth()), 200)
 
 	dags := c.expect(c.get("/api/v2/dags", "limit=10&exclude_stale=true&dag_id_pattern=zombie"), 200).obj(t)
@@ -206,12 +195,7 @@ func TestV2Endpoints(t *testing.T) {
 	}
 	c.expect(c.get("/api/v2/dags/kpo_zombie_dag", ""), 200)
 	c.expect(c.get("/api/v2/dags/nope", ""), 404)
-	for _, dag := range []string{"kpo_zombie_dag", "~"} {
-		runs := c.expect(c.get("/api/v2/dags/"+dag+"/dagRuns", "state=running&order_by=-start_date&order_by=run_id"), 200).obj(t)
-		if runs["total_entries"] != 1.0 {
-			t.Fatalf("runs of %s: %v", dag, runs)
-		}
-	}
+	c.expectOneRunPerListing(t, "/api/v2", "state=running&order_by=-start_date&order_by=run_id")
 	c.expect(c.get("/api/v2/dags/nope/dagRuns", ""), 404)
 	r := c.expect(c.get("/api/v2/dags/kpo_zombie_dag/dagRuns/"+run, ""), 200).obj(t)
 	if r["dag_run_id"] != runID || r["logical_date"] != "2026-11-27T06:00:00Z" {
@@ -433,18 +417,13 @@ func TestV2Paging(t *testing.T) {
 func TestNullStateRoundTrip(t *testing.T) {
 	for _, version := range []string{"2.10.5", "3.2.1"} {
 		t.Run(version, func(t *testing.T) {
-			c := newClient(t, mustParse(t, fmt.Sprintf(`airflowVersion: %q
-auth: {username: u, password: p}
-dags: [{dagId: d}]
+			c := signedInTo(t, version, `dags: [{dagId: d}]
 runs: [{dagId: d, runId: r}]
 taskInstances:
   - {dagId: d, runId: r, taskId: nostatus}
   - {dagId: d, runId: r, taskId: running, state: running}
-`, version)))
+`)
 			base := c.sim.BasePath() + "/dags/~/dagRuns/~/taskInstances"
-			if c.sim.APIVersion() == 2 {
-				c.login()
-			}
 			p := c.tiPage(c.expect(c.get(base, "state=none"), 200))
 			if p.TotalEntries != 1 || p.TaskInstances[0].TaskID != "nostatus" || p.TaskInstances[0].State != nil {
 				t.Fatalf("state=none: %+v", p)
@@ -562,10 +541,7 @@ taskInstances:
 func TestUnreadableDAG(t *testing.T) {
 	for _, version := range []string{"2.10.5", "3.2.1"} {
 		t.Run(version, func(t *testing.T) {
-			c := newClient(t, mustParse(t, unreadableScenario(version)))
-			if c.sim.APIVersion() == 2 {
-				c.login()
-			}
+			c := signedIn(t, mustParse(t, unreadableScenario(version)))
 			b := c.sim.BasePath()
 			p := c.tiPage(c.expect(c.get(b+"/dags/~/dagRuns/~/taskInstances", ""), 200))
 			if p.TotalEntries != 1 || p.TaskInstances[0].DagID != "open" {
@@ -856,15 +832,10 @@ func TestStaleDAG(t *testing.T) {
 		{"3.2.1", "exclude_stale=true", "exclude_stale=false"},
 	} {
 		t.Run(tc.version, func(t *testing.T) {
-			c := newClient(t, mustParse(t, fmt.Sprintf(`airflowVersion: %q
-auth: {username: u, password: p}
-dags: [{dagId: live, isPaused: true}, {dagId: gone, stale: true}]
+			c := signedInTo(t, tc.version, `dags: [{dagId: live, isPaused: true}, {dagId: gone, stale: true}]
 runs: [{dagId: gone, runId: r}]
 taskInstances: [{dagId: gone, runId: r, taskId: t, state: running}]
-`, tc.version)))
-			if c.sim.APIVersion() == 2 {
-				c.login()
-			}
+`)
 			b := c.sim.BasePath()
 			var hidden, shown struct {
 				Dags []map[string]any `json:"dags"`

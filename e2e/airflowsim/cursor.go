@@ -89,17 +89,11 @@ func decodeCursor(tok string, keys []sortKey) ([]any, *apiError) {
 		var err error
 		switch it.Type {
 		case "str":
-			var v string
-			err = json.Unmarshal(it.Value, &v)
-			vals[i] = v
+			vals[i], err = unmarshalAs[string](it.Value)
 		case "int":
-			var v int
-			err = json.Unmarshal(it.Value, &v)
-			vals[i] = v
+			vals[i], err = unmarshalAs[int](it.Value)
 		case "float":
-			var v float64
-			err = json.Unmarshal(it.Value, &v)
-			vals[i] = v
+			vals[i], err = unmarshalAs[float64](it.Value)
 		case "datetime":
 			var v string
 			if err = json.Unmarshal(it.Value, &v); err == nil {
@@ -113,6 +107,13 @@ func decodeCursor(tok string, keys []sortKey) ([]any, *apiError) {
 		}
 	}
 	return vals, nil
+}
+
+// unmarshalAs decodes raw as a T: the Go type a cursor item's type names.
+func unmarshalAs[T any](raw json.RawMessage) (T, error) {
+	var v T
+	err := json.Unmarshal(raw, &v)
+	return v, err
 }
 
 // v2CursorPage answers a task instance listing in cursor mode.

@@ -73,15 +73,10 @@ func TestRunGetNotFound(t *testing.T) {
 		{"3.2.1", "detail", "The DagRun with dag_id: `d` and run_id: `r1` was not found"},
 	} {
 		t.Run(tc.version, func(t *testing.T) {
-			c := newClient(t, mustParse(t, fmt.Sprintf(`airflowVersion: %q
-auth: {username: u, password: p}
-dags: [{dagId: d}]
+			c := signedInTo(t, tc.version, `dags: [{dagId: d}]
 runs: [{dagId: d, runId: r1}, {dagId: d, runId: r2}]
 taskInstances: [{dagId: d, runId: r2, taskId: t, state: running}]
-`, tc.version)))
-			if c.sim.APIVersion() == 2 {
-				c.login()
-			}
+`)
 			b := c.sim.BasePath()
 			c.sim.SetRunGetNotFound("d", "r1", true)
 			if r := c.expect(c.get(b+"/dags/d/dagRuns", ""), 200).obj(t); r["total_entries"] != 2.0 {

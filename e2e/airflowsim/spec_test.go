@@ -554,6 +554,24 @@ func (c *client) validateAgainst(sp *spec, schema string, body []byte) error {
 }
 
 // login gets a token through POST /auth/token and keeps it.
+// signedInTo is signedIn to a scenario of that Airflow version, with basic
+// auth u/p, and the rest of its YAML.
+func signedInTo(t *testing.T, version, rest string) *client {
+	t.Helper()
+	return signedIn(t, mustParse(t, fmt.Sprintf("airflowVersion: %q\nauth: {username: u, password: p}\n", version)+rest))
+}
+
+// signedIn is a client of a simulator of sc, logged in where its API
+// version wants a token.
+func signedIn(t *testing.T, sc *Scenario) *client {
+	t.Helper()
+	c := newClient(t, sc)
+	if c.sim.APIVersion() == 2 {
+		c.login()
+	}
+	return c
+}
+
 func (c *client) login() {
 	c.t.Helper()
 	x := c.post("/auth/token", jsonBody(map[string]string{"username": c.user, "password": c.pass}), noAuth())

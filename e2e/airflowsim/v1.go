@@ -485,17 +485,22 @@ func (s *Server) v1ListDAGs(c *call) (any, *apiError) {
 			fmt.Sprintf("Ordering with '%s' is disallowed or the attribute does not exist on the model", strings.TrimLeft(ob, "-")))
 	}
 	sort.Slice(dags, func(i, j int) bool { return (dags[i].id < dags[j].id) != desc })
-	total := len(dags)
-	rows := page(dags, c.q.intOr("offset", 0), limit)
+	return v1FieldsPage(c, "dags", dags, limit, s.v1DAG)
+}
+
+// v1FieldsPage answers the page of all that ?offset and limit ask for, each
+// row as view shows it narrowed to ?fields, in a collection named key.
+func v1FieldsPage[T any](c *call, key string, all []T, limit int, view func(T) map[string]any) (any, *apiError) {
+	rows := page(all, c.q.intOr("offset", 0), limit)
 	out := make([]map[string]any, 0, len(rows))
-	for _, d := range rows {
-		obj, aerr := v1Fields(s.v1DAG(d), c.q.strs("fields"))
+	for _, r := range rows {
+		obj, aerr := v1Fields(view(r), c.q.strs("fields"))
 		if aerr != nil {
 			return nil, aerr
 		}
 		out = append(out, obj)
 	}
-	return map[string]any{"dags": out, "total_entries": total}, nil
+	return map[string]any{key: out, "total_entries": len(all)}, nil
 }
 
 func (s *Server) v1GetDAG(c *call) (any, *apiError) {
@@ -549,17 +554,7 @@ func (s *Server) v1ListRuns(c *call) (any, *apiError) {
 	if err := sortRuns(runs, c.q, false); err != nil {
 		return nil, err
 	}
-	total := len(runs)
-	rows := page(runs, c.q.intOr("offset", 0), limit)
-	out := make([]map[string]any, 0, len(rows))
-	for _, r := range rows {
-		obj, aerr := v1Fields(s.v1Run(r), c.q.strs("fields"))
-		if aerr != nil {
-			return nil, aerr
-		}
-		out = append(out, obj)
-	}
-	return map[string]any{"dag_runs": out, "total_entries": total}, nil
+	return v1FieldsPage(c, "dag_runs", runs, limit, s.v1Run)
 }
 
 // sortRuns orders DAG runs by one order_by value (v1) or a list (v2),

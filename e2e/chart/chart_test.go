@@ -110,13 +110,7 @@ func TestRenderModesKinds(t *testing.T) {
 
 func TestDeploymentDefaults(t *testing.T) {
 	r := renderObjects(t, baseValues())
-	d := r.one(t, "Deployment")
-	if n := str(d.Object, "spec", "replicas"); n != "1" {
-		t.Errorf("replicas = %s, want 1", n)
-	}
-	if s := str(d.Object, "spec", "strategy", "type"); s != "Recreate" {
-		t.Errorf("strategy = %q, want Recreate (never two reapers at once)", s)
-	}
+	d := r.deployment(t, "1", "Recreate") // never two reapers at once
 	c := r.container(t)
 	if got := strings.Join(strs(c["args"]), " "); got != "run --config=/etc/kpo-reaper/kpo-reaper.yaml" {
 		t.Errorf("args = %q", got)
@@ -258,13 +252,7 @@ func TestCronJob(t *testing.T) {
 
 func TestLeaderElectionHA(t *testing.T) {
 	r := renderObjects(t, withAll(baseValues(), "replicaCount", 2, "leaderElection.enabled", true))
-	d := r.one(t, "Deployment")
-	if n := str(d.Object, "spec", "replicas"); n != "2" {
-		t.Errorf("replicas = %s, want 2", n)
-	}
-	if s := str(d.Object, "spec", "strategy", "type"); s != "RollingUpdate" {
-		t.Errorf("strategy = %q, want RollingUpdate with leader election", s)
-	}
+	r.deployment(t, "2", "RollingUpdate")
 	cfg := r.config(t)
 	le := cfg["leaderElection"].(map[string]any)
 	want := map[string]any{"enabled": true, "leaseName": "kpo-reaper", "leaseNamespace": testNamespace, "leaseDuration": "15s", "renewDeadline": "10s", "retryPeriod": "2s"}

@@ -139,6 +139,17 @@ func (r *rendered) all(kind string) []*unstructured.Unstructured {
 	return out
 }
 
+// deployment is the one Deployment, checked for its replicas and update
+// strategy.
+func (r *rendered) deployment(t *testing.T, replicas, strategy string) *unstructured.Unstructured {
+	t.Helper()
+	d := r.one(t, "Deployment")
+	if n, s := str(d.Object, "spec", "replicas"), str(d.Object, "spec", "strategy", "type"); n != replicas || s != strategy {
+		t.Errorf("Deployment replicas %s, strategy %q; want %s, %q", n, s, replicas, strategy)
+	}
+	return d
+}
+
 func (r *rendered) one(t *testing.T, kind string) *unstructured.Unstructured {
 	t.Helper()
 	all := r.all(kind)

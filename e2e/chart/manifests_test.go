@@ -177,10 +177,7 @@ func TestManifestsKustomize(t *testing.T) {
 		}
 		// Same least privilege as the chart.
 		checkRoles(t, r, chartRole(baseValues()))
-		d := r.one(t, "Deployment")
-		if str(d.Object, "spec", "replicas") != "1" || str(d.Object, "spec", "strategy", "type") != "Recreate" {
-			t.Errorf("Deployment spec = %v", d.Object["spec"])
-		}
+		r.deployment(t, "1", "Recreate")
 		c := r.container(t)
 		if str(c, "livenessProbe", "httpGet", "path") != "/healthz" || str(c, "readinessProbe", "httpGet", "path") != "/readyz" {
 			t.Errorf("probes: %v / %v", c["livenessProbe"], c["readinessProbe"])
@@ -218,10 +215,7 @@ func TestManifestsKustomize(t *testing.T) {
 	t.Run("leader-election", func(t *testing.T) {
 		r := build(t, "leader-election")
 		checkRoles(t, r, chartRole(withAll(baseValues(), "leaderElection.enabled", true, "replicaCount", 2)))
-		d := r.one(t, "Deployment")
-		if str(d.Object, "spec", "replicas") != "2" || str(d.Object, "spec", "strategy", "type") != "RollingUpdate" {
-			t.Errorf("Deployment spec = %v", d.Object["spec"])
-		}
+		d := r.deployment(t, "2", "RollingUpdate")
 		if _, ok, _ := unstructured.NestedFieldNoCopy(d.Object, "spec", "strategy", "rollingUpdate"); !ok {
 			t.Errorf("no rollingUpdate")
 		}

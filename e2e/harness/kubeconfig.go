@@ -7,7 +7,6 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -38,8 +37,8 @@ func (c *Cluster) ServiceAccountToken(ctx context.Context, namespace, name strin
 	}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}}
 	_, err := c.admin.CoreV1().ServiceAccounts(namespace).Create(ctx, sa, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", fmt.Errorf("creating ServiceAccount %s/%s: %w", namespace, name, err)
+	if err := unlessExists(err, "ServiceAccount", namespace+"/"+name); err != nil {
+		return "", err
 	}
 	ttl := int64(serviceAccountTokenTTL)
 	tr, err := c.admin.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name,

@@ -21,8 +21,14 @@ const DefaultNode = "kpo-e2e-node"
 func (c *Cluster) EnsureNamespace(ctx context.Context, name string) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	_, err := c.admin.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+	return unlessExists(err, "namespace", name)
+}
+
+// unlessExists is the error of creating the named object, none when it
+// already exists.
+func unlessExists(err error, kind, name string) error {
 	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", name, err)
+		return fmt.Errorf("creating %s %s: %w", kind, name, err)
 	}
 	return nil
 }
@@ -32,10 +38,7 @@ func (c *Cluster) EnsureNamespace(ctx context.Context, name string) error {
 func (c *Cluster) EnsureNode(ctx context.Context, name string) error {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	_, err := c.admin.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating node %s: %w", name, err)
-	}
-	return nil
+	return unlessExists(err, "node", name)
 }
 
 // CreatePod creates a pod as admin, filling in what a test rarely cares

@@ -58,6 +58,16 @@ type TokenCall struct {
 	Err string
 }
 
+// tokenCall is a token request answered at at with status; err is why it
+// was refused.
+func tokenCall(at time.Time, status int, err error) TokenCall {
+	call := TokenCall{Time: at, Status: status}
+	if err != nil {
+		call.Err = err.Error()
+	}
+	return call
+}
+
 // Google is a stand-in for Google's OAuth2 token endpoint.
 type Google struct {
 	srv   *httptest.Server
@@ -198,11 +208,7 @@ func (g *Google) Checks() (n int, refused []string) {
 func (g *Google) token(w http.ResponseWriter, r *http.Request) {
 	status, tok, err := g.grant(r)
 	g.mu.Lock()
-	call := TokenCall{Time: g.now(), Status: status}
-	if err != nil {
-		call.Err = err.Error()
-	}
-	g.calls = append(g.calls, call)
+	g.calls = append(g.calls, tokenCall(g.now(), status, err))
 	g.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -358,11 +364,7 @@ func (k *Keycloak) Wrap(next http.Handler, issue func() string) http.Handler {
 		}
 		status, answer, err := k.check(r, body, issue)
 		k.mu.Lock()
-		call := TokenCall{Time: time.Now(), Status: status}
-		if err != nil {
-			call.Err = err.Error()
-		}
-		k.logins = append(k.logins, call)
+		k.logins = append(k.logins, tokenCall(time.Now(), status, err))
 		k.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)

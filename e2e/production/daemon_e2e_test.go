@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +14,17 @@ import (
 	"github.com/kpo-reaper/kpo-reaper/e2e/airflowsim"
 	"github.com/kpo-reaper/kpo-reaper/e2e/fixture"
 )
+
+// newSeededDaemonEnv is a new env with the shipped setup (shippedSetup),
+// the placeholder pod a daemon stands for, named self, and the seed pods.
+func newSeededDaemonEnv(t *testing.T, self string) (e *env, kubeconfig, user string, selfPod *corev1.Pod) {
+	t.Helper()
+	e = newEnv(t)
+	kubeconfig, user = e.shippedSetup()
+	selfPod = e.createPlaceholderPod(self)
+	e.createPods(fixture.SeedPods()...)
+	return e, kubeconfig, user, selfPod
+}
 
 // shippedSetup applies deploy/manifests' ServiceAccount, Role and
 // RoleBinding to the namespace and returns a kubeconfig for that
@@ -66,10 +76,7 @@ func daemonArgs(cfg string, extra ...string) []string {
 // deleted (so they were real zombies all along) and /readyz is 200 again.
 func TestFailClosedWarning(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	kubeconfig, user := e.shippedSetup()
-	self := e.createPlaceholderPod("kpo-reaper-7c9d8b6f5-self")
-	e.createPods(fixture.SeedPods()...)
+	e, kubeconfig, user, self := newSeededDaemonEnv(t, "kpo-reaper-7c9d8b6f5-self")
 
 	// Every task instance is still running at first: nothing to reap.
 	sc := seedScenario(t, "seed-v2.yaml")
@@ -127,25 +134,13 @@ func TestFailClosedWarning(t *testing.T) {
 	if v, _ := m.value("kpo_reaper_deletions_total", nil); v != 0 {
 		t.Errorf("kpo_reaper_deletions_total sums to %v while every cycle failed, want 0", v)
 	}
-	e.expectPresent(append(append([]string(nil), fixture.SeedZombies...), fixture.SeedLive...)...)
-	for _, ev := range byUser(e.syncAudit(), user) {
-		if ev.Resource == "pods" && ev.IsWrite() {
-			t.Errorf("pod write while failing closed: %s", ev)
-		}
-	}
+	e.expectSeedUntouched(user, "while failing closed")
 
 	// Airflow recovers: the zombies go, the reaper is ready again.
 	sim.SetFault(airflowsim.FaultNone)
-	e.waitGone(30*time.Second, fixture.SeedZombies...)
-	e.expectPresent(fixture.SeedLive...)
-	e.eventually(30*time.Second, "/readyz 200 after recovery", func() (bool, string) {
-		code, body, err := d.get("/readyz")
-		return err == nil && code == http.StatusOK, fmt.Sprintf("%d %q %v", code, body, err)
-	})
-	d.signal(syscall.SIGTERM)
-	if code := d.exitCode(30 * time.Second); code != 0 {
-		t.Errorf("exit code %d after SIGTERM, want 0", code)
-	}
+	e.expectSeedReaped(30 * time.Second)
+	e.expectReady(d, "after recovery")
+	d.terminate()
 }
 
 // TestDryRunEmitsNothing: a dry-run daemon that finds the zombies (and
@@ -155,10 +150,7 @@ func TestFailClosedWarning(t *testing.T) {
 // allowing all of them.
 func TestDryRunEmitsNothing(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	kubeconfig, user := e.shippedSetup()
-	self := e.createPlaceholderPod("kpo-reaper-7c9d8b6f5-dry")
-	e.createPods(fixture.SeedPods()...)
+	e, kubeconfig, user, self := newSeededDaemonEnv(t, "kpo-reaper-7c9d8b6f5-dry")
 	// The password comes from the environment, as from a Secret, and must
 	// show in no metric and no log line.
 	const password = "daemon-Pa55word-never-shown"
@@ -182,10 +174,7 @@ func TestDryRunEmitsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.signal(syscall.SIGTERM)
-	if code := d.exitCode(30 * time.Second); code != 0 {
-		t.Errorf("exit code %d after SIGTERM, want 0", code)
-	}
+	d.terminate()
 	for what, secret := range map[string]string{"password": password, "basic credential": base64.StdEncoding.EncodeToString([]byte("admin:" + password))} {
 		if strings.Contains(scrape, secret) {
 			t.Errorf("/metrics shows the %s", what)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -128,10 +127,7 @@ func TestOwnElectorAndClientGoShareALease(t *testing.T) {
 	}
 
 	// The daemon stops and releases the Lease: client-go takes it over.
-	d.signal(syscall.SIGTERM)
-	if code := d.exitCode(30 * time.Second); code != 0 {
-		t.Errorf("exit code %d after SIGTERM, want 0", code)
-	}
+	d.terminate()
 	e.eventually(30*time.Second, "client-go-b leading after the daemon released the Lease", func() (bool, string) { return b.leading(), e.leaseHolder() })
 	if h := e.leaseHolder(); h != "client-go-b" {
 		t.Errorf("the Lease is held by %q, want client-go-b", h)

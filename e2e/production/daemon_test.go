@@ -161,6 +161,16 @@ func (p *proc) signal(sig os.Signal) {
 	}
 }
 
+// terminate sends SIGTERM and expects the clean exit (0) of a daemon that
+// was told to stop.
+func (p *proc) terminate() {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	if code := p.exitCode(30 * time.Second); code != 0 {
+		p.t.Errorf("%s: exit code %d after SIGTERM, want 0\n%s", p.name, code, p.tail(20))
+	}
+}
+
 // output is everything the process wrote so far.
 func (p *proc) output() string {
 	p.log.mu.Lock()

@@ -23,6 +23,7 @@ package production_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -126,6 +127,35 @@ func (e *env) pods() map[string]corev1.Pod {
 }
 
 // waitGone polls until every named pod is gone (NotFound, not Terminating).
+// expectSeedUntouched checks that every seed pod is still there and that
+// user wrote no pod (when says when).
+func (e *env) expectSeedUntouched(user, when string) {
+	e.t.Helper()
+	e.expectPresent(append(append([]string(nil), fixture.SeedZombies...), fixture.SeedLive...)...)
+	for _, ev := range byUser(e.syncAudit(), user) {
+		if ev.Resource == "pods" && ev.IsWrite() {
+			e.t.Errorf("pod write %s: %s", when, ev)
+		}
+	}
+}
+
+// expectSeedReaped waits up to timeout for the seed zombies to go and
+// checks that the live seed pods stay.
+func (e *env) expectSeedReaped(timeout time.Duration) {
+	e.t.Helper()
+	e.waitGone(timeout, fixture.SeedZombies...)
+	e.expectPresent(fixture.SeedLive...)
+}
+
+// expectReady waits for d's /readyz to answer 200 (when says when).
+func (e *env) expectReady(d *proc, when string) {
+	e.t.Helper()
+	e.eventually(30*time.Second, "/readyz 200 "+when, func() (bool, string) {
+		code, body, err := d.get("/readyz")
+		return err == nil && code == http.StatusOK, fmt.Sprintf("%d %q %v", code, body, err)
+	})
+}
+
 func (e *env) waitGone(timeout time.Duration, names ...string) {
 	e.t.Helper()
 	e.eventually(timeout, fmt.Sprintf("pods %q deleted", names), func() (bool, string) {

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,10 +29,7 @@ import (
 // turns 200.
 func TestDaemonWaitsForAirflowAtStartUp(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	kubeconfig, user := e.shippedSetup()
-	self := e.createPlaceholderPod("kpo-reaper-7c9d8b6f5-start")
-	e.createPods(fixture.SeedPods()...)
+	e, kubeconfig, user, self := newSeededDaemonEnv(t, "kpo-reaper-7c9d8b6f5-start")
 
 	addr := freeAddr(t) // Airflow's address; nothing listens there yet
 	cfg := e.configFile("http://"+addr, "airflow-jwt", kubeconfig, false, "")
@@ -61,25 +57,13 @@ func TestDaemonWaitsForAirflowAtStartUp(t *testing.T) {
 		}
 		return false, fmt.Sprintf("CycleFailedClosed events: %v", evs)
 	})
-	e.expectPresent(append(append([]string(nil), fixture.SeedZombies...), fixture.SeedLive...)...)
-	for _, ev := range byUser(e.syncAudit(), user) {
-		if ev.Resource == "pods" && ev.IsWrite() {
-			t.Errorf("pod write before Airflow answered: %s", ev)
-		}
-	}
+	e.expectSeedUntouched(user, "before Airflow answered")
 
 	// Airflow comes up at the configured address.
 	serveSimAt(t, addr, seedScenario(t, "seed-v2.yaml"))
-	e.waitGone(60*time.Second, fixture.SeedZombies...)
-	e.expectPresent(fixture.SeedLive...)
-	e.eventually(30*time.Second, "/readyz 200 once Airflow answers", func() (bool, string) {
-		code, body, err := d.get("/readyz")
-		return err == nil && code == http.StatusOK, fmt.Sprintf("%d %q %v", code, body, err)
-	})
-	d.signal(syscall.SIGTERM)
-	if code := d.exitCode(30 * time.Second); code != 0 {
-		t.Errorf("exit code %d after SIGTERM, want 0", code)
-	}
+	e.expectSeedReaped(60 * time.Second)
+	e.expectReady(d, "once Airflow answers")
+	d.terminate()
 }
 
 // TestDaemonWaitsForTheAPIServerAtStartUp: the same for the apiserver. The
@@ -104,12 +88,8 @@ func TestDaemonWaitsForTheAPIServerAtStartUp(t *testing.T) {
 	e.expectPresent(append(append([]string(nil), fixture.SeedZombies...), fixture.SeedLive...)...)
 
 	apiserver.forward()
-	e.waitGone(60*time.Second, fixture.SeedZombies...)
-	e.expectPresent(fixture.SeedLive...)
-	d.signal(syscall.SIGTERM)
-	if code := d.exitCode(30 * time.Second); code != 0 {
-		t.Errorf("exit code %d after SIGTERM, want 0", code)
-	}
+	e.expectSeedReaped(60 * time.Second)
+	d.terminate()
 }
 
 // TestDaemonBadConfigurationExitsAtOnce: what no retry can mend (here, a

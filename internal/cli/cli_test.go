@@ -61,10 +61,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestBadConfigIsAUsageError(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "c.yaml")
-	if err := os.WriteFile(p, []byte("airflow:\n  url: http://x\nkubernetes:\n  namespaces: [a]\nreaper:\n  confirmations: 0\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p := tempFile(t, "c.yaml", "airflow:\n  url: http://x\nkubernetes:\n  namespaces: [a]\nreaper:\n  confirmations: 0\n")
 	code, _, errOut := run("run", "--once", "--config", p)
 	if code != ExitUsage || !strings.Contains(errOut, "reaper.confirmations") {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -73,10 +70,7 @@ func TestBadConfigIsAUsageError(t *testing.T) {
 
 func TestUnreachableAirflowFailsTheCycle(t *testing.T) {
 	addr := unreachable(t) // nothing listens there now
-	p := filepath.Join(t.TempDir(), "c.yaml")
-	if err := os.WriteFile(p, []byte("airflow:\n  url: http://"+addr+"\n  maxRetries: 0\n  timeout: 2s\nkubernetes:\n  namespaces: [a]\n  kubeconfig: "+kubeconfig(t, addr)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p := tempFile(t, "c.yaml", "airflow:\n  url: http://"+addr+"\n  maxRetries: 0\n  timeout: 2s\nkubernetes:\n  namespaces: [a]\n  kubeconfig: "+kubeconfig(t, addr)+"\n")
 	code, _, errOut := run("run", "--once", "--config", p)
 	if code != ExitCycleFailed || !strings.Contains(errOut, "nothing deleted") {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -142,10 +136,7 @@ func TestKubectlFlags(t *testing.T) {
 // TestEachConfigProblemOnItsOwnLine: every problem of a configuration is
 // printed, each on its own line under the first.
 func TestEachConfigProblemOnItsOwnLine(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "c.yaml")
-	if err := os.WriteFile(p, []byte("reaper:\n  confirmations: 0\n  maxDeletesPerCycle: 0\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p := tempFile(t, "c.yaml", "reaper:\n  confirmations: 0\n  maxDeletesPerCycle: 0\n")
 	code, _, errOut := run("run", "--once", "--config", p)
 	lines := strings.Split(strings.TrimSpace(errOut), "\n")
 	if code != ExitUsage || len(lines) != 5 || lines[0] != "error: invalid configuration:" {
@@ -168,10 +159,7 @@ func TestEachConfigProblemOnItsOwnLine(t *testing.T) {
 // of stderr is JSON, the final error included.
 func TestFinalErrorIsAJSONLineInJSONMode(t *testing.T) {
 	addr := unreachable(t)
-	p := filepath.Join(t.TempDir(), "c.yaml")
-	if err := os.WriteFile(p, []byte("airflow:\n  url: http://"+addr+"\n  maxRetries: 0\nkubernetes:\n  namespaces: [a]\n  kubeconfig: "+kubeconfig(t, addr)+"\nlog:\n  format: json\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p := tempFile(t, "c.yaml", "airflow:\n  url: http://"+addr+"\n  maxRetries: 0\nkubernetes:\n  namespaces: [a]\n  kubeconfig: "+kubeconfig(t, addr)+"\nlog:\n  format: json\n")
 	code, _, errOut := run("run", "--once", "--config", p)
 	if code != ExitCycleFailed {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -260,9 +248,15 @@ func unreachable(t *testing.T) string {
 
 func kubeconfig(t *testing.T, addr string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(p, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://"+addr+"'}}]\n"+
-		"contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {}}]\n"), 0o600); err != nil {
+	return tempFile(t, "kubeconfig", "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://"+addr+"'}}]\n"+
+		"contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {}}]\n")
+}
+
+// tempFile writes body to a file of that name in a new temporary folder.
+func tempFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -62,13 +62,7 @@ func TestResolve(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &Resolver{Client: stub()}
-			s := r.NewSession()
-			l, ref, err := s.Resolve(context.Background(), tc.id)
-			l = s.Reconcile(l, ref)
-			if err != nil || l.Status != tc.status {
-				t.Fatalf("status %v (%s), err %v; want %v", l.Status, l.Detail, err, tc.status)
-			}
+			expectReconciled(t, stub(), nil, tc.id, tc.status)
 		})
 	}
 }
@@ -108,16 +102,8 @@ func TestLiteralLabelRunIsAmbiguous(t *testing.T) {
 func TestDagMissingFromTheBagIsNotGone(t *testing.T) {
 	s := stub()
 	s.NotInBag = map[string]bool{"etl": true}
-	r := &Resolver{Client: s}
-	sess := r.NewSession()
 	// A hashed task label needs the run's listing, which the bag refuses.
-	l, ref, err := sess.Resolve(context.Background(), identity("etl", run, "_gone", -1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l = sess.Reconcile(l, ref); l.Status != decision.DagUnavailable {
-		t.Fatalf("got %v (%s), want DagUnavailable", l.Status, l.Detail)
-	}
+	expectReconciled(t, s, nil, identity("etl", run, "_gone", -1), decision.DagUnavailable)
 }
 
 // A DAG that GET /dags/{id} still knows, but whose task instance's GET
@@ -126,15 +112,7 @@ func TestDagMissingFromTheBagIsNotGone(t *testing.T) {
 func TestDagKnownButAnswering404IsNotGone(t *testing.T) {
 	s := stub()
 	s.NotInBag = map[string]bool{"etl": true}
-	r := &Resolver{Client: &dagless{Fake: s}}
-	sess := r.NewSession()
-	l, ref, err := sess.Resolve(context.Background(), identity("etl", run, "load", -1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l = sess.Reconcile(l, ref); l.Status != decision.DagUnavailable {
-		t.Fatalf("got %v (%s), want DagUnavailable", l.Status, l.Detail)
-	}
+	expectReconciled(t, &dagless{Fake: s}, nil, identity("etl", run, "load", -1), decision.DagUnavailable)
 }
 
 // dagless answers every task instance's GET with a 404 about the DAG, as
@@ -151,30 +129,30 @@ func TestListedRunThen404IsContradictory(t *testing.T) {
 	s := stub()
 	s.RunGet404 = map[[2]string]bool{{"etl", oddRun}: true}
 	s.TIs = slices.DeleteFunc(s.TIs, func(ti airflow.TaskInstance) bool { return ti.RunID == oddRun }) // the TI GET answers 404 too
-	r := &Resolver{Client: s}
-	sess := r.NewSession()
-	l, ref, err := sess.Resolve(context.Background(), identity("etl", oddRun, "load", -1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l = sess.Reconcile(l, ref); l.Status != decision.Contradictory {
-		t.Fatalf("got %v (%s), want Contradictory", l.Status, l.Detail)
-	}
+	expectReconciled(t, s, nil, identity("etl", oddRun, "load", -1), decision.Contradictory)
 }
 
 // A doubtful answer about a DAG (a failed lookup) makes every "gone" of the
 // same DAG in that evaluation contradictory.
 func TestTroubledDagMakesGoneContradictory(t *testing.T) {
-	s := stub()
-	r := &Resolver{Client: s}
-	sess := r.NewSession()
-	sess.trouble("etl", "listing timed out")
-	l, ref, err := sess.Resolve(context.Background(), identity("etl", "manual__2026-11-27T09:00:00+00:00", "load", -1))
+	troubled := func(sess *Session) { sess.trouble("etl", "listing timed out") }
+	expectReconciled(t, stub(), troubled, identity("etl", "manual__2026-11-27T09:00:00+00:00", "load", -1), decision.Contradictory)
+}
+
+// expectReconciled resolves and reconciles id in a new session of a
+// resolver over c, after prepare (when not nil) has marked the session.
+func expectReconciled(t *testing.T, c airflow.Client, prepare func(*Session), id labels.Identity, want decision.LookupStatus) {
+	t.Helper()
+	sess := (&Resolver{Client: c}).NewSession()
+	if prepare != nil {
+		prepare(sess)
+	}
+	l, ref, err := sess.Resolve(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l = sess.Reconcile(l, ref); l.Status != decision.Contradictory {
-		t.Fatalf("got %v (%s)", l.Status, l.Detail)
+	if l = sess.Reconcile(l, ref); l.Status != want {
+		t.Fatalf("got %v (%s), want %v", l.Status, l.Detail, want)
 	}
 }
 

@@ -76,11 +76,17 @@ func builtRelease(t *testing.T) string {
 // releaseVersion is the version the folder's names carry: the image's.
 func releaseVersion(t *testing.T, dir string) string {
 	t.Helper()
+	return strings.TrimSuffix(strings.TrimPrefix(filepath.Base(releaseFiles(t, dir).ImageArchive), "kpo-reaper-"), imageArchiveSuffix)
+}
+
+// releaseFiles finds the release files in dir, or fails the test.
+func releaseFiles(t *testing.T, dir string) ReleaseFiles {
+	t.Helper()
 	files, err := FindReleaseFiles(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSuffix(strings.TrimPrefix(filepath.Base(files.ImageArchive), "kpo-reaper-"), imageArchiveSuffix)
+	return files
 }
 
 func TestReleaseFolderHoldsEveryArtifactWithItsChecksum(t *testing.T) {
@@ -255,10 +261,7 @@ func hasHash(c cdx.Component, goSum string) bool {
 
 func TestReleaseChartIsPackagedForTheImage(t *testing.T) {
 	dir := builtRelease(t)
-	files, err := FindReleaseFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := releaseFiles(t, dir)
 	v := releaseVersion(t, dir)
 	data, err := os.ReadFile(files.Chart)
 	if err != nil {
@@ -310,10 +313,7 @@ func TestReleaseChartIsPackagedForTheImage(t *testing.T) {
 // client, and compares both with the folder's files.
 func TestReleasePushedAndPulledBack(t *testing.T) {
 	dir := builtRelease(t)
-	files, err := FindReleaseFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := releaseFiles(t, dir)
 	v := releaseVersion(t, dir)
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()

@@ -141,7 +141,14 @@ func (f *Fake) ListDagIDs(context.Context) ([]string, error) {
 func (f *Fake) GetDag(_ context.Context, dagID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.call("GetDag")
+	return f.dagCall("GetDag", dagID)
+}
+
+// dagCall records a call about dagID (under f.mu) and answers what the
+// fake says before any lookup in that DAG: the injected error, or a 404
+// about a DAG it does not know.
+func (f *Fake) dagCall(name, dagID string) error {
+	f.call(name)
 	if f.Err != nil {
 		return f.Err
 	}
@@ -154,12 +161,8 @@ func (f *Fake) GetDag(_ context.Context, dagID string) error {
 func (f *Fake) ListRunIDs(_ context.Context, dagID string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.call("ListRunIDs")
-	if f.Err != nil {
-		return nil, f.Err
-	}
-	if !slices.Contains(f.dagIDs(), dagID) {
-		return nil, &airflow.NotFoundError{About: airflow.EntityDAG, What: dagID}
+	if err := f.dagCall("ListRunIDs", dagID); err != nil {
+		return nil, err
 	}
 	return f.runIDs(dagID), nil
 }
@@ -167,12 +170,8 @@ func (f *Fake) ListRunIDs(_ context.Context, dagID string) ([]string, error) {
 func (f *Fake) GetDagRun(_ context.Context, dagID, runID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.call("GetDagRun")
-	if f.Err != nil {
-		return f.Err
-	}
-	if !slices.Contains(f.dagIDs(), dagID) {
-		return &airflow.NotFoundError{About: airflow.EntityDAG, What: dagID}
+	if err := f.dagCall("GetDagRun", dagID); err != nil {
+		return err
 	}
 	if !slices.Contains(f.runIDs(dagID), runID) || f.RunGet404[[2]string{dagID, runID}] {
 		return &airflow.NotFoundError{About: airflow.EntityRun, What: dagID + "/" + runID}

@@ -141,9 +141,7 @@ func makeJWT(iat time.Time, life time.Duration, n int) string {
 }
 
 func jwtOptions(baseURL string) Options {
-	o := fastOptions()
-	o.Auth = Auth{Type: authtype.AirflowJWT, Username: testUser, Password: testPassword, BaseURL: baseURL}
-	return o
+	return authOptions(Auth{Type: authtype.AirflowJWT, Username: testUser, Password: testPassword, BaseURL: baseURL})
 }
 
 func TestJWTLogsInOnceForConcurrentRequests(t *testing.T) {
@@ -365,8 +363,7 @@ func TestBasicAuth(t *testing.T) {
 		writeJSON(w, 200, `{}`)
 	}))
 	defer srv.Close()
-	o := fastOptions()
-	o.Auth = Auth{Type: authtype.Basic, Username: testUser, Password: testPassword}
+	o := authOptions(Auth{Type: authtype.Basic, Username: testUser, Password: testPassword})
 	if resp, err := get(t, mustNew(t, o), srv.URL+"/api/v1/version"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("err %v", err)
 	}
@@ -387,8 +384,7 @@ func TestBearerStaticToken(t *testing.T) {
 	var seen []string
 	var mu sync.Mutex
 	srv := bearerServer(t, &seen, &mu)
-	o := fastOptions()
-	o.Auth = Auth{Type: authtype.Bearer, Token: testToken}
+	o := authOptions(Auth{Type: authtype.Bearer, Token: testToken})
 	if _, err := get(t, mustNew(t, o), srv.URL+"/api/v2/version"); err != nil {
 		t.Fatal(err)
 	}
@@ -412,8 +408,7 @@ func TestBearerTokenFileRotation(t *testing.T) {
 	}
 	t0 := time.Now().Add(-time.Hour)
 	write("  token-one\n", t0)
-	o := fastOptions()
-	o.Auth = Auth{Type: authtype.Bearer, TokenFile: path}
+	o := authOptions(Auth{Type: authtype.Bearer, TokenFile: path})
 	hc := mustNew(t, o)
 	call := func() {
 		t.Helper()
@@ -440,8 +435,7 @@ func TestBearerTokenFileRotation(t *testing.T) {
 }
 
 func TestBearerTokenFileMissing(t *testing.T) {
-	o := fastOptions()
-	o.Auth = Auth{Type: authtype.Bearer, TokenFile: filepath.Join(t.TempDir(), "absent")}
+	o := authOptions(Auth{Type: authtype.Bearer, TokenFile: filepath.Join(t.TempDir(), "absent")})
 	if _, err := New(o); err == nil || !strings.Contains(err.Error(), "airflow.auth.tokenFile") {
 		t.Fatalf("err %v", err)
 	}
@@ -501,8 +495,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	run(jwtOptions(srv.URL), srv.URL+"/api/v2/version")
 
 	// basic and bearer against a server that echoes the Authorization header.
-	o := fastOptions()
-	o.Auth = Auth{Type: authtype.Basic, Username: testUser, Password: testPassword}
+	o := authOptions(Auth{Type: authtype.Basic, Username: testUser, Password: testPassword})
 	run(o, echo.URL+"/api/v1/version")
 	o.Auth = Auth{Type: authtype.Bearer, Token: testToken}
 	run(o, echo.URL+"/api/v2/version")

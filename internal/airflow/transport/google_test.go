@@ -188,9 +188,7 @@ func verifyRS256(jwt string, pub *rsa.PublicKey) (map[string]any, error) {
 }
 
 func googleOptions(file string) Options {
-	o := fastOptions()
-	o.Auth = Auth{Type: authtype.Google, CredentialsFile: file, Scopes: []string{cloudPlatform}}
-	return o
+	return authOptions(Auth{Type: authtype.Google, CredentialsFile: file, Scopes: []string{cloudPlatform}})
 }
 
 func TestGoogleCachesTheAccessToken(t *testing.T) {

@@ -88,9 +88,7 @@ func (f *fakeKeycloakAirflow) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func clientCredentialsOptions(baseURL string) Options {
-	o := fastOptions()
-	o.Auth = Auth{Type: authtype.AirflowJWT, ClientID: testClientID, ClientSecret: testClientSecret, BaseURL: baseURL}
-	return o
+	return authOptions(Auth{Type: authtype.AirflowJWT, ClientID: testClientID, ClientSecret: testClientSecret, BaseURL: baseURL})
 }
 
 func TestJWTClientCredentials(t *testing.T) {
@@ -152,8 +150,7 @@ func TestJWTNeedsOneKindOfCredentials(t *testing.T) {
 		{Type: authtype.AirflowJWT},
 	} {
 		a.BaseURL = "http://airflow.test"
-		o := fastOptions()
-		o.Auth = a
+		o := authOptions(a)
 		_, err := New(o)
 		if err == nil || !strings.Contains(err.Error(), "airflow-jwt") {
 			t.Errorf("%+v: %v", a.ClientID+"/"+a.Username, err)
@@ -193,8 +190,7 @@ func TestBearerTokenFileRotatedAndRejected(t *testing.T) {
 		writeFileAt(t, path, tok+"\n", mtime)
 	}
 	write("token-OLD", t0)
-	o := fastOptions()
-	o.Auth = Auth{Type: authtype.Bearer, TokenFile: path}
+	o := authOptions(Auth{Type: authtype.Bearer, TokenFile: path})
 	var logs bytes.Buffer
 	o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	hc := mustNew(t, o)
@@ -248,8 +244,7 @@ func TestBearerTokenFileRotatedDuringRequest(t *testing.T) {
 		writeJSON(w, 200, `{}`)
 	}))
 	t.Cleanup(srv.Close)
-	o := fastOptions()
-	o.Auth = Auth{Type: authtype.Bearer, TokenFile: path}
+	o := authOptions(Auth{Type: authtype.Bearer, TokenFile: path})
 	if resp, err := get(t, mustNew(t, o), srv.URL+"/api/v2/version"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("%v", err)
 	}

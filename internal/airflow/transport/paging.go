@@ -3,6 +3,8 @@ package transport
 import (
 	"context"
 	"fmt"
+
+	"github.com/kpo-reaper/kpo-reaper/internal/airflow"
 )
 
 // ErrInconsistentListing is wrapped by ListAll when every scan of a paged
@@ -64,6 +66,32 @@ func ListAll[K comparable, T any](ctx context.Context, what string, fetch func(c
 // its own key.
 func ListIDs(ctx context.Context, what string, fetch func(ctx context.Context, offset int) (Page[string], error)) ([]string, error) {
 	return ListAll(ctx, what, fetch, func(id string) (string, error) { return id, nil })
+}
+
+// ListRunIDs lists the run ids of dagID with fetch, naming the DAG in
+// an error; an empty listing is an answer only once getDag finds the DAG
+// (airflow.ConfirmEmpty).
+func ListRunIDs(ctx context.Context, what, dagID string, fetch func(ctx context.Context, offset int) (Page[string], error), getDag func() error) ([]string, error) {
+	ids, err := ListIDs(ctx, what, fetch)
+	if err != nil {
+		err = fmt.Errorf("dag %s: %w", dagID, err)
+	}
+	return airflow.ConfirmEmpty(ids, err, getDag)
+}
+
+// IDPage is a page of a listing of total rows, each named by its id. Where
+// lacks names a row without an id ("a DAG without dag_id"), such a row
+// makes the page an error.
+func IDPage[R any](what string, total int, rows []R, id func(R) string, lacks string) (Page[string], error) {
+	p := Page[string]{Total: total}
+	for _, r := range rows {
+		s := id(r)
+		if s == "" && lacks != "" {
+			return p, fmt.Errorf("%s: %s", what, lacks)
+		}
+		p.Items = append(p.Items, s)
+	}
+	return p, nil
 }
 
 func scanOnce[K comparable, T any](ctx context.Context, fetch func(ctx context.Context, offset int) (Page[T], error), key func(T) (K, error)) ([]T, string, error) {

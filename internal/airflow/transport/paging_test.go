@@ -150,3 +150,14 @@ func TestListAllFetchErrorIsNotRetried(t *testing.T) {
 		t.Fatalf("%v after %d calls", err, calls)
 	}
 }
+
+func TestIDPageRefusesARowWithoutAnIDWhenAsked(t *testing.T) {
+	rows := []string{"a", ""}
+	id := func(s string) string { return s }
+	if _, err := IDPage("GET /x", 2, rows, id, "a DAG without dag_id"); err == nil || err.Error() != "GET /x: a DAG without dag_id" {
+		t.Fatalf("err %v, want one naming the row without an id", err)
+	}
+	if p, err := IDPage("GET /x", 2, rows, id, ""); err != nil || p.Total != 2 || len(p.Items) != 2 {
+		t.Fatalf("page %+v, err %v; want both rows of 2", p, err)
+	}
+}

@@ -27,6 +27,13 @@ func fastOptions() Options {
 	}
 }
 
+// authOptions is fastOptions with a.
+func authOptions(a Auth) Options {
+	o := fastOptions()
+	o.Auth = a
+	return o
+}
+
 func mustNew(t *testing.T, o Options) *http.Client {
 	t.Helper()
 	hc, err := New(o)

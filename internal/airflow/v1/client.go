@@ -255,14 +255,7 @@ func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
 		if col.TotalEntries == nil || col.Dags == nil {
 			return transport.Page[string]{}, fmt.Errorf("%s: the answer lacks dags or total_entries", what)
 		}
-		p := transport.Page[string]{Total: int(*col.TotalEntries)}
-		for _, d := range *col.Dags {
-			if d.DagId == nil || *d.DagId == "" {
-				return p, fmt.Errorf("%s: a DAG without dag_id", what)
-			}
-			p.Items = append(p.Items, *d.DagId)
-		}
-		return p, nil
+		return transport.IDPage(what, int(*col.TotalEntries), *col.Dags, func(d af.DAG) string { return d.GetDagId() }, "a DAG without dag_id")
 	}
 	return transport.ListIDs(ctx, what, fetch)
 }
@@ -277,21 +270,9 @@ func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error)
 		if col.TotalEntries == nil || col.DagRuns == nil {
 			return transport.Page[string]{}, fmt.Errorf("%s: the answer lacks dag_runs or total_entries", what)
 		}
-		p := transport.Page[string]{Total: int(*col.TotalEntries)}
-		for _, r := range *col.DagRuns {
-			id := r.DagRunId.Get()
-			if id == nil || *id == "" {
-				return p, fmt.Errorf("%s: a DAG run without dag_run_id", what)
-			}
-			p.Items = append(p.Items, *id)
-		}
-		return p, nil
+		return transport.IDPage(what, int(*col.TotalEntries), *col.DagRuns, func(r af.DAGRun) string { return r.GetDagRunId() }, "a DAG run without dag_run_id")
 	}
-	ids, err := transport.ListIDs(ctx, what, fetch)
-	if err != nil {
-		err = fmt.Errorf("dag %s: %w", dagID, err)
-	}
-	return airflow.ConfirmEmpty(ids, err, func() error { return c.GetDag(ctx, dagID) })
+	return transport.ListRunIDs(ctx, what, dagID, fetch, func() error { return c.GetDag(ctx, dagID) })
 }
 
 func (c *client) GetDag(ctx context.Context, dagID string) error {

@@ -113,19 +113,23 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string) ([]airflow.Ta
 	orderBy := []string{"id"}
 	limit := c.limit
 	fetch := func(ctx context.Context, offset int) (transport.Page[airflow.TaskInstance], error) {
-		var col gen.TaskInstanceCollectionResponse
-		params := &gen.GetTaskInstancesParams{OrderBy: &orderBy, Limit: &limit, Offset: &offset}
-		resp, err := c.api.GetTaskInstances(ctx, dagID, runID, params)
-		if err := do(resp, err, &col, "task_instances", tiFields...); err != nil {
-			return transport.Page[airflow.TaskInstance]{}, err
-		}
-		p := transport.Page[airflow.TaskInstance]{Total: col.TotalEntries}
-		for _, t := range col.TaskInstances {
-			p.Items = append(p.Items, convertTI(t))
-		}
-		return p, nil
+		return c.tiPage(ctx, dagID, runID, &gen.GetTaskInstancesParams{OrderBy: &orderBy, Limit: &limit, Offset: &offset})
 	}
 	return transport.ListAll(ctx, what, fetch, key)
+}
+
+// tiPage is one offset page of a run's task instances.
+func (c *client) tiPage(ctx context.Context, dagID, runID string, params *gen.GetTaskInstancesParams) (transport.Page[airflow.TaskInstance], error) {
+	var col gen.TaskInstanceCollectionResponse
+	resp, err := c.api.GetTaskInstances(ctx, dagID, runID, params)
+	if err := do(resp, err, &col, "task_instances", tiFields...); err != nil {
+		return transport.Page[airflow.TaskInstance]{}, err
+	}
+	p := transport.Page[airflow.TaskInstance]{Total: col.TotalEntries}
+	for _, t := range col.TaskInstances {
+		p.Items = append(p.Items, convertTI(t))
+	}
+	return p, nil
 }
 
 // cursorPage fetches one keyset page (Airflow 3.2.2+, apache/airflow#64845).
@@ -240,17 +244,7 @@ func (c *client) listRunSome(ctx context.Context, dagID string, keys []airflow.T
 		}
 	}
 	return transport.ListSome(ctx, budget, c.limit, func(ctx context.Context, offset, limit int) (transport.Page[airflow.TaskInstance], error) {
-		var col gen.TaskInstanceCollectionResponse
-		params := &gen.GetTaskInstancesParams{TaskId: taskID, OrderBy: &orderBy, Limit: &limit, Offset: &offset}
-		resp, err := c.api.GetTaskInstances(ctx, dagID, keys[0].RunID, params)
-		if err := do(resp, err, &col, "task_instances", tiFields...); err != nil {
-			return transport.Page[airflow.TaskInstance]{}, err
-		}
-		p := transport.Page[airflow.TaskInstance]{Total: col.TotalEntries}
-		for _, t := range col.TaskInstances {
-			p.Items = append(p.Items, convertTI(t))
-		}
-		return p, nil
+		return c.tiPage(ctx, dagID, keys[0].RunID, &gen.GetTaskInstancesParams{TaskId: taskID, OrderBy: &orderBy, Limit: &limit, Offset: &offset})
 	})
 }
 
@@ -267,11 +261,7 @@ func (c *client) ListDagIDs(ctx context.Context) ([]string, error) {
 		if err := do(resp, err, &col, "dags", "dag_id"); err != nil {
 			return transport.Page[string]{}, err
 		}
-		p := transport.Page[string]{Total: col.TotalEntries}
-		for _, d := range col.Dags {
-			p.Items = append(p.Items, d.DagId)
-		}
-		return p, nil
+		return transport.IDPage(what, col.TotalEntries, col.Dags, func(d gen.DAGResponse) string { return d.DagId }, "")
 	}
 	return transport.ListIDs(ctx, what, fetch)
 }
@@ -287,17 +277,9 @@ func (c *client) ListRunIDs(ctx context.Context, dagID string) ([]string, error)
 		if err := do(resp, err, &col, "dag_runs", "dag_run_id"); err != nil {
 			return transport.Page[string]{}, err
 		}
-		p := transport.Page[string]{Total: col.TotalEntries}
-		for _, r := range col.DagRuns {
-			p.Items = append(p.Items, r.DagRunId)
-		}
-		return p, nil
+		return transport.IDPage(what, col.TotalEntries, col.DagRuns, func(r gen.DAGRunResponse) string { return r.DagRunId }, "")
 	}
-	ids, err := transport.ListIDs(ctx, what, fetch)
-	if err != nil {
-		err = fmt.Errorf("dag %s: %w", dagID, err)
-	}
-	return airflow.ConfirmEmpty(ids, err, func() error { return c.GetDag(ctx, dagID) })
+	return transport.ListRunIDs(ctx, what, dagID, fetch, func() error { return c.GetDag(ctx, dagID) })
 }
 
 func (c *client) GetDag(ctx context.Context, dagID string) error {

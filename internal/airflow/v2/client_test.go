@@ -403,6 +403,16 @@ func listRun(c airflow.Client) ([]airflow.TaskInstance, error) {
 	return c.ListRunTaskInstances(context.Background(), airflowtest.DagID, airflowtest.RunID)
 }
 
+// mustListRun lists the run's task instances through c, or fails the test.
+func mustListRun(t *testing.T, c airflow.Client) []airflow.TaskInstance {
+	t.Helper()
+	tis, err := listRun(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tis
+}
+
 func newClient(t *testing.T, srv *httptest.Server) airflow.Client {
 	return adapter{}.NewClient(t, srv.URL, airflowtest.HTTPClient(t))
 }
@@ -428,10 +438,7 @@ func TestListRunTaskInstancesPages(t *testing.T) {
 	f.addTIs(20, "deferred")
 	f.addTIs(25, "success")
 	f.tis[3].mapIndex = 7
-	tis, err := listRun(newClient(t, srv))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tis := mustListRun(t, newClient(t, srv))
 	if len(tis) != 205 || f.calls["tis"] != 5 {
 		t.Fatalf("%d TIs in %d calls, want 205 in 5", len(tis), f.calls["tis"])
 	}
@@ -474,10 +481,7 @@ func TestRetriedTaskMidScan(t *testing.T) {
 	f, srv := newFakeV2(t)
 	f.addTIs(150, "running")
 	f.retryOnPage1 = 1
-	tis, err := listRun(newClient(t, srv))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tis := mustListRun(t, newClient(t, srv))
 	if len(tis) != 150 || f.calls["tis"] != 4 {
 		t.Fatalf("%d rows in %d calls; want 150 after one rescan (4 calls)", len(tis), f.calls["tis"])
 	}
@@ -507,10 +511,7 @@ func TestCursorPagingListsEverything(t *testing.T) {
 			f.cursor, f.cursorNullAtEnd = true, nullAtEnd
 			f.addTIs(250, "running")
 			f.addTIs(30, "success")
-			tis, err := listRun(newCursorClient(t, srv))
-			if err != nil {
-				t.Fatal(err)
-			}
+			tis := mustListRun(t, newCursorClient(t, srv))
 			if len(tis) != 280 {
 				t.Fatalf("%d rows, want 280", len(tis))
 			}
@@ -538,10 +539,7 @@ func TestCursorPagingRowLeavingMidScan(t *testing.T) {
 	f.cursor = true
 	f.addTIs(250, "running")
 	f.afterPage1 = func() { f.tis = f.tis[1:] }
-	tis, err := listRun(newCursorClient(t, srv))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tis := mustListRun(t, newCursorClient(t, srv))
 	if len(tis) != 250 || f.calls["tis"] != 4 {
 		t.Fatalf("%d rows in %d calls, want all 250 (the one that left as first seen) in one scan of 4 calls", len(tis), f.calls["tis"])
 	}
@@ -550,10 +548,7 @@ func TestCursorPagingRowLeavingMidScan(t *testing.T) {
 func TestCursorClientFallsBackToOffsets(t *testing.T) {
 	f, srv := newFakeV2(t) // a server without cursor paging ignores the parameter
 	f.addTIs(150, "running")
-	tis, err := listRun(newCursorClient(t, srv))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tis := mustListRun(t, newCursorClient(t, srv))
 	if len(tis) != 150 {
 		t.Fatalf("%d rows, want 150", len(tis))
 	}
