@@ -44,7 +44,6 @@ const (
 	ReasonTerminalGrace    Reason = "terminal-grace"
 	ReasonTryAhead         Reason = "try-ahead"
 	ReasonPodNewerThanTI   Reason = "pod-newer-than-ti"
-	ReasonNoEndDate        Reason = "no-end-date"
 	ReasonUnresolved       Reason = "unresolved"
 	ReasonAmbiguous        Reason = "ambiguous"
 	ReasonChangedOnRecheck Reason = "changed-on-recheck"
