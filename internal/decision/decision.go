@@ -123,6 +123,9 @@ type EvidencePod struct {
 // readable labels and is not terminating (young and completed ones
 // included), which stale-try may use as evidence of the current try's pod.
 func Screen(pods []Pod, now time.Time, p Policy) (skipped []Decision, candidates []Candidate, evidence []EvidencePod) {
+	// Nearly every pod is evidence and a candidate: sized once, not grown.
+	candidates = make([]Candidate, 0, len(pods))
+	evidence = make([]EvidencePod, 0, len(pods))
 	for _, pod := range pods {
 		l := pod.Labels
 		switch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -86,7 +87,9 @@ func (l *WatchLister) List(context.Context) ([]decision.Pod, error) {
 		if !inf.HasSynced() {
 			return nil, fmt.Errorf("pod cache not synced")
 		}
-		for _, obj := range inf.GetStore().List() {
+		objs := inf.GetStore().List()
+		out = slices.Grow(out, len(objs))
+		for _, obj := range objs {
 			if p, ok := obj.(*corev1.Pod); ok {
 				out = append(out, ToPod(p))
 			}

@@ -25,7 +25,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	af "github.com/apache/airflow-client-go/airflow"
 
@@ -183,6 +182,11 @@ type batchBody struct {
 	Limit   int      `json:"page_limit"`
 }
 
+// maxListingBody bounds one page of the batch listing; before 2.10.3 it
+// holds every match at once, which the row budget keeps near the pods
+// asked about.
+const maxListingBody = 64 << 20
+
 // batchPage POSTs one page of the batch listing. Servers before 2.10.3
 // accept the paging fields and answer every match.
 func (c *client) batchPage(ctx context.Context, body batchBody) (transport.Page[airflow.TaskInstance], error) {
@@ -210,12 +214,20 @@ func (c *client) batchPage(ctx context.Context, body batchBody) (transport.Page[
 		}
 		return transport.Page[airflow.TaskInstance]{}, transport.ResponseError(resp, raw)
 	}
-	// Decoded as it arrives: a page of 100 rows is never held twice.
-	var col af.TaskInstanceCollection
-	if err := json.NewDecoder(resp.Body).Decode(&col); err != nil {
-		return transport.Page[airflow.TaskInstance]{}, fail(what, resp, err)
+	var rows transport.TIRows
+	if err := transport.ReadBody(resp.Body, maxListingBody, func(body []byte) error {
+		if err := json.Unmarshal(body, &rows); err != nil {
+			return fmt.Errorf("cannot decode the answer: %w", err)
+		}
+		return nil
+	}); err != nil {
+		return transport.Page[airflow.TaskInstance]{}, fmt.Errorf("%s: %w", what, err)
 	}
-	return collectionPage(what, col)
+	p, err := rows.Page()
+	if err != nil {
+		return p, fmt.Errorf("%s: %w", what, err)
+	}
+	return p, nil
 }
 
 // tiPage is one offset page of a run's task instances.
@@ -434,46 +446,18 @@ func fail(what string, resp *http.Response, err error) error {
 }
 
 func convertTI(t af.TaskInstance) (airflow.TaskInstance, error) {
-	if t.DagId == nil || t.DagRunId == nil || t.TaskId == nil || t.MapIndex == nil || t.TryNumber == nil ||
-		*t.DagId == "" || *t.DagRunId == "" || *t.TaskId == "" {
-		return airflow.TaskInstance{}, errors.New("a task instance lacks dag_id, dag_run_id, task_id, map_index or try_number")
+	r := transport.TIRow{DagID: t.DagId, RunID: t.DagRunId, TaskID: t.TaskId, Operator: t.Operator.Get(),
+		StartDate: t.StartDate.Get(), EndDate: t.EndDate.Get()}
+	if t.MapIndex != nil {
+		r.MapIndex = ptr(int(*t.MapIndex))
 	}
-	ti := airflow.TaskInstance{
-		TIKey: airflow.TIKey{
-			DagID:    *t.DagId,
-			RunID:    *t.DagRunId,
-			TaskID:   *t.TaskId,
-			MapIndex: int(*t.MapIndex),
-		},
-		TryNumber: int(*t.TryNumber),
+	if t.TryNumber != nil {
+		r.TryNumber = ptr(int(*t.TryNumber))
 	}
-	// null arrives as a nil pointer; "none" is the deprecated spelling of
-	// null that some 2.x versions accept and may echo.
-	if t.State != nil && *t.State != af.TASKSTATE_NONE {
-		ti.State = string(*t.State)
+	if t.State != nil {
+		r.State = ptr(string(*t.State))
 	}
-	if op := t.Operator.Get(); op != nil {
-		ti.Operator = *op
-	}
-	var err error
-	if ti.StartDate, err = parseTime("start_date", t.StartDate.Get()); err != nil {
-		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: %w", ti.TIKey, err)
-	}
-	if ti.EndDate, err = parseTime("end_date", t.EndDate.Get()); err != nil {
-		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: %w", ti.TIKey, err)
-	}
-	return ti, nil
+	return r.TaskInstance()
 }
 
-// parseTime parses the v1 dates, which the spec types as the non-standard
-// format "datetime" and the client therefore leaves as strings.
-func parseTime(field string, s *string) (*time.Time, error) {
-	if s == nil || *s == "" {
-		return nil, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, *s)
-	if err != nil {
-		return nil, fmt.Errorf("%s %q is not an RFC 3339 time", field, *s)
-	}
-	return &t, nil
-}
+func ptr[T any](v T) *T { return &v }

@@ -80,10 +80,16 @@ func (c *client) ServerVersion(ctx context.Context) (string, error) {
 }
 
 func (c *client) ProbeTaskInstances(ctx context.Context) error {
-	var col gen.TaskInstanceCollectionResponse
 	limit := 1
 	resp, err := c.api.GetTaskInstances(ctx, "~", "~", &gen.GetTaskInstancesParams{Limit: &limit})
-	return do(resp, err, &col, "task_instances", tiFields...)
+	rows, what, err := tiRows(resp, err)
+	if err != nil {
+		return err
+	}
+	if _, err := rows.Page(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 func (c *client) ListRunTaskInstances(ctx context.Context, dagID, runID string) ([]airflow.TaskInstance, error) {
@@ -120,16 +126,30 @@ func (c *client) listTIs(ctx context.Context, dagID, runID string) ([]airflow.Ta
 
 // tiPage is one offset page of a run's task instances.
 func (c *client) tiPage(ctx context.Context, dagID, runID string, params *gen.GetTaskInstancesParams) (transport.Page[airflow.TaskInstance], error) {
-	var col gen.TaskInstanceCollectionResponse
 	resp, err := c.api.GetTaskInstances(ctx, dagID, runID, params)
-	if err := do(resp, err, &col, "task_instances", tiFields...); err != nil {
+	rows, what, err := tiRows(resp, err)
+	if err != nil {
 		return transport.Page[airflow.TaskInstance]{}, err
 	}
-	p := transport.Page[airflow.TaskInstance]{Total: col.TotalEntries}
-	for _, t := range col.TaskInstances {
-		p.Items = append(p.Items, convertTI(t))
+	p, err := rows.Page()
+	if err != nil {
+		return p, fmt.Errorf("%s: %w", what, err)
 	}
 	return p, nil
+}
+
+// tiRows reads an answer holding task instances.
+func tiRows(resp *http.Response, err error) (transport.TIRows, string, error) {
+	var rows transport.TIRows
+	if err := read(resp, err, func(body []byte) error {
+		if err := json.Unmarshal(body, &rows); err != nil {
+			return fmt.Errorf("%s: cannot decode the answer: %w", describe(resp), err)
+		}
+		return nil
+	}); err != nil {
+		return rows, "", err
+	}
+	return rows, describe(resp), nil
 }
 
 // cursorPage fetches one keyset page (Airflow 3.2.2+, apache/airflow#64845).
@@ -138,7 +158,6 @@ func (c *client) tiPage(ctx context.Context, dagID, runID string, params *gen.Ge
 // next_cursor (maybe null) and no total_entries; an answer with
 // total_entries and no next_cursor is an offset page.
 func (c *client) cursorPage(ctx context.Context, dagID, runID, cursor string, taskID *string, limit int) (transport.CursorPage[airflow.TaskInstance], error) {
-	var out transport.CursorPage[airflow.TaskInstance]
 	orderBy := []string{"id"}
 	params := &gen.GetTaskInstancesParams{TaskId: taskID, OrderBy: &orderBy, Limit: &limit}
 	withCursor := func(_ context.Context, req *http.Request) error {
@@ -148,41 +167,15 @@ func (c *client) cursorPage(ctx context.Context, dagID, runID, cursor string, ta
 		return nil
 	}
 	resp, err := c.api.GetTaskInstances(ctx, dagID, runID, params, withCursor)
-	body, err := read(resp, err)
+	rows, what, err := tiRows(resp, err)
 	if err != nil {
-		return out, err
+		return transport.CursorPage[airflow.TaskInstance]{}, err
 	}
-	what := describe(resp)
-	var col map[string]json.RawMessage
-	if err := json.Unmarshal(body, &col); err != nil {
-		return out, fmt.Errorf("%s: cannot decode the answer: %w", what, err)
+	p, err := rows.CursorPage()
+	if err != nil {
+		return p, fmt.Errorf("%s: %w", what, err)
 	}
-	next, hasNext := col["next_cursor"]
-	if !hasNext {
-		if _, ok := col["total_entries"]; ok {
-			return out, nil // offset-shaped: Cursored stays false
-		}
-		return out, fmt.Errorf("%s: the answer lacks next_cursor", what)
-	}
-	out.Cursored = true
-	if err := checkItems(col, "task_instances", tiFields); err != nil {
-		return out, fmt.Errorf("%s: %w", what, err)
-	}
-	if string(next) != "null" {
-		var n string
-		if err := json.Unmarshal(next, &n); err != nil || n == "" {
-			return out, fmt.Errorf("%s: next_cursor is not a non-empty string", what)
-		}
-		out.Next = &n
-	}
-	var tis []gen.TaskInstanceResponse
-	if err := json.Unmarshal(col["task_instances"], &tis); err != nil {
-		return out, fmt.Errorf("%s: cannot decode task_instances: %w", what, err)
-	}
-	for _, t := range tis {
-		out.Items = append(out.Items, convertTI(t))
-	}
-	return out, nil
+	return p, nil
 }
 
 // ListTaskInstances lists each run of keys with
@@ -308,7 +301,7 @@ func (c *client) GetDagRun(ctx context.Context, dagID, runID string) error {
 
 func (c *client) GetTaskInstance(ctx context.Context, key airflow.TIKey) (airflow.TaskInstance, error) {
 	var (
-		t    gen.TaskInstanceResponse
+		t    transport.TIRow
 		resp *http.Response
 		err  error
 	)
@@ -317,10 +310,18 @@ func (c *client) GetTaskInstance(ctx context.Context, key airflow.TIKey) (airflo
 	} else {
 		resp, err = c.api.GetMappedTaskInstance(ctx, key.DagID, key.RunID, key.TaskID, key.MapIndex)
 	}
-	if err := doObject(resp, err, &t, tiFields...); err != nil {
+	if err := read(resp, err, func(body []byte) error {
+		if err := json.Unmarshal(body, &t); err != nil {
+			return fmt.Errorf("%s: cannot decode the answer: %w", describe(resp), err)
+		}
+		return nil
+	}); err != nil {
 		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: %w", key, err)
 	}
-	ti := convertTI(t)
+	ti, err := t.TaskInstance()
+	if err != nil {
+		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: %s: %w", key, describe(resp), err)
+	}
 	if ti.TIKey != key {
 		// Never let a wrong answer stand in for the one asked about.
 		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: the API answered for %s", key, ti.TIKey)
@@ -369,47 +370,20 @@ func jsonKind(v any) string {
 	return "value"
 }
 
-// tiFields must be present and non-null in every task instance: the
-// generated struct would silently turn a missing map_index into 0.
-var tiFields = []string{"dag_id", "dag_run_id", "task_id", "map_index", "try_number"}
-
-func convertTI(t gen.TaskInstanceResponse) airflow.TaskInstance {
-	ti := airflow.TaskInstance{
-		TIKey: airflow.TIKey{
-			DagID:    t.DagId,
-			RunID:    t.DagRunId,
-			TaskID:   t.TaskId,
-			MapIndex: t.MapIndex,
-		},
-		TryNumber: t.TryNumber,
-		StartDate: t.StartDate,
-		EndDate:   t.EndDate,
-	}
-	if t.State != nil {
-		ti.State = string(*t.State)
-	}
-	if t.Operator != nil {
-		ti.Operator = *t.Operator
-	}
-	return ti
-}
-
 // do reads a collection answer into out after checking that total_entries
 // and the list named listKey are present and that every element carries
 // the fields in required.
 func do(resp *http.Response, err error, out any, listKey string, required ...string) error {
-	body, err := read(resp, err)
-	if err != nil {
-		return err
-	}
-	what := describe(resp)
-	if err := checkFields(body, listKey, required); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("%s: cannot decode the answer: %w", what, err)
-	}
-	return nil
+	return read(resp, err, func(body []byte) error {
+		what := describe(resp)
+		if err := checkFields(body, listKey, required); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("%s: cannot decode the answer: %w", what, err)
+		}
+		return nil
+	})
 }
 
 // doObject is do for an answer that is a single object carrying required.
@@ -417,29 +391,33 @@ func doObject(resp *http.Response, err error, out any, required ...string) error
 	return do(resp, err, out, "", required...)
 }
 
-// read returns the body of a 200 answer, or the error for anything else.
-func read(resp *http.Response, err error) ([]byte, error) {
+// read hands the body of a 200 answer to use, which must not keep it, or
+// returns the error for anything else.
+func read(resp *http.Response, err error, use func(body []byte) error) error {
 	if err != nil {
 		// The transport's errors already name the method and endpoint.
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			return nil, ue.Err
+			return ue.Err
 		}
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	what := describe(resp)
-	if err != nil {
-		return nil, fmt.Errorf("%s: reading the answer: %w", what, err)
-	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, transport.ResponseError(resp, body)
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		if err != nil {
+			return fmt.Errorf("%s: reading the answer: %w", describe(resp), err)
+		}
+		return transport.ResponseError(resp, body)
 	}
-	if len(body) > maxBody {
-		return nil, fmt.Errorf("%s: the answer exceeds %d bytes", what, maxBody)
+	var useErr error
+	if err := transport.ReadBody(resp.Body, maxBody, func(body []byte) error {
+		useErr = use(body)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("%s: %w", describe(resp), err)
 	}
-	return body, nil
+	return useErr
 }
 
 // checkFields verifies presence where the generated structs cannot: a
