@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -235,6 +236,14 @@ func (d *daemon) loop(ctx context.Context, r *reaper.Reaper, mayWrite func() boo
 		if ctx.Err() == nil {
 			d.observe(ctx, rep, err, mayWrite())
 		}
+		// A cycle is a burst (one answer decoded per pod, a verdict and
+		// a log line for each) and the daemon then sleeps for the
+		// interval: hand the burst's pages back to the kernel now rather
+		// than keep them resident until the runtime's background scavenger
+		// gets to them. One extra collection per cycle; at 2,000 pods the
+		// resident set between cycles drops by about 6 MiB
+		// (docs/operations.md, "Memory and CPU").
+		debug.FreeOSMemory()
 		select {
 		case <-ctx.Done():
 			d.o.Log.Info("stopping the loop")
