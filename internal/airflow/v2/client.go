@@ -141,15 +141,20 @@ func (c *client) tiPage(ctx context.Context, dagID, runID string, params *gen.Ge
 // tiRows reads an answer holding task instances.
 func tiRows(resp *http.Response, err error) (transport.TIRows, string, error) {
 	var rows transport.TIRows
-	if err := read(resp, err, func(body []byte) error {
-		if err := json.Unmarshal(body, &rows); err != nil {
-			return fmt.Errorf("%s: cannot decode the answer: %w", describe(resp), err)
-		}
-		return nil
-	}); err != nil {
+	if err := decode(resp, err, &rows); err != nil {
 		return rows, "", err
 	}
 	return rows, describe(resp), nil
+}
+
+// decode reads a 200 answer into out.
+func decode(resp *http.Response, err error, out any) error {
+	return read(resp, err, func(body []byte) error {
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("%s: cannot decode the answer: %w", describe(resp), err)
+		}
+		return nil
+	})
 }
 
 // cursorPage fetches one keyset page (Airflow 3.2.2+, apache/airflow#64845).
@@ -310,12 +315,7 @@ func (c *client) GetTaskInstance(ctx context.Context, key airflow.TIKey) (airflo
 	} else {
 		resp, err = c.api.GetMappedTaskInstance(ctx, key.DagID, key.RunID, key.TaskID, key.MapIndex)
 	}
-	if err := read(resp, err, func(body []byte) error {
-		if err := json.Unmarshal(body, &t); err != nil {
-			return fmt.Errorf("%s: cannot decode the answer: %w", describe(resp), err)
-		}
-		return nil
-	}); err != nil {
+	if err := decode(resp, err, &t); err != nil {
 		return airflow.TaskInstance{}, fmt.Errorf("task instance %s: %w", key, err)
 	}
 	ti, err := t.TaskInstance()
